@@ -1,0 +1,90 @@
+"""The job engine: procrastinate on our own database, sharing our connection pool.
+
+Tasks are registered on an App made per process by `create_job_app`, so settings (such as the
+heartbeat schedule) are read at start-up, not at import. Modules named in `task_modules` add their
+own tasks by exposing `register(app)`; that is how plugins (and tests) bring work to every worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import procrastinate
+import psycopg
+from procrastinate import JobContext
+
+from optibridge.config import Settings
+from optibridge.errors import ConfigError
+from optibridge.logs import get_logger
+
+log = get_logger(__name__)
+
+HEARTBEAT_TASK = "optibridge.engine.heartbeat"
+ENGINE_QUEUE = "engine"
+TICK_RETENTION = timedelta(days=2)
+
+
+def worker_name() -> str:
+    import os
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def record_tick(conn: psycopg.AsyncConnection[Any], period: datetime, worker: str) -> None:
+    async with conn.transaction():
+        await conn.execute("INSERT INTO engine_ticks (period, worker) VALUES (%s, %s)", (period, worker))
+        await conn.execute("DELETE FROM engine_ticks WHERE period < %s", (period - TICK_RETENTION,))
+
+
+def _register_builtin(app: procrastinate.App, settings: Settings) -> None:
+    @app.periodic(cron=settings.heartbeat_cron, periodic_id="")
+    @app.task(name=HEARTBEAT_TASK, queue=ENGINE_QUEUE, pass_context=True)
+    async def heartbeat(context: JobContext, timestamp: int) -> None:
+        """Proves that periodic scheduling and workers run; health reads the last tick."""
+        pool = context.app.connector.pool  # type: ignore[attr-defined]
+        async with pool.connection() as conn:
+            await record_tick(conn, datetime.fromtimestamp(timestamp, UTC), worker_name())
+
+
+def create_job_app(settings: Settings) -> procrastinate.App:
+    """A procrastinate App with every task registered; open it with `open_async(pool=...)`."""
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector())
+    _register_builtin(app, settings)
+    for module_name in settings.task_modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"task module {module_name!r} cannot be imported: {exc}") from None
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise ConfigError(f"task module {module_name!r} has no register(app) function")
+        register(app)
+    return app
+
+
+async def defer(
+    conn: psycopg.AsyncConnection[Any],
+    app: procrastinate.App,
+    task_name: str,
+    *,
+    schedule_at: datetime | None = None,
+    lock: str | None = None,
+    queueing_lock: str | None = None,
+    **task_kwargs: Any,
+) -> int:
+    """Enqueue a job on `conn`, inside whatever transaction `conn` is in.
+
+    This is how work is enqueued together with the rows it acts on: if the transaction rolls
+    back, the job was never there; if it commits, both are.
+    """
+    task = app.tasks.get(task_name)
+    if task is None:
+        raise KeyError(f"no task named {task_name!r} is registered")
+    deferrer = task.configure(
+        connection=conn, schedule_at=schedule_at, lock=lock, queueing_lock=queueing_lock
+    )
+    job_id: int = await deferrer.defer_async(**task_kwargs)
+    return job_id

@@ -1,0 +1,1 @@
+"""Everything that touches PostgreSQL: the embedded server, connections, schema, queries."""

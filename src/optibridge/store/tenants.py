@@ -1,0 +1,221 @@
+"""Tenants and their channels: the queries, with credentials encrypted on the way in.
+
+Each write is one transaction: a tenant is stored with all its channels or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from optibridge.config import ChannelConfig, TenantConfig, split_provider_settings
+from optibridge.errors import ConflictError, NotFoundError
+from optibridge.secretbox import SecretBox
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+Source = Literal["config", "cli", "api"]
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    kind: str
+    optimove_channel_id: int
+    settings: dict[str, Any]  # without the secret fields, which are never read back here
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A stored tenant, without its credentials (see `credentials()`)."""
+
+    id: str
+    name: str
+    api_base_url: str
+    auth_kind: str
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    channels: list[Channel] = field(default_factory=list)
+
+
+async def add(conn: Conn, box: SecretBox, tenant: TenantConfig, source: Source) -> None:
+    """Store a new tenant and its channels; ConflictError if the id is taken."""
+    async with conn.transaction():
+        try:
+            await conn.execute(
+                """INSERT INTO tenants (id, name, api_base_url, auth_kind, credentials, source)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                (
+                    tenant.id,
+                    tenant.name,
+                    tenant.api_base_url,
+                    tenant.auth_kind,
+                    box.encrypt_json(tenant.credentials()),
+                    source,
+                ),
+            )
+        except psycopg.errors.UniqueViolation:
+            raise ConflictError(f"tenant {tenant.id!r} already exists") from None
+        for channel in tenant.channels:
+            await _insert_channel(conn, box, tenant.id, channel)
+
+
+async def _insert_channel(conn: Conn, box: SecretBox, tenant_id: str, ch: ChannelConfig) -> None:
+    plain, secret = split_provider_settings(ch.provider)
+    try:
+        await conn.execute(
+            """INSERT INTO channels (tenant_id, name, kind, optimove_channel_id, settings, secrets)
+               VALUES (%s, %s, %s, %s, %s, %s)""",
+            (
+                tenant_id,
+                ch.name,
+                ch.kind,
+                ch.channel_id,
+                Jsonb(plain),
+                box.encrypt_json(secret) if secret else None,
+            ),
+        )
+    except psycopg.errors.UniqueViolation:
+        raise ConflictError(
+            f"tenant {tenant_id!r} already has a channel named {ch.name!r} or with ChannelID {ch.channel_id}"
+        ) from None
+
+
+async def upsert_from_config(conn: Conn, box: SecretBox, tenant: TenantConfig) -> str:
+    """Make the stored tenant match the config file; returns 'added', 'updated' or 'unchanged'.
+
+    A tenant of the same id that was added by CLI or API is not overwritten by a file: that would
+    silently replace credentials someone set on purpose.
+    """
+    async with conn.transaction():
+        row = await (
+            await conn.execute(
+                "SELECT source, name, api_base_url, auth_kind, credentials FROM tenants "
+                "WHERE id = %s FOR UPDATE",
+                (tenant.id,),
+            )
+        ).fetchone()
+        if row is None:
+            await add(conn, box, tenant, "config")
+            return "added"
+        if row["source"] != "config":
+            raise ConflictError(
+                f"tenant {tenant.id!r} in the config file was already added by {row['source']}; "
+                "remove one of the two"
+            )
+        stored = await get(conn, tenant.id)
+        same = (
+            row["name"] == tenant.name
+            and row["api_base_url"] == tenant.api_base_url
+            and box.decrypt_json(row["credentials"]) == tenant.credentials()
+            and await _channels_match(conn, box, tenant)
+        )
+        if same:
+            return "unchanged"
+        await conn.execute(
+            """UPDATE tenants SET name = %s, api_base_url = %s, auth_kind = %s, credentials = %s,
+                      updated_at = now() WHERE id = %s""",
+            (
+                tenant.name,
+                tenant.api_base_url,
+                tenant.auth_kind,
+                box.encrypt_json(tenant.credentials()),
+                tenant.id,
+            ),
+        )
+        wanted = {c.name for c in tenant.channels}
+        for ch in stored.channels:
+            if ch.name not in wanted:
+                await conn.execute(
+                    "DELETE FROM channels WHERE tenant_id = %s AND name = %s", (tenant.id, ch.name)
+                )
+        for channel in tenant.channels:
+            await conn.execute(
+                "DELETE FROM channels WHERE tenant_id = %s AND name = %s", (tenant.id, channel.name)
+            )
+            await _insert_channel(conn, box, tenant.id, channel)
+        return "updated"
+
+
+async def _channels_match(conn: Conn, box: SecretBox, tenant: TenantConfig) -> bool:
+    rows = await (
+        await conn.execute(
+            "SELECT name, kind, optimove_channel_id, settings, secrets FROM channels WHERE tenant_id = %s",
+            (tenant.id,),
+        )
+    ).fetchall()
+    stored = {
+        r["name"]: (
+            r["kind"],
+            r["optimove_channel_id"],
+            {**r["settings"], **(box.decrypt_json(r["secrets"]) if r["secrets"] else {})},
+        )
+        for r in rows
+    }
+    wanted = {c.name: (c.kind, c.channel_id, c.provider) for c in tenant.channels}
+    return stored == wanted
+
+
+async def list_all(conn: Conn) -> list[Tenant]:
+    rows = await (
+        await conn.execute(
+            "SELECT id, name, api_base_url, auth_kind, source, created_at, updated_at "
+            "FROM tenants ORDER BY id"
+        )
+    ).fetchall()
+    channels = await _channels_by_tenant(conn, None)
+    return [Tenant(**r, channels=channels.get(r["id"], [])) for r in rows]
+
+
+async def get(conn: Conn, tenant_id: str) -> Tenant:
+    row = await (
+        await conn.execute(
+            "SELECT id, name, api_base_url, auth_kind, source, created_at, updated_at "
+            "FROM tenants WHERE id = %s",
+            (tenant_id,),
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"no tenant {tenant_id!r}")
+    channels = await _channels_by_tenant(conn, tenant_id)
+    return Tenant(**row, channels=channels.get(tenant_id, []))
+
+
+async def credentials(conn: Conn, box: SecretBox, tenant_id: str) -> dict[str, str]:
+    row = await (await conn.execute("SELECT credentials FROM tenants WHERE id = %s", (tenant_id,))).fetchone()
+    if row is None:
+        raise NotFoundError(f"no tenant {tenant_id!r}")
+    creds: dict[str, str] = box.decrypt_json(row["credentials"])
+    return creds
+
+
+async def remove(conn: Conn, tenant_id: str) -> None:
+    async with conn.transaction():
+        cur = await conn.execute("DELETE FROM tenants WHERE id = %s", (tenant_id,))
+        if cur.rowcount == 0:
+            raise NotFoundError(f"no tenant {tenant_id!r}")
+
+
+async def _channels_by_tenant(conn: Conn, tenant_id: str | None) -> dict[str, list[Channel]]:
+    rows = await (
+        await conn.execute(
+            "SELECT tenant_id, name, kind, optimove_channel_id, settings FROM channels "
+            "WHERE %(t)s::text IS NULL OR tenant_id = %(t)s ORDER BY tenant_id, name",
+            {"t": tenant_id},
+        )
+    ).fetchall()
+    out: dict[str, list[Channel]] = {}
+    for r in rows:
+        out.setdefault(r["tenant_id"], []).append(
+            Channel(
+                name=r["name"],
+                kind=r["kind"],
+                optimove_channel_id=r["optimove_channel_id"],
+                settings=r["settings"],
+            )
+        )
+    return out

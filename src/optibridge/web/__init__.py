@@ -1,0 +1,1 @@
+"""The HTTP app: health now; listener, tracking, admin API and dashboard as they land."""

@@ -1,0 +1,26 @@
+"""The FastAPI application served by `optibridge serve`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from optibridge import __version__
+from optibridge.runtime import Runtime
+from optibridge.web import health
+
+
+def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:
+    app = FastAPI(title="optibridge", version=__version__)
+    app.state.runtime = runtime
+
+    @app.get("/healthz", tags=["operations"], summary="Database and job engine health")
+    async def healthz() -> JSONResponse:
+        """200 when the database answers and a worker is alive; 503 otherwise, with reasons."""
+        result = await health.probe(runtime.db.url)
+        code, body = health.assess(
+            result, embedded=runtime.db.embedded is not None, expect_workers=expect_workers
+        )
+        return JSONResponse(body, status_code=code)
+
+    return app
