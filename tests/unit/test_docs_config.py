@@ -1,0 +1,12 @@
+"""The configuration reference documents every setting there is."""
+
+from __future__ import annotations
+
+from optibridge.config import Settings
+from tests_paths import DOCS
+
+
+def test_every_setting_is_in_the_configuration_reference() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    missing = [name for name in Settings.model_fields if f"| `{name}` |" not in text]
+    assert missing == []
