@@ -11,12 +11,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from probe_tasks import PROBE_TASK
-from servicekit import free_port, start, stop, wait_health
 
 from optibridge import jobs
 from optibridge.config import Settings
 from optibridge.store.database import Database
+
+from probe_tasks import PROBE_TASK
+from servicekit import free_port, start, stop, wait_health
 
 HERE = Path(__file__).parent
 

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import psycopg
-from servicekit import free_port, get_json, start, stop, wait_health
 
 from optibridge.store.embedded import EmbeddedPostgres
+
+from servicekit import free_port, get_json, start, stop, wait_health
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from optibridge.config import Settings
-from tests_paths import DOCS
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_every_setting_is_in_the_configuration_reference() -> None:
