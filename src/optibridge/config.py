@@ -36,6 +36,54 @@ ChannelKind = Literal["email", "sms", "push", "webhook"]
 SECRET_FIELD = re.compile(r"(pass(word)?|secret|token|api_?key|private_?key|credentials?)$", re.I)
 
 
+# The customer attribute that holds the address, unless a channel names another.
+DEFAULT_ADDRESS_ATTRIBUTE: dict[str, str | None] = {
+    "email": "Email",
+    "sms": "MobilePhone",
+    "push": "DeviceToken",
+    "webhook": None,
+}
+
+
+class ChannelOptions(BaseModel):
+    """How a channel receives and times its messages (not how its provider is reached)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address_attribute: str | None = Field(
+        default=None,
+        description="Customer attribute holding the address; default by kind: "
+        "Email, MobilePhone, DeviceToken; empty string: addresses come only from contacts",
+    )
+    timezone_attribute: str | None = Field(default=None, description="Attribute with an IANA zone")
+    local_send_time: bool = False
+    reference_timezone: str = "UTC"
+    quiet_hours: str | None = Field(default=None, description="e.g. 21:00-08:00")
+    extra_attributes: list[str] = Field(
+        default_factory=list, description="Attributes to fetch even if no template uses them"
+    )
+
+    @field_validator("reference_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str | None) -> str | None:
+        if value:
+            from optibridge.intake.schedule import QuietHours
+
+            QuietHours.parse(value)
+        return value or None
+
+
 class ChannelConfig(BaseModel):
     """One Optimove execution channel of a tenant, and the provider that delivers it."""
 
@@ -45,6 +93,16 @@ class ChannelConfig(BaseModel):
     kind: ChannelKind
     channel_id: int = Field(gt=0, description="Optimove's ChannelID (e.g. 504 email, 505 SMS)")
     provider: dict[str, Any] = Field(default_factory=dict)
+    options: ChannelOptions = Field(default_factory=ChannelOptions)
+
+    def address_attribute(self) -> str | None:
+        return address_attribute(self.kind, self.options.address_attribute)
+
+
+def address_attribute(kind: str, configured: str | None) -> str | None:
+    if configured is None:
+        return DEFAULT_ADDRESS_ATTRIBUTE.get(kind)
+    return configured or None
 
 
 class TenantConfig(BaseModel):
@@ -127,8 +185,16 @@ class Settings(BaseSettings):
     secret_key_file: Path | None = Field(default=None, description="Default: data_dir/secret.key")
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+    optimove_page_size: int = Field(default=10_000, ge=1, le=100_000, description="$top per page")
+    optimove_rate_limit: int = Field(
+        default=50, ge=0, description="Requests per 10 s per API key (0: no client-side limit)"
+    )
+    optimove_timeout_s: float = Field(default=60.0, gt=0, description="One HTTP attempt to Optimove")
     heartbeat_cron: str = Field(
         default="* * * * *", description="How often the engine heartbeat job runs (cron, 5-6 fields)"
+    )
+    stalled_jobs_cron: str = Field(
+        default="* * * * * */15", description="How often jobs of dead workers are re-queued"
     )
     task_modules: list[str] = Field(
         default_factory=list, description="Extra modules whose procrastinate tasks workers load"

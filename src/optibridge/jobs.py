@@ -27,6 +27,31 @@ ENGINE_QUEUE = "engine"
 TICK_RETENTION = timedelta(days=2)
 
 
+class TransientRetry(procrastinate.BaseRetryStrategy):
+    """Retry what may pass (errors that say `retryable`, network and database trouble), with
+    exponential backoff; never what will fail the same way again (bad credentials, bad request)."""
+
+    def __init__(self, max_attempts: int = 8, base_s: float = 2.0, cap_s: float = 600.0) -> None:
+        self.max_attempts = max_attempts
+        self.base_s = base_s
+        self.cap_s = cap_s
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        flag = getattr(exc, "retryable", None)
+        if flag is not None:
+            return bool(flag)
+        return isinstance(exc, (OSError, TimeoutError, psycopg.OperationalError))
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: procrastinate.jobs.Job
+    ) -> procrastinate.RetryDecision | None:
+        if job.attempts + 1 >= self.max_attempts or not self.is_transient(exception):
+            return None
+        delay = min(self.cap_s, self.base_s * 2**job.attempts)
+        return procrastinate.RetryDecision(retry_in={"seconds": int(delay)})
+
+
 def worker_name() -> str:
     import os
 
@@ -39,7 +64,28 @@ async def record_tick(conn: psycopg.AsyncConnection[Any], period: datetime, work
         await conn.execute("DELETE FROM engine_ticks WHERE period < %s", (period - TICK_RETENTION,))
 
 
+REAPER_TASK = "optibridge.engine.retry_stalled_jobs"
+STALLED_AFTER_S = 30.0
+
+
+async def retry_stalled_jobs(app: procrastinate.App) -> int:
+    """Jobs left 'doing' by a worker that stopped heartbeating (killed, machine lost) run again.
+
+    Every job is idempotent, so running one again is safe; leaving it would lose its work.
+    """
+    stalled = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S))
+    for job in stalled:
+        log.warning("retrying a job of a dead worker", job_id=job.id, task=job.task_name)
+        await app.job_manager.retry_job(job)
+    return len(stalled)
+
+
 def _register_builtin(app: procrastinate.App, settings: Settings) -> None:
+    @app.periodic(cron=settings.stalled_jobs_cron, periodic_id="")
+    @app.task(name=REAPER_TASK, queue=ENGINE_QUEUE, pass_context=True)
+    async def reaper(context: JobContext, timestamp: int) -> None:
+        await retry_stalled_jobs(context.app)
+
     @app.periodic(cron=settings.heartbeat_cron, periodic_id="")
     @app.task(name=HEARTBEAT_TASK, queue=ENGINE_QUEUE, pass_context=True)
     async def heartbeat(context: JobContext, timestamp: int) -> None:
@@ -53,6 +99,10 @@ def create_job_app(settings: Settings) -> procrastinate.App:
     """A procrastinate App with every task registered; open it with `open_async(pool=...)`."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector())
     _register_builtin(app, settings)
+    # Imported here: the task modules need the runtime, which needs this module.
+    from optibridge.intake import tasks as intake_tasks
+
+    intake_tasks.register(app)
     for module_name in settings.task_modules:
         try:
             module = importlib.import_module(module_name)

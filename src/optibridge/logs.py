@@ -15,6 +15,12 @@ import structlog
 LogFormat = Literal["json", "console", "auto"]
 
 
+def _drop_color_message(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    # uvicorn passes an ANSI-coloured copy of each message as an extra; it only adds noise.
+    event.pop("color_message", None)
+    return event
+
+
 def configure(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     """Configure structlog and the standard library logging once per process."""
     if fmt == "auto":
@@ -27,6 +33,7 @@ def configure(level: str = "INFO", fmt: LogFormat = "auto") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
+        _drop_color_message,
     ]
     renderer: Any
     if fmt == "json":

@@ -20,6 +20,7 @@ from optibridge import jobs
 from optibridge.config import Settings
 from optibridge.errors import ConfigError, DatabaseUnavailableError
 from optibridge.logs import get_logger
+from optibridge.optimove_clients import OptimoveClients
 from optibridge.secretbox import SecretBox, load_box
 from optibridge.store import migrate
 from optibridge.store import tenants as tenant_store
@@ -38,6 +39,7 @@ class Runtime:
     pool: Pool
     box: SecretBox
     job_app: procrastinate.App
+    clients: OptimoveClients
 
 
 async def ensure_schema(db: Database, *, upgrade: bool) -> None:
@@ -102,10 +104,16 @@ async def open_runtime(
         try:
             job_app = jobs.create_job_app(settings)
             async with job_app.open_async(pool=pool):
-                runtime = Runtime(settings=settings, db=db, pool=pool, box=box, job_app=job_app)
-                if sync_tenants:
-                    await sync_config_tenants(runtime)
-                yield runtime
+                clients = OptimoveClients(settings, pool, box)
+                runtime = Runtime(
+                    settings=settings, db=db, pool=pool, box=box, job_app=job_app, clients=clients
+                )
+                try:
+                    if sync_tenants:
+                        await sync_config_tenants(runtime)
+                    yield runtime
+                finally:
+                    await clients.aclose()
         finally:
             await pool.close()
     finally:

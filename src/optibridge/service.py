@@ -89,6 +89,7 @@ async def _run_worker_once(runtime: Runtime, stop: asyncio.Event, name: str) -> 
             stalled_worker_timeout=30.0,
             fetch_job_polling_interval=2.0,
             delete_jobs="successful",
+            additional_context={"runtime": runtime},
         )
     )
     stopper = asyncio.create_task(stop.wait())

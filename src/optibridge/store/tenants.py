@@ -26,6 +26,7 @@ class Channel:
     kind: str
     optimove_channel_id: int
     settings: dict[str, Any]  # without the secret fields, which are never read back here
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,9 @@ async def _insert_channel(conn: Conn, box: SecretBox, tenant_id: str, ch: Channe
     plain, secret = split_provider_settings(ch.provider)
     try:
         await conn.execute(
-            """INSERT INTO channels (tenant_id, name, kind, optimove_channel_id, settings, secrets)
-               VALUES (%s, %s, %s, %s, %s, %s)""",
+            """INSERT INTO channels
+                   (tenant_id, name, kind, optimove_channel_id, settings, secrets, options)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
             (
                 tenant_id,
                 ch.name,
@@ -77,11 +79,35 @@ async def _insert_channel(conn: Conn, box: SecretBox, tenant_id: str, ch: Channe
                 ch.channel_id,
                 Jsonb(plain),
                 box.encrypt_json(secret) if secret else None,
+                Jsonb(ch.options.model_dump(exclude_defaults=True)),
             ),
         )
     except psycopg.errors.UniqueViolation:
         raise ConflictError(
             f"tenant {tenant_id!r} already has a channel named {ch.name!r} or with ChannelID {ch.channel_id}"
+        ) from None
+
+
+async def _update_channel(conn: Conn, box: SecretBox, tenant_id: str, ch: ChannelConfig) -> None:
+    plain, secret = split_provider_settings(ch.provider)
+    try:
+        await conn.execute(
+            """UPDATE channels SET kind = %s, optimove_channel_id = %s, settings = %s, secrets = %s,
+                      options = %s, updated_at = now()
+               WHERE tenant_id = %s AND name = %s""",
+            (
+                ch.kind,
+                ch.channel_id,
+                Jsonb(plain),
+                box.encrypt_json(secret) if secret else None,
+                Jsonb(ch.options.model_dump(exclude_defaults=True)),
+                tenant_id,
+                ch.name,
+            ),
+        )
+    except psycopg.errors.UniqueViolation:
+        raise ConflictError(
+            f"tenant {tenant_id!r} already has a channel with ChannelID {ch.channel_id}"
         ) from None
 
 
@@ -128,23 +154,24 @@ async def upsert_from_config(conn: Conn, box: SecretBox, tenant: TenantConfig) -
             ),
         )
         wanted = {c.name for c in tenant.channels}
-        for ch in stored.channels:
-            if ch.name not in wanted:
-                await conn.execute(
-                    "DELETE FROM channels WHERE tenant_id = %s AND name = %s", (tenant.id, ch.name)
-                )
+        existing = {c.name for c in stored.channels}
+        for name in existing - wanted:
+            await conn.execute("DELETE FROM channels WHERE tenant_id = %s AND name = %s", (tenant.id, name))
+        # Channels that stay are updated in place: deleting and re-inserting them would cascade to
+        # everything stored under them (templates, campaigns).
         for channel in tenant.channels:
-            await conn.execute(
-                "DELETE FROM channels WHERE tenant_id = %s AND name = %s", (tenant.id, channel.name)
-            )
-            await _insert_channel(conn, box, tenant.id, channel)
+            if channel.name in existing:
+                await _update_channel(conn, box, tenant.id, channel)
+            else:
+                await _insert_channel(conn, box, tenant.id, channel)
         return "updated"
 
 
 async def _channels_match(conn: Conn, box: SecretBox, tenant: TenantConfig) -> bool:
     rows = await (
         await conn.execute(
-            "SELECT name, kind, optimove_channel_id, settings, secrets FROM channels WHERE tenant_id = %s",
+            "SELECT name, kind, optimove_channel_id, settings, secrets, options FROM channels "
+            "WHERE tenant_id = %s",
             (tenant.id,),
         )
     ).fetchall()
@@ -153,10 +180,14 @@ async def _channels_match(conn: Conn, box: SecretBox, tenant: TenantConfig) -> b
             r["kind"],
             r["optimove_channel_id"],
             {**r["settings"], **(box.decrypt_json(r["secrets"]) if r["secrets"] else {})},
+            r["options"],
         )
         for r in rows
     }
-    wanted = {c.name: (c.kind, c.channel_id, c.provider) for c in tenant.channels}
+    wanted = {
+        c.name: (c.kind, c.channel_id, c.provider, c.options.model_dump(exclude_defaults=True))
+        for c in tenant.channels
+    }
     return stored == wanted
 
 
@@ -203,7 +234,7 @@ async def remove(conn: Conn, tenant_id: str) -> None:
 async def _channels_by_tenant(conn: Conn, tenant_id: str | None) -> dict[str, list[Channel]]:
     rows = await (
         await conn.execute(
-            "SELECT tenant_id, name, kind, optimove_channel_id, settings FROM channels "
+            "SELECT tenant_id, name, kind, optimove_channel_id, settings, options FROM channels "
             "WHERE %(t)s::text IS NULL OR tenant_id = %(t)s ORDER BY tenant_id, name",
             {"t": tenant_id},
         )
@@ -216,6 +247,7 @@ async def _channels_by_tenant(conn: Conn, tenant_id: str | None) -> dict[str, li
                 kind=r["kind"],
                 optimove_channel_id=r["optimove_channel_id"],
                 settings=r["settings"],
+                options=r["options"],
             )
         )
     return out

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from optibridge import __version__
+from optibridge.intake import listener
 from optibridge.runtime import Runtime
 from optibridge.web import health
 
@@ -23,4 +24,5 @@ def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:
         )
         return JSONResponse(body, status_code=code)
 
+    app.include_router(listener.router(runtime))
     return app

@@ -1,0 +1,192 @@
+"""What a valid notification does to our state, in the listener's one transaction.
+
+- 1 / 13 (processed / executed on a channel): a campaign row per target channel; the first time,
+  an ingest job. Repeats, and 1 and 13 for the same campaign, find the row and do nothing.
+- 4 (canceled): hold back sending at once (`cancel_pending`) and let the cancel job find out whether
+  the whole campaign or only some customers were canceled.
+- 5 (on hold): nothing of the campaign is sent before ClearanceRequiredBy.
+- 2 / 3 (daily process milestones): recorded only.
+
+The raw notification is stored with what it did, and every job is enqueued on the same connection
+inside the same transaction, so a crash never leaves a row without its job or a job without its row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import procrastinate
+import psycopg
+from psycopg.types.json import Jsonb
+
+from optibridge import jobs
+from optibridge.intake.notifications import EventType, Notification
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+
+INGEST_TASK = "optibridge.intake.ingest"
+CANCEL_TASK = "optibridge.intake.cancel"
+
+
+@dataclass(frozen=True)
+class Target:
+    channel_id: int
+    channel_name: str
+
+
+def ingest_lock(tenant_id: str, channel_id: int, campaign_id: int) -> str:
+    return f"ingest:{tenant_id}:{channel_id}:{campaign_id}"
+
+
+async def _targets(
+    conn: Conn, tenant_id: str, url_channel: int | None, n: Notification
+) -> tuple[list[Target], str | None]:
+    """The channels a notification concerns, or a reason why it concerns none of ours."""
+    rows = await (
+        await conn.execute(
+            "SELECT optimove_channel_id AS id, name FROM channels WHERE tenant_id = %s ORDER BY name",
+            (tenant_id,),
+        )
+    ).fetchall()
+    ours = {int(r["id"]): str(r["name"]) for r in rows}
+    if url_channel is not None:
+        if n.channel_id is not None and n.channel_id != url_channel:
+            return [], f"ChannelID {n.channel_id} is not this listener's channel {url_channel}"
+        return [Target(url_channel, ours[url_channel])], None
+    if n.channel_id is not None:
+        if n.channel_id not in ours:
+            return [], f"ChannelID {n.channel_id} is not a channel of this tenant"
+        return [Target(n.channel_id, ours[n.channel_id])], None
+    if not ours:
+        return [], "the tenant has no channels"
+    # A general listener heard of a campaign without a channel: every channel of ours may be in
+    # it; channels that are not simply ingest zero customers.
+    return [Target(cid, name) for cid, name in ours.items()], None
+
+
+async def _processed(
+    conn: Conn, app: procrastinate.App, tenant_id: str, target: Target, n: Notification
+) -> str:
+    assert n.campaign_id is not None
+    row = await (
+        await conn.execute(
+            """INSERT INTO campaigns (tenant_id, channel_id, campaign_id, channel_name, first_event)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (tenant_id, channel_id, campaign_id) DO NOTHING
+               RETURNING campaign_id""",
+            (tenant_id, target.channel_id, n.campaign_id, target.channel_name, int(n.event_type)),
+        )
+    ).fetchone()
+    if row is None:
+        # Known already. Start it only if nothing has started it yet (it was known only from a
+        # cancel or hold) or its ingest failed and this repeat is the chance to resume it.
+        restarted = await (
+            await conn.execute(
+                """UPDATE campaigns SET status = 'ingesting', error = NULL, updated_at = now()
+                   WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s
+                     AND status IN ('awaiting', 'failed')
+                   RETURNING campaign_id""",
+                (tenant_id, target.channel_id, n.campaign_id),
+            )
+        ).fetchone()
+        if restarted is None:
+            return f"channel {target.channel_id}: duplicate"
+    lock = ingest_lock(tenant_id, target.channel_id, n.campaign_id)
+    try:
+        # In a savepoint: a refused duplicate must not abort the listener's transaction.
+        async with conn.transaction():
+            await jobs.defer(
+                conn,
+                app,
+                INGEST_TASK,
+                lock=lock,
+                queueing_lock=lock,
+                tenant_id=tenant_id,
+                channel_id=target.channel_id,
+                campaign_id=n.campaign_id,
+            )
+    except procrastinate.exceptions.AlreadyEnqueued:
+        return f"channel {target.channel_id}: ingest already queued"
+    return f"channel {target.channel_id}: ingest queued"
+
+
+async def _canceled(
+    conn: Conn, app: procrastinate.App, tenant_id: str, targets: list[Target], n: Notification
+) -> str:
+    assert n.campaign_id is not None
+    for target in targets:
+        await conn.execute(
+            """INSERT INTO campaigns
+                   (tenant_id, channel_id, campaign_id, channel_name, first_event, status, cancel_pending)
+               VALUES (%s, %s, %s, %s, 4, 'awaiting', true)
+               ON CONFLICT (tenant_id, channel_id, campaign_id)
+               DO UPDATE SET cancel_pending = campaigns.status <> 'canceled', updated_at = now()""",
+            (tenant_id, target.channel_id, n.campaign_id, target.channel_name),
+        )
+    try:
+        async with conn.transaction():
+            await jobs.defer(
+                conn,
+                app,
+                CANCEL_TASK,
+                queueing_lock=f"cancel:{tenant_id}:{n.campaign_id}",
+                tenant_id=tenant_id,
+                campaign_id=n.campaign_id,
+            )
+    except procrastinate.exceptions.AlreadyEnqueued:
+        return "cancel already queued"
+    return "cancel queued"
+
+
+async def _on_hold(conn: Conn, tenant_id: str, n: Notification) -> str:
+    assert n.campaign_id is not None
+    assert n.clearance_required_by is not None
+    await conn.execute(
+        """INSERT INTO campaign_holds (tenant_id, campaign_id, hold_until) VALUES (%s, %s, %s)
+           ON CONFLICT (tenant_id, campaign_id)
+           DO UPDATE SET hold_until = GREATEST(campaign_holds.hold_until, EXCLUDED.hold_until)""",
+        (tenant_id, n.campaign_id, n.clearance_required_by),
+    )
+    return f"held until {n.clearance_required_by.isoformat()}"
+
+
+async def accept(
+    conn: Conn,
+    app: procrastinate.App,
+    tenant_id: str,
+    url_channel: int | None,
+    n: Notification,
+    raw: dict[str, Any],
+) -> list[str]:
+    """Apply a notification; returns what it did, one line per effect (also stored with it)."""
+    async with conn.transaction():
+        outcomes: list[str] = []
+        if n.event_type in (EventType.CAMPAIGN_PROCESSED, EventType.CHANNEL_EXECUTED):
+            targets, why_not = await _targets(conn, tenant_id, url_channel, n)
+            if why_not:
+                outcomes.append(f"ignored: {why_not}")
+            for target in targets:
+                outcomes.append(await _processed(conn, app, tenant_id, target, n))
+        elif n.event_type is EventType.CAMPAIGN_CANCELED:
+            targets, why_not = await _targets(conn, tenant_id, url_channel, n)
+            outcomes.append(
+                f"ignored: {why_not}" if why_not else await _canceled(conn, app, tenant_id, targets, n)
+            )
+        elif n.event_type is EventType.CAMPAIGN_ON_HOLD:
+            outcomes.append(await _on_hold(conn, tenant_id, n))
+        else:
+            outcomes.append("recorded")
+        await conn.execute(
+            """INSERT INTO notifications (tenant_id, channel_id, event_type, campaign_id, payload, outcome)
+               VALUES (%s, %s, %s, %s, %s, %s)""",
+            (
+                tenant_id,
+                n.channel_id if n.channel_id is not None else url_channel,
+                int(n.event_type),
+                n.campaign_id,
+                Jsonb(raw),
+                "; ".join(outcomes),
+            ),
+        )
+    return outcomes

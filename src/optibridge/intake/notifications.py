@@ -1,0 +1,107 @@
+"""What a listener notification says, parsed and checked without I/O.
+
+Optimove's payload casing is not documented for every event (see docs/optimove-api-notes.md), so
+keys are matched case-insensitively (`EventTypeID`, `eventTypeId`) and numbers may arrive as strings.
+Anything that cannot be understood is rejected with a reason, so the listener can answer 400.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+class EventType(enum.IntEnum):
+    CAMPAIGN_PROCESSED = 1
+    DAILY_CAMPAIGNS_PROCESSED = 2
+    DAILY_PROCESS_COMPLETE = 3
+    CAMPAIGN_CANCELED = 4
+    CAMPAIGN_ON_HOLD = 5
+    CHANNEL_EXECUTED = 13
+
+
+# Events that name a campaign, and so need a CampaignID.
+CAMPAIGN_EVENTS = frozenset(
+    {
+        EventType.CAMPAIGN_PROCESSED,
+        EventType.CAMPAIGN_CANCELED,
+        EventType.CAMPAIGN_ON_HOLD,
+        EventType.CHANNEL_EXECUTED,
+    }
+)
+MAX_ID = 2**63 - 1
+
+
+class InvalidNotification(ValueError):
+    """The body is not a notification we understand; the message says why (for the 400 reply)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    event_type: EventType
+    campaign_id: int | None
+    channel_id: int | None
+    timestamp: datetime | None
+    clearance_required_by: datetime | None
+
+
+def parse_optimove_time(value: str) -> datetime:
+    """`YYYY-MM-DD HH:MM[:SS]` (or ISO 8601) as UTC; naive values are UTC by Optimove's rule."""
+    text = value.strip().replace("T", " ").removesuffix("Z")
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S.%f"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidNotification(f"unreadable date-time {value[:40]!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidNotification(f"{name} must be a whole number")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        raise InvalidNotification(f"{name} must be a whole number")
+    if not 0 < number <= MAX_ID:
+        raise InvalidNotification(f"{name} out of range")
+    return number
+
+
+def parse(body: Any) -> Notification:
+    if not isinstance(body, dict):
+        raise InvalidNotification("the body must be a JSON object")
+    fields = {str(k).lower(): v for k, v in body.items()}
+    if "eventtypeid" not in fields:
+        raise InvalidNotification("EventTypeID is missing")
+    raw_type = _int("EventTypeID", fields["eventtypeid"])
+    try:
+        event_type = EventType(raw_type)
+    except ValueError:
+        raise InvalidNotification(f"EventTypeID {raw_type} is not one we handle") from None
+    campaign_id = None
+    if fields.get("campaignid") is not None:
+        campaign_id = _int("CampaignID", fields["campaignid"])
+    elif event_type in CAMPAIGN_EVENTS:
+        raise InvalidNotification(f"CampaignID is missing (EventTypeID {raw_type})")
+    channel_id = _int("ChannelID", fields["channelid"]) if fields.get("channelid") is not None else None
+    timestamp = None
+    if isinstance(fields.get("timestamp"), str) and fields["timestamp"].strip():
+        timestamp = parse_optimove_time(fields["timestamp"])
+    clearance = None
+    if event_type is EventType.CAMPAIGN_ON_HOLD:
+        raw = fields.get("clearancerequiredby")
+        if not isinstance(raw, str) or not raw.strip():
+            raise InvalidNotification("ClearanceRequiredBy is missing (EventTypeID 5)")
+        clearance = parse_optimove_time(raw)
+    return Notification(event_type, campaign_id, channel_id, timestamp, clearance)

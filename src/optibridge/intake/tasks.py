@@ -1,0 +1,184 @@
+"""The jobs behind notifications: ingest a campaign, resolve a cancellation.
+
+Both are idempotent and resumable, so procrastinate may retry them after an Optimove failure or a
+worker crash (the stalled-job reaper re-queues jobs of dead workers) without loss or duplicates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import procrastinate
+from procrastinate import JobContext
+
+from optibridge.intake import accept, ingest
+from optibridge.jobs import TransientRetry
+from optibridge.logs import bind, get_logger, unbind
+from optibridge.optimove import OptimoveClientError
+from optibridge.runtime import Runtime
+
+log = get_logger(__name__)
+
+# Optimove failures the client already retried (with backoff) are retried again here, slower.
+JOB_RETRY = TransientRetry(max_attempts=8)
+
+
+async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign_id: int) -> str:
+    """Ingest (or resume) one campaign on one channel; returns the campaign's final status."""
+    pool = runtime.pool
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """SELECT c.status, c.attributes, c.ingest_skip, ch.kind, ch.options, ch.name
+                   FROM campaigns c JOIN channels ch
+                     ON ch.tenant_id = c.tenant_id AND ch.optimove_channel_id = c.channel_id
+                   WHERE c.tenant_id = %s AND c.channel_id = %s AND c.campaign_id = %s""",
+                (tenant_id, channel_id, campaign_id),
+            )
+        ).fetchone()
+        if row is None:
+            log.warning("ingest: campaign or channel no longer exists")
+            return "gone"
+        if row["status"] != "ingesting":
+            return str(row["status"])
+        skip = int(row["ingest_skip"])
+        templates = await (
+            await conn.execute(
+                "SELECT attributes FROM templates WHERE tenant_id = %s AND channel_name = %s "
+                "AND deleted_at IS NULL ORDER BY template_id",
+                (tenant_id, row["name"]),
+            )
+        ).fetchall()
+        used = [a for t in templates for a in t["attributes"]]
+        plan = ingest.plan(
+            tenant_id,
+            channel_id,
+            campaign_id,
+            row["kind"],
+            row["options"],
+            used,
+            fixed_attributes=row["attributes"] if skip > 0 else None,
+        )
+        if skip == 0:
+            await conn.execute(
+                "UPDATE campaigns SET attributes = %s WHERE tenant_id = %s AND channel_id = %s "
+                "AND campaign_id = %s",
+                (list(plan.attributes), tenant_id, channel_id, campaign_id),
+            )
+    client = await runtime.clients.get(tenant_id)
+    pages = client.iter_send_details(campaign_id, channel_id, plan.attributes, start_skip=skip)
+    total = 0
+    async for page in pages:
+        rows = ingest.build_rows(plan, page.rows)
+        async with pool.connection() as conn:
+            result = await ingest.write_page(conn, plan, page.skip, rows)
+        if result.canceled:
+            log.info("ingest: campaign canceled; stopped reading")
+            return "canceled"
+        total += len(rows)
+    async with pool.connection() as conn:
+        await conn.execute(
+            """UPDATE campaigns SET status = 'ingested', ingested_at = now(), updated_at = now()
+               WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s AND status = 'ingesting'""",
+            (tenant_id, channel_id, campaign_id),
+        )
+    log.info("ingest: done", rows_this_run=total, resumed_from=skip)
+    return "ingested"
+
+
+async def mark_failed(
+    runtime: Runtime, tenant_id: str, channel_id: int, campaign_id: int, error: str
+) -> None:
+    async with runtime.pool.connection() as conn:
+        await conn.execute(
+            """UPDATE campaigns SET status = 'failed', error = %s, updated_at = now()
+               WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s AND status = 'ingesting'""",
+            (error[:1000], tenant_id, channel_id, campaign_id),
+        )
+
+
+async def run_cancel(runtime: Runtime, tenant_id: str, campaign_id: int) -> str:
+    """Event 4: cancel only the customers Optimove lists, or, with no list, the whole campaign.
+
+    GetCanceledCampaignCustomers is not on the list of calls a third-party key may make
+    (docs/optimove-api-notes.md): a refusal (4xx) means "no list", so the whole campaign stops.
+    """
+    client = await runtime.clients.get(tenant_id)
+    try:
+        canceled = [c.customer_id for c in await client.get_canceled_campaign_customers(campaign_id)]
+    except OptimoveClientError as exc:
+        log.info("cancel: no customer list from Optimove; canceling the whole campaign", reason=str(exc))
+        canceled = []
+    async with runtime.pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT 1 FROM campaigns WHERE tenant_id = %s AND campaign_id = %s FOR UPDATE",
+            (tenant_id, campaign_id),
+        )
+        if canceled:
+            async with conn.cursor().copy(
+                "COPY campaign_cancellations (tenant_id, campaign_id, customer_id) FROM STDIN"
+            ) as copy:
+                for customer in set(canceled):
+                    await copy.write_row((tenant_id, campaign_id, customer))
+            cur = await conn.execute(
+                """UPDATE messages m
+                   SET state = 'canceled', reason = 'canceled by Optimove', updated_at = now()
+                   FROM campaign_cancellations cc
+                   WHERE m.tenant_id = %s AND m.campaign_id = %s AND m.state = 'pending'
+                     AND cc.tenant_id = m.tenant_id AND cc.campaign_id = m.campaign_id
+                     AND cc.customer_id = m.customer_id""",
+                (tenant_id, campaign_id),
+            )
+            outcome = f"canceled {cur.rowcount} message(s) of {len(set(canceled))} customer(s)"
+        else:
+            await conn.execute(
+                """UPDATE campaigns SET status = 'canceled', canceled_at = now(), updated_at = now()
+                   WHERE tenant_id = %s AND campaign_id = %s AND cancel_pending""",
+                (tenant_id, campaign_id),
+            )
+            cur = await conn.execute(
+                """UPDATE messages SET state = 'canceled', reason = 'campaign canceled', updated_at = now()
+                   WHERE tenant_id = %s AND campaign_id = %s AND state = 'pending'""",
+                (tenant_id, campaign_id),
+            )
+            outcome = f"campaign canceled; {cur.rowcount} pending message(s) canceled"
+        await conn.execute(
+            "UPDATE campaigns SET cancel_pending = false, updated_at = now() "
+            "WHERE tenant_id = %s AND campaign_id = %s",
+            (tenant_id, campaign_id),
+        )
+    log.info("cancel: done", outcome=outcome)
+    return outcome
+
+
+def _runtime(context: JobContext) -> Runtime:
+    runtime = (context.additional_context or {}).get("runtime")
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("this worker was started without a runtime in its job context")
+    return runtime
+
+
+def register(app: procrastinate.App) -> None:
+    @app.task(name=accept.INGEST_TASK, queue="intake", pass_context=True, retry=JOB_RETRY)
+    async def ingest_task(context: JobContext, /, tenant_id: str, channel_id: int, campaign_id: int) -> None:
+        runtime = _runtime(context)
+        bind(tenant=tenant_id, channel=channel_id, campaign=campaign_id)
+        try:
+            await run_ingest(runtime, tenant_id, channel_id, campaign_id)
+        except Exception as exc:
+            attempts = (context.job.attempts or 0) + 1
+            final = not JOB_RETRY.get_retry_decision(exception=exc, job=context.job)
+            log.warning("ingest: attempt failed", attempt=attempts, final=final, error=str(exc)[:300])
+            if final:
+                await mark_failed(runtime, tenant_id, channel_id, campaign_id, str(exc))
+            raise
+        finally:
+            unbind("tenant", "channel", "campaign")
+
+    @app.task(name=accept.CANCEL_TASK, queue="intake", pass_context=True, retry=JOB_RETRY)
+    async def cancel_task(context: JobContext, /, tenant_id: str, campaign_id: int, **_: Any) -> None:
+        bind(tenant=tenant_id, campaign=campaign_id)
+        try:
+            await run_cancel(_runtime(context), tenant_id, campaign_id)
+        finally:
+            unbind("tenant", "campaign")
