@@ -375,6 +375,15 @@ def tenants_sync() -> None:
     typer.echo(f"{len(settings.tenants)} tenant(s) from the config file are stored")
 
 
+def _register_inbound() -> None:
+    from optibridge import cli_inbound
+
+    cli_inbound.install(app, lambda: _settings())
+
+
+_register_inbound()
+
+
 def _register_plugins() -> None:
     # Imported by name at run time so that a build without the emulator still has a CLI.
     try:

@@ -196,6 +196,9 @@ class Settings(BaseSettings):
     stalled_jobs_cron: str = Field(
         default="* * * * * */15", description="How often jobs of dead workers are re-queued"
     )
+    catalog_reconcile_cron: str = Field(
+        default="17 * * * *", description="How often every channel's templates are compared with Optimove's"
+    )
     task_modules: list[str] = Field(
         default_factory=list, description="Extra modules whose procrastinate tasks workers load"
     )

@@ -52,6 +52,14 @@ class TransientRetry(procrastinate.BaseRetryStrategy):
         return procrastinate.RetryDecision(retry_in={"seconds": int(delay)})
 
 
+def runtime_of(context: JobContext) -> Any:
+    """The Runtime a worker passes to its jobs (typed as Any here: runtime imports this module)."""
+    runtime = (context.additional_context or {}).get("runtime")
+    if runtime is None:
+        raise RuntimeError("this worker was started without a runtime in its job context")
+    return runtime
+
+
 def worker_name() -> str:
     import os
 
@@ -100,9 +108,11 @@ def create_job_app(settings: Settings) -> procrastinate.App:
     app = procrastinate.App(connector=procrastinate.PsycopgConnector())
     _register_builtin(app, settings)
     # Imported here: the task modules need the runtime, which needs this module.
+    from optibridge.catalog import tasks as catalog_tasks
     from optibridge.intake import tasks as intake_tasks
 
     intake_tasks.register(app)
+    catalog_tasks.register(app, settings.catalog_reconcile_cron)
     for module_name in settings.task_modules:
         try:
             module = importlib.import_module(module_name)

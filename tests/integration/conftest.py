@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,18 +34,21 @@ def _with_db(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """URL of the maintenance database of a running server."""
     external = os.environ.get("OPTIBRIDGE_TEST_DATABASE_URL")
     if external:
         yield _with_db(external, "postgres")
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", fsync=False)
+    # Outside pytest's temp root: see the pg_tmp fixture for why.
+    root = Path(tempfile.mkdtemp(prefix="optibridge-test-pg-"))
+    server = EmbeddedPostgres(root / "data", fsync=False)
     server.start()
     try:
         yield server.url("postgres")
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ import pytest
 from optibridge.store.embedded import EmbeddedPostgres
 
 
-def test_starts_keeps_data_across_restarts_and_stops(tmp_path: Path) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg", fsync=False)
+def test_starts_keeps_data_across_restarts_and_stops(pg_tmp: Path) -> None:
+    pg = EmbeddedPostgres(pg_tmp / "pg", fsync=False)
     url = pg.start()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (v int)")
@@ -25,27 +25,27 @@ def test_starts_keeps_data_across_restarts_and_stops(tmp_path: Path) -> None:
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2)
 
-    again = EmbeddedPostgres(tmp_path / "pg", fsync=False)
+    again = EmbeddedPostgres(pg_tmp / "pg", fsync=False)
     with again, psycopg.connect(again.url()) as conn:
         row = conn.execute("SELECT v FROM kept").fetchone()
     assert row == (42,)
 
 
-def test_listens_on_no_tcp_port(tmp_path: Path) -> None:
-    with EmbeddedPostgres(tmp_path / "pg", fsync=False) as pg, psycopg.connect(pg.url()) as conn:
+def test_listens_on_no_tcp_port(pg_tmp: Path) -> None:
+    with EmbeddedPostgres(pg_tmp / "pg", fsync=False) as pg, psycopg.connect(pg.url()) as conn:
         listen = conn.execute("SHOW listen_addresses").fetchone()
     assert listen == ("",)
 
 
-def test_a_second_process_keeps_the_server_up_until_the_last_one_leaves(tmp_path: Path) -> None:
-    pg = EmbeddedPostgres(tmp_path / "pg", fsync=False)
+def test_a_second_process_keeps_the_server_up_until_the_last_one_leaves(pg_tmp: Path) -> None:
+    pg = EmbeddedPostgres(pg_tmp / "pg", fsync=False)
     pg.start()
     # Another process attaches, then leaves: the server must survive for us.
     script = textwrap.dedent(
         f"""
         from pathlib import Path
         from optibridge.store.embedded import EmbeddedPostgres
-        other = EmbeddedPostgres(Path({str(tmp_path / "pg")!r}), fsync=False)
+        other = EmbeddedPostgres(Path({str(pg_tmp / "pg")!r}), fsync=False)
         other.start()
         other.stop()
         """
@@ -58,11 +58,11 @@ def test_a_second_process_keeps_the_server_up_until_the_last_one_leaves(tmp_path
     assert not pg._running()
 
 
-def test_a_dead_user_does_not_pin_the_server(tmp_path: Path) -> None:
+def test_a_dead_user_does_not_pin_the_server(pg_tmp: Path) -> None:
     """A process killed without cleaning up is pruned from the users list."""
-    pg = EmbeddedPostgres(tmp_path / "pg", fsync=False)
+    pg = EmbeddedPostgres(pg_tmp / "pg", fsync=False)
     pg.start()
-    users = tmp_path / ".pg.users"
+    users = pg_tmp / ".pg.users"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     users.write_text(f"[{os.getpid()}, {dead.pid}]")

@@ -21,7 +21,8 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env | {"OPTIBRIDGE_LOG_FORMAT": "json"} | extra
 
 
-def test_serve_on_embedded_defaults_is_healthy_and_stops_cleanly(tmp_path: Path) -> None:
+def test_serve_on_embedded_defaults_is_healthy_and_stops_cleanly(pg_tmp: Path) -> None:
+    tmp_path = pg_tmp
     env = clean_env()
     port = free_port()
     log = tmp_path / "serve.log"
@@ -71,8 +72,10 @@ def test_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_health_follows_the_database_down_and_back_up(tmp_path: Path, test_secret_key: str) -> None:
-    pg = EmbeddedPostgres(tmp_path / "ext-pg", fsync=False)
+def test_health_follows_the_database_down_and_back_up(
+    tmp_path: Path, pg_tmp: Path, test_secret_key: str
+) -> None:
+    pg = EmbeddedPostgres(pg_tmp / "ext-pg", fsync=False)
     url = pg.start()
     env = clean_env(OPTIBRIDGE_DATABASE_URL=url, OPTIBRIDGE_SECRET_KEY=test_secret_key)
     port = free_port()

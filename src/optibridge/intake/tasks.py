@@ -12,7 +12,7 @@ import procrastinate
 from procrastinate import JobContext
 
 from optibridge.intake import accept, ingest
-from optibridge.jobs import TransientRetry
+from optibridge.jobs import TransientRetry, runtime_of
 from optibridge.logs import bind, get_logger, unbind
 from optibridge.optimove import OptimoveClientError
 from optibridge.runtime import Runtime
@@ -152,9 +152,7 @@ async def run_cancel(runtime: Runtime, tenant_id: str, campaign_id: int) -> str:
 
 
 def _runtime(context: JobContext) -> Runtime:
-    runtime = (context.additional_context or {}).get("runtime")
-    if not isinstance(runtime, Runtime):
-        raise RuntimeError("this worker was started without a runtime in its job context")
+    runtime: Runtime = runtime_of(context)
     return runtime
 
 

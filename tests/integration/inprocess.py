@@ -1,0 +1,95 @@
+"""The service (HTTP app + one worker) running inside the test's event loop, on a real socket.
+
+async with running_service(db_url, secret_key) as svc:
+    svc.base_url, svc.runtime ...
+    await svc.wait_idle()   # until no job is waiting or running
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from optibridge.config import Settings
+from optibridge.runtime import Runtime, open_runtime
+from optibridge.service import listen_socket
+from optibridge.web.app import create_app
+
+
+@dataclass
+class Service:
+    runtime: Runtime
+    base_url: str
+
+    async def wait_idle(self, timeout: float = 60.0, queues: tuple[str, ...] = ("intake", "catalog")) -> None:
+        """Wait until no job of these queues is waiting (due now) or running."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            async with self.runtime.pool.connection() as conn:
+                row = await (
+                    await conn.execute(
+                        "SELECT count(*) AS n FROM procrastinate_jobs WHERE queue_name = ANY(%s) "
+                        "AND (status = 'doing' OR (status = 'todo' AND "
+                        "(scheduled_at IS NULL OR scheduled_at <= now())))",
+                        (list(queues),),
+                    )
+                ).fetchone()
+            if row is not None and row["n"] == 0:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"jobs still pending after {timeout}s")
+
+    async def failed_jobs(self) -> list[dict[str, Any]]:
+        async with self.runtime.pool.connection() as conn:
+            rows = await (
+                await conn.execute("SELECT task_name, args FROM procrastinate_jobs WHERE status = 'failed'")
+            ).fetchall()
+        return list(rows)
+
+
+@contextlib.asynccontextmanager
+async def running_service(db_url: str, secret_key: str, **overrides: Any) -> AsyncIterator[Service]:
+    sock = listen_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    settings = Settings(
+        database_url=db_url,
+        secret_key=secret_key,
+        public_url=f"http://127.0.0.1:{port}",
+        optimove_rate_limit=0,
+        **overrides,
+    )
+    async with open_runtime(settings, upgrade=False, pool_size=12) as rt:
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(rt), log_level=logging.WARNING, lifespan="off", access_log=False)
+        )
+        http = asyncio.create_task(server.serve(sockets=[sock]))
+        worker = asyncio.create_task(
+            rt.job_app.run_worker_async(
+                concurrency=4,
+                install_signal_handlers=False,
+                additional_context={"runtime": rt},
+                fetch_job_polling_interval=0.2,
+                name="test-worker",
+            )
+        )
+        try:
+            for _ in range(500):
+                if server.started:
+                    break
+                if http.done():
+                    http.result()
+                await asyncio.sleep(0.01)
+            yield Service(rt, f"http://127.0.0.1:{port}")
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            server.should_exit = True
+            await http
