@@ -55,7 +55,9 @@ class Service:
 
 
 @contextlib.asynccontextmanager
-async def running_service(db_url: str, secret_key: str, **overrides: Any) -> AsyncIterator[Service]:
+async def running_service(
+    db_url: str, secret_key: str, *, worker: bool = True, **overrides: Any
+) -> AsyncIterator[Service]:
     sock = listen_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     settings = Settings(
@@ -70,7 +72,7 @@ async def running_service(db_url: str, secret_key: str, **overrides: Any) -> Asy
             uvicorn.Config(create_app(rt), log_level=logging.WARNING, lifespan="off", access_log=False)
         )
         http = asyncio.create_task(server.serve(sockets=[sock]))
-        worker = asyncio.create_task(
+        jobs = asyncio.create_task(
             rt.job_app.run_worker_async(
                 concurrency=4,
                 install_signal_handlers=False,
@@ -78,6 +80,8 @@ async def running_service(db_url: str, secret_key: str, **overrides: Any) -> Asy
                 fetch_job_polling_interval=0.2,
                 name="test-worker",
             )
+            if worker
+            else asyncio.sleep(0)
         )
         try:
             for _ in range(500):
@@ -88,8 +92,8 @@ async def running_service(db_url: str, secret_key: str, **overrides: Any) -> Asy
                 await asyncio.sleep(0.01)
             yield Service(rt, f"http://127.0.0.1:{port}")
         finally:
-            worker.cancel()
+            jobs.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await worker
+                await jobs
             server.should_exit = True
             await http

@@ -48,9 +48,12 @@ async def _read_json(request: Request) -> Any:
     if not body.strip():
         return _bad("empty body: expected a JSON object")
     try:
-        return json.loads(body)
+        # Decoded explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         return _bad("body is not UTF-8")
+    try:
+        return json.loads(text)
     except ValueError as exc:
         return _bad(f"body is not valid JSON: {exc}")
 
