@@ -1,0 +1,1 @@
+"""Delivery: dispatch of claimed messages through each channel's provider."""

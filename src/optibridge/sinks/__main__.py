@@ -1,0 +1,71 @@
+"""Run the SMTP sink and the HTTP sink for a demo (or a benchmark's subprocess).
+
+    python -m optibridge.sinks --mail-dir ./sink-mail
+    python -m optibridge.sinks --no-smtp --http-port 0 --no-record    # what bench/channels.py runs
+
+Prints where each listens, then one JSON line {"smtp_port": ..., "http_port": ...} for scripts,
+and runs until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+
+from optibridge.sinks.http_sink import HttpSink
+from optibridge.sinks.smtp_sink import SmtpSink
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m optibridge.sinks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--smtp-port", type=int, default=2525, help="0 picks a free port")
+    parser.add_argument("--http-port", type=int, default=8025, help="0 picks a free port")
+    parser.add_argument("--mail-dir", type=Path, help="write each received mail there as a .eml file")
+    parser.add_argument("--no-smtp", action="store_true", help="run only the HTTP sink")
+    parser.add_argument("--no-http", action="store_true", help="run only the SMTP sink")
+    parser.add_argument("--no-record", action="store_true", help="count requests and mails, keep none")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    ports: dict[str, int] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        if not args.no_smtp:
+            smtp = SmtpSink(
+                args.host, args.smtp_port, mail_dir=args.mail_dir, keep_messages=not args.no_record
+            )
+            await stack.enter_async_context(smtp)
+            ports["smtp_port"] = smtp.port
+            where = f", writing to {args.mail_dir}" if args.mail_dir else ""
+            print(f"smtp sink listening on {args.host}:{smtp.port}{where}", flush=True)
+        if not args.no_http:
+            http = HttpSink(args.host, args.http_port, record=not args.no_record)
+            await stack.enter_async_context(http)
+            ports["http_port"] = http.port
+            print(f"http sink listening on {http.base_url}", flush=True)
+        print(json.dumps(ports), flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.no_smtp and args.no_http:
+        print("nothing to run: both --no-smtp and --no-http", file=sys.stderr)
+        return 2
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""build_provider: the right adapter per type, and one clear line for every settings mistake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from optibridge.delivery.channels import Provider, build_provider, validate_settings
+from optibridge.delivery.channels.fcm import FcmPushProvider
+from optibridge.delivery.channels.generic_json import GenericJsonProvider
+from optibridge.delivery.channels.settings import SmtpSettings
+from optibridge.delivery.channels.smtp import SmtpProvider
+from optibridge.delivery.channels.twilio import TwilioSmsProvider
+from optibridge.delivery.channels.webhook import WebhookProvider
+from optibridge.errors import ConfigError
+
+SMTP = {"type": "smtp", "host": "smtp.example.com", "from_address": "news@shop.example"}
+TWILIO = {"type": "twilio", "account_sid": "AC1", "auth_token": "s3cr3t-value", "from_number": "+15005550006"}
+JSON = {"type": "json", "url": "https://api.example.com/send", "body_template": '{"to": "{{to}}"}'}
+WEBHOOK = {"type": "webhook", "url": "https://hooks.example.com/x", "signing_secret": "0123456789abcdef"}
+
+
+def test_each_type_builds_its_adapter() -> None:
+    cases: list[tuple[str, dict[str, Any], type]] = [
+        ("email", SMTP, SmtpProvider),
+        ("sms", TWILIO, TwilioSmsProvider),
+        ("sms", JSON, GenericJsonProvider),
+        ("push", JSON, GenericJsonProvider),
+        ("webhook", WEBHOOK, WebhookProvider),
+    ]
+    for kind, settings, adapter in cases:
+        provider = build_provider(kind, settings, callback_base_url="https://ob.example")
+        assert isinstance(provider, adapter)
+        assert isinstance(provider, Provider)
+        assert provider.kind == kind
+
+
+def test_fcm_builds_from_a_service_account(service_account_json: str) -> None:
+    provider = build_provider("push", {"type": "fcm", "credentials": service_account_json})
+    assert isinstance(provider, FcmPushProvider)
+    assert provider.url == "https://fcm.googleapis.com/v1/projects/demo-project/messages:send"
+
+
+def test_smtp_defaults() -> None:
+    settings = validate_settings("email", SMTP)
+    assert isinstance(settings, SmtpSettings)
+    assert (settings.tls, settings.effective_port, settings.pool_size) == ("starttls", 587, 16)
+    assert settings.effective_message_id_domain == "shop.example"
+    assert validate_settings("email", {**SMTP, "tls": "implicit"}).effective_port == 465
+    assert validate_settings("email", {**SMTP, "tls": "none"}).effective_port == 25
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings", "message"),
+    [
+        ("fax", SMTP, "unknown channel kind 'fax'"),
+        ("email", {"host": "x"}, "need 'type' set to one of smtp, got None"),
+        ("email", TWILIO, "need 'type' set to one of smtp, got 'twilio'"),
+        ("webhook", JSON, "one of webhook"),
+        ("email", {"type": "smtp", "host": "x"}, "from_address: Field required"),
+        ("email", {**SMTP, "from_address": "not an address"}, "from_address: invalid email address"),
+        ("email", {**SMTP, "username": "u"}, "username and password go together"),
+        ("email", {**SMTP, "pool_size": 0}, "pool_size: Input should be greater than or equal to 1"),
+        ("email", {**SMTP, "colour": "red"}, "colour: Extra inputs are not permitted"),
+        (
+            "sms",
+            {**TWILIO, "messaging_service_sid": "MG1"},
+            "exactly one of from_number and messaging_service_sid",
+        ),
+        ("sms", {**TWILIO, "base_url": "ftp://x"}, "base_url: must be an http:// or https:// URL"),
+        ("sms", {**JSON, "body_template": "{nope"}, "body_template is not valid JSON"),
+        ("sms", {**JSON, "body_template": '{"a": "{{nope}}"}'}, "unknown placeholder {{nope}}"),
+        ("sms", {**JSON, "headers": {"X-A": "1\r\nX-B: 2"}}, "contains a line break"),
+        ("push", {"type": "fcm", "credentials": "{}"}, "credentials lack client_email, private_key"),
+        ("push", {"type": "fcm", "credentials": "not json"}, "service-account JSON"),
+        ("webhook", {**WEBHOOK, "signing_secret": "short"}, "signing_secret: String should have at least 16"),
+        ("webhook", {**WEBHOOK, "url": "http://10.0.0.1/x"}, "webhook url refused: 10.0.0.1 is private"),
+    ],
+)
+def test_mistakes_give_one_clear_line(kind: str, settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_provider(kind, settings)
+    text = str(caught.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_errors_never_echo_secret_values() -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_provider("sms", {**TWILIO, "auth_token": 12345, "from_number": None})
+    assert "12345" not in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_fcm_private_key_must_parse(service_account: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="invalid service-account credentials"):
+        build_provider("push", {"type": "fcm", "credentials": {**service_account, "private_key": "garbage"}})
+
+
+def test_callback_base_url_must_be_http() -> None:
+    with pytest.raises(ConfigError, match="callback base URL"):
+        build_provider("sms", TWILIO, callback_base_url="ftp://x")
