@@ -379,6 +379,9 @@ def _register_inbound() -> None:
     from optibridge import cli_inbound
 
     cli_inbound.install(app, lambda: _settings())
+    from optibridge.reporting.cli import reports_app
+
+    app.add_typer(reports_app, name="reports")
 
 
 _register_inbound()

@@ -25,6 +25,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from optibridge.errors import ConfigError
+from optibridge.feedback.config import FeedbackOptions, FeedbackSettings
+from optibridge.reporting.config import ReportingSettings
 
 DEFAULT_CONFIG_FILE = Path("optibridge.toml")
 CONFIG_ENV = "OPTIBRIDGE_CONFIG"
@@ -62,6 +64,7 @@ class ChannelOptions(BaseModel):
     extra_attributes: list[str] = Field(
         default_factory=list, description="Attributes to fetch even if no template uses them"
     )
+    feedback: FeedbackOptions = Field(default_factory=FeedbackOptions)
 
     @field_validator("reference_timezone")
     @classmethod
@@ -203,6 +206,8 @@ class Settings(BaseSettings):
         default_factory=list, description="Extra modules whose procrastinate tasks workers load"
     )
     tenants: list[TenantConfig] = Field(default_factory=list)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    reporting: ReportingSettings = Field(default_factory=ReportingSettings)
 
     @field_validator("tenants")
     @classmethod

@@ -110,9 +110,11 @@ def create_job_app(settings: Settings) -> procrastinate.App:
     # Imported here: the task modules need the runtime, which needs this module.
     from optibridge.catalog import tasks as catalog_tasks
     from optibridge.intake import tasks as intake_tasks
+    from optibridge.reporting import tasks as reporting_tasks
 
     intake_tasks.register(app)
     catalog_tasks.register(app, settings.catalog_reconcile_cron)
+    reporting_tasks.register(app, settings.reporting)
     for module_name in settings.task_modules:
         try:
             module = importlib.import_module(module_name)

@@ -215,7 +215,8 @@ async def run_serve(settings: Settings) -> None:
                 port=settings.port,
                 log_config=None,
                 access_log=False,
-                lifespan="off",
+                # On: the tracking router flushes its buffered hits on shutdown.
+                lifespan="on",
                 timeout_graceful_shutdown=10,
             )
         )

@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from optibridge.config import Settings
 from optibridge.runtime import Runtime, open_runtime
@@ -56,8 +57,14 @@ class Service:
 
 @contextlib.asynccontextmanager
 async def running_service(
-    db_url: str, secret_key: str, *, worker: bool = True, **overrides: Any
+    db_url: str,
+    secret_key: str,
+    *,
+    worker: bool = True,
+    configure_app: Callable[[FastAPI], None] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Service]:
+    """`configure_app` is called with the app before it serves (e.g. to mount more routers)."""
     sock = listen_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     settings = Settings(
@@ -68,8 +75,11 @@ async def running_service(
         **overrides,
     )
     async with open_runtime(settings, upgrade=False, pool_size=12) as rt:
+        app = create_app(rt)
+        if configure_app is not None:
+            configure_app(app)
         server = uvicorn.Server(
-            uvicorn.Config(create_app(rt), log_level=logging.WARNING, lifespan="off", access_log=False)
+            uvicorn.Config(app, log_level=logging.WARNING, lifespan="on", access_log=False)
         )
         http = asyncio.create_task(server.serve(sockets=[sock]))
         jobs = asyncio.create_task(

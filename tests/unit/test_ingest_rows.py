@@ -34,24 +34,50 @@ def test_address_only_from_contacts_when_configured_empty() -> None:
     assert p.address_index is None
 
 
+def fields(text: str) -> list[list[str | None]]:
+    """The COPY text back into columns, unescaping as PostgreSQL does."""
+    unescape = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}
+    out: list[list[str | None]] = []
+    for line in text.split("\n")[:-1]:
+        cols: list[str | None] = []
+        for raw in line.split("\t"):
+            if raw == "\\N":
+                cols.append(None)
+                continue
+            value, i = [], 0
+            while i < len(raw):
+                if raw[i] == "\\" and i + 1 < len(raw):
+                    value.append(unescape.get(raw[i + 1], raw[i + 1]))
+                    i += 2
+                else:
+                    value.append(raw[i])
+                    i += 1
+            cols.append("".join(value))
+        out.append(cols)
+    return out
+
+
 def test_rows_carry_deterministic_ids_addresses_and_attributes() -> None:
     p = plan("acme", 504, 7, "email", {}, ["FirstName"])
     details = [
         SendDetail("C1", 101, T0, ("c1@example.com", "Ann")),
-        SendDetail("C2", 102, T0, ("  ", "Bo")),
+        SendDetail("C2", 102, T0, ("  ", 'Bo "the\tbest"')),
         SendDetail("C3", 101, T0, ("c3@example.com",)),  # short attribute list
     ]
-    rows = build_rows(p, details)
-    assert [r[0] for r in rows] == [
-        message_id("acme", 504, 7, "C1", 101),
-        message_id("acme", 504, 7, "C2", 102),
-        message_id("acme", 504, 7, "C3", 101),
+    page = build_rows(p, details)
+    assert (page.count, page.unaddressed) == (3, 1)
+    rows = fields(page.copy_text)
+    assert [r[:3] for r in rows] == [["acme", "504", "7"]] * 3
+    assert [r[3] for r in rows] == [
+        message_id("acme", 504, 7, c, t).hex for c, t in (("C1", 101), ("C2", 102), ("C3", 101))
     ]
     assert message_id("acme", 504, 7, "C1", 101) != message_id("acme", 504, 7, "C1", 102)
-    assert [r[5] for r in rows] == ["c1@example.com", None, "c3@example.com"]
-    assert json.loads(rows[0][6]) == {"Email": "c1@example.com", "FirstName": "Ann"}
-    assert json.loads(rows[2][6]) == {"Email": "c3@example.com"}
-    assert all(r[3] == r[4] == T0 for r in rows)
+    assert [r[8] for r in rows] == ["c1@example.com", None, "c3@example.com"]
+    assert all(r[9] is not None for r in rows)
+    assert json.loads(str(rows[0][9])) == {"Email": "c1@example.com", "FirstName": "Ann"}
+    assert json.loads(str(rows[1][9])) == {"Email": "  ", "FirstName": 'Bo "the\tbest"'}
+    assert json.loads(str(rows[2][9])) == {"Email": "c3@example.com"}
+    assert all(r[6] == r[7] == T0.isoformat() for r in rows)
 
 
 def test_rows_get_local_send_times_from_the_zone_attribute() -> None:
@@ -60,13 +86,14 @@ def test_rows_get_local_send_times_from_the_zone_attribute() -> None:
         {"timezone_attribute": "TZ", "local_send_time": True, "reference_timezone": "Europe/London"},
         [],
     )  # fmt: skip
-    rows = build_rows(
+    page = build_rows(
         p,
         [
             SendDetail("C1", 1, T0, ("a@x", "America/New_York")),
             SendDetail("C2", 1, T0, ("b@x", "Nowhere/Special")),
         ],
     )
-    assert rows[0][4] == datetime(2026, 6, 1, 14, 0, tzinfo=UTC)
-    assert rows[1][4] == T0
-    assert rows[0][3] == T0  # Optimove's own time is kept beside it
+    rows = fields(page.copy_text)
+    assert rows[0][7] == datetime(2026, 6, 1, 14, 0, tzinfo=UTC).isoformat()
+    assert rows[1][7] == T0.isoformat()
+    assert rows[0][6] == T0.isoformat()  # Optimove's own time is kept beside it

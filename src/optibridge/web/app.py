@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from optibridge import __version__
+from optibridge.feedback import receipts, tracking
 from optibridge.intake import listener
 from optibridge.runtime import Runtime
 from optibridge.web import health
@@ -25,4 +26,6 @@ def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:
         return JSONResponse(body, status_code=code)
 
     app.include_router(listener.router(runtime))
+    app.include_router(tracking.router(runtime))
+    app.include_router(receipts.router(runtime))
     return app

@@ -1,0 +1,46 @@
+"""Settings of the reporting schedule (surfaced as `Settings.reporting`)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from optibridge.optimove.models import MetricID
+
+# Interaction lists sent by default: every metric but "sent" (Optimove already knows whom it
+# targeted, and that list would be the whole audience again).
+DEFAULT_INTERACTION_METRICS = (
+    MetricID.DELIVERED,
+    MetricID.OPENED,
+    MetricID.CLICKED,
+    MetricID.UNSUBSCRIBED,
+    MetricID.DROPPED,
+    MetricID.SPAM_REPORTS,
+    MetricID.BOUNCED,
+)
+
+
+class ReportingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    interval_hours: float = Field(default=4.0, gt=0, le=24 * 7, description="Hours between pushes")
+    window_days: float = Field(default=7.0, gt=0, le=60, description="Report for this long after sending")
+    tick_cron: str = Field(default="* * * * *", description="How often due pushes are looked for")
+    retry_base_s: float = Field(default=300.0, gt=0, description="First retry delay after a failed push")
+    give_up_after_hours: float = Field(
+        default=24.0, ge=0, description="Stop retrying this long after the final push was due"
+    )
+    lease_s: float = Field(default=900.0, gt=0, description="A push not finished in this time may be retaken")
+    campaigns_per_tick: int = Field(default=50, ge=1, description="Pushes started per tick at most")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Campaigns pushed at once per tick")
+    max_interactions_per_push: int = Field(
+        default=200_000, ge=10_000, description="Bounds memory; the rest goes at the next tick"
+    )
+    interaction_metrics: list[int] = Field(
+        default_factory=lambda: [int(m) for m in DEFAULT_INTERACTION_METRICS],
+        description="MetricIDs whose customer lists go to UpdateCampaignInteractions (EventID = MetricID)",
+    )
+
+
+def reporting_settings(app_settings: object) -> ReportingSettings:
+    value = getattr(app_settings, "reporting", None)
+    return value if isinstance(value, ReportingSettings) else ReportingSettings()

@@ -1,0 +1,198 @@
+"""The reporting job: one periodic tick (every minute, `ReportingSettings.tick_cron`) that finds
+campaigns that finished sending, pushes every due report, and sends pending opt-outs to Optimove.
+
+procrastinate's periodic deferral inserts one job per period whatever the number of workers; due
+schedule rows are moreover leased (`lease_until`, claimed with FOR UPDATE SKIP LOCKED), so even two
+ticks running at once never push the same campaign twice. Everything takes `now` as an argument:
+tests drive days of schedule with an injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import procrastinate
+from procrastinate import JobContext
+
+from optibridge.feedback.preferences import PreferencePush, push_preferences
+from optibridge.jobs import worker_name
+from optibridge.logs import get_logger
+from optibridge.reporting.config import ReportingSettings, reporting_settings
+from optibridge.reporting.push import PushResult, push_campaign
+from optibridge.reporting.schedule import SchedulePolicy, next_push_after_failure, next_push_after_success
+from optibridge.runtime import Runtime
+
+log = get_logger(__name__)
+
+TICK_TASK = "optibridge.reporting.tick"
+QUEUE = "reporting"
+
+_DISCOVER = """
+INSERT INTO report_schedules (tenant_id, channel_id, campaign_id, finished_at, final_at, next_push_at)
+SELECT c.tenant_id, c.channel_id, c.campaign_id, %(now)s, %(final)s, %(now)s
+FROM campaigns c
+WHERE c.status IN ('ingested', 'canceled') AND NOT c.cancel_pending
+  AND NOT EXISTS (SELECT 1 FROM report_schedules r
+                  WHERE r.tenant_id = c.tenant_id AND r.channel_id = c.channel_id
+                    AND r.campaign_id = c.campaign_id)
+  AND NOT EXISTS (SELECT 1 FROM messages m
+                  WHERE m.tenant_id = c.tenant_id AND m.channel_id = c.channel_id
+                    AND m.campaign_id = c.campaign_id AND m.state IN ('pending', 'claimed'))
+  AND EXISTS (SELECT 1 FROM messages m
+              WHERE m.tenant_id = c.tenant_id AND m.channel_id = c.channel_id
+                AND m.campaign_id = c.campaign_id AND m.state <> 'canceled')
+ON CONFLICT DO NOTHING
+"""
+
+_CLAIM = """
+UPDATE report_schedules s
+SET lease_until = %(until)s, leased_by = %(worker)s, updated_at = now()
+FROM (SELECT tenant_id, channel_id, campaign_id FROM report_schedules
+      WHERE state = 'active' AND next_push_at <= %(now)s
+        AND (lease_until IS NULL OR lease_until < %(now)s)
+      ORDER BY next_push_at LIMIT %(limit)s
+      FOR UPDATE SKIP LOCKED) due
+WHERE s.tenant_id = due.tenant_id AND s.channel_id = due.channel_id AND s.campaign_id = due.campaign_id
+RETURNING s.tenant_id, s.channel_id, s.campaign_id, s.finished_at, s.failures
+"""
+
+
+@dataclass
+class TickReport:
+    discovered: int = 0
+    pushed: list[tuple[str, int, int]] = field(default_factory=list)
+    failed: list[tuple[str, int, int]] = field(default_factory=list)
+    preferences: PreferencePush | None = None
+
+
+async def discover_finished(runtime: Runtime, now: datetime, policy: SchedulePolicy) -> int:
+    """Start a schedule for every campaign that has finished sending; returns how many."""
+    async with runtime.pool.connection() as conn:
+        cur = await conn.execute(_DISCOVER, {"now": now, "final": policy.final_at(now)})
+        return max(cur.rowcount, 0)
+
+
+async def _push_one(
+    runtime: Runtime,
+    row: dict[str, Any],
+    settings: ReportingSettings,
+    policy: SchedulePolicy,
+    now: datetime,
+    worker: str,
+) -> bool:
+    tenant, channel, campaign = row["tenant_id"], int(row["channel_id"]), int(row["campaign_id"])
+    key = {"t": tenant, "ch": channel, "c": campaign, "worker": worker, "now": now}
+    try:
+        client = await runtime.clients.get(tenant)
+        result: PushResult = await push_campaign(
+            runtime.pool, client, tenant, channel, campaign, settings=settings, now=now
+        )
+    except Exception as exc:
+        failures = int(row["failures"]) + 1
+        retry_at = next_push_after_failure(now, failures, row["finished_at"], policy)
+        log.warning(
+            "report push failed",
+            tenant=tenant,
+            channel=channel,
+            campaign=campaign,
+            failures=failures,
+            retry_at=retry_at.isoformat() if retry_at else None,
+            error=str(exc)[:300],
+        )
+        async with runtime.pool.connection() as conn:
+            await conn.execute(
+                """UPDATE report_schedules SET failures = %(f)s, last_error = %(err)s,
+                          next_push_at = %(next)s, state = %(state)s,
+                          lease_until = NULL, leased_by = NULL, updated_at = now()
+                   WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
+                     AND leased_by = %(worker)s""",
+                key
+                | {
+                    "f": failures,
+                    "err": f"{type(exc).__name__}: {exc}"[:1000],
+                    "next": retry_at,
+                    "state": "active" if retry_at else "abandoned",
+                },
+            )
+        return False
+    # More new interactions than one push may carry: continue at the next tick, off the grid.
+    following = now if result.truncated else next_push_after_success(row["finished_at"], now, policy)
+    async with runtime.pool.connection() as conn:
+        await conn.execute(
+            """UPDATE report_schedules SET pushes = pushes + 1, failures = 0, last_error = NULL,
+                      last_push_at = %(now)s, next_push_at = %(next)s, state = %(state)s,
+                      lease_until = NULL, leased_by = NULL, updated_at = now()
+               WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
+                 AND leased_by = %(worker)s""",
+            key | {"next": following, "state": "active" if following else "done"},
+        )
+    log.info(
+        "report pushed",
+        tenant=tenant,
+        channel=channel,
+        campaign=campaign,
+        metrics=result.metrics_sent,
+        interactions=result.interactions_sent,
+        next_push=following.isoformat() if following else None,
+    )
+    return True
+
+
+async def run_tick(runtime: Runtime, now: datetime, settings: ReportingSettings | None = None) -> TickReport:
+    """Discover finished campaigns, push every due one, send pending opt-outs."""
+    cfg = settings or reporting_settings(runtime.settings)
+    policy = SchedulePolicy.from_settings(cfg)
+    report = TickReport(discovered=await discover_finished(runtime, now, policy))
+    worker = worker_name()
+    async with runtime.pool.connection() as conn:
+        due = await (
+            await conn.execute(
+                _CLAIM,
+                {
+                    "now": now,
+                    "until": now + timedelta(seconds=cfg.lease_s),
+                    "worker": worker,
+                    "limit": cfg.campaigns_per_tick,
+                },
+            )
+        ).fetchall()
+    gate = asyncio.Semaphore(cfg.concurrency)
+
+    async def one(row: dict[str, Any]) -> None:
+        async with gate:
+            ok = await _push_one(runtime, row, cfg, policy, now, worker)
+        target = (row["tenant_id"], int(row["channel_id"]), int(row["campaign_id"]))
+        (report.pushed if ok else report.failed).append(target)
+
+    await asyncio.gather(*(one(row) for row in due))
+    report.preferences = await push_preferences(runtime.pool, runtime.clients.get, now=now)
+    return report
+
+
+def _runtime(context: JobContext) -> Runtime:
+    runtime = (context.additional_context or {}).get("runtime")
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("this worker was started without a runtime in its job context")
+    return runtime
+
+
+def register(app: procrastinate.App, settings: ReportingSettings | None = None) -> None:
+    """Add the reporting tasks to a job app (called by `jobs.create_job_app`)."""
+    cfg = settings or ReportingSettings()
+
+    # No retry: a tick that failed is simply the next tick's work (one runs every minute).
+    @app.periodic(cron=cfg.tick_cron, periodic_id="")
+    @app.task(name=TICK_TASK, queue=QUEUE, pass_context=True)
+    async def tick(context: JobContext, timestamp: int) -> None:
+        runtime = _runtime(context)
+        result = await run_tick(runtime, datetime.now(UTC), reporting_settings(runtime.settings))
+        if result.discovered or result.pushed or result.failed:
+            log.info(
+                "reporting tick",
+                discovered=result.discovered,
+                pushed=len(result.pushed),
+                failed=len(result.failed),
+            )

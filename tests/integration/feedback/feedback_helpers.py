@@ -1,0 +1,21 @@
+"""Shared by the feedback integration tests: constants and the seeded-state record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from optibridge.feedback.testing import FeedbackStack, MutableClock, SeededMessage
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+TENANT = "t1"
+EMAIL, SMS = 504, 505
+BROWSER = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 Safari/605.1.15"}
+
+
+@dataclass
+class Seeded:
+    stack: FeedbackStack
+    clock: MutableClock
+    email: list[SeededMessage]
+    sms: list[SeededMessage]
