@@ -65,6 +65,21 @@ class ChannelOptions(BaseModel):
         default_factory=list, description="Attributes to fetch even if no template uses them"
     )
     feedback: FeedbackOptions = Field(default_factory=FeedbackOptions)
+    # Delivery (docs/delivery.md)
+    lanes: int = Field(default=2, ge=1, le=64, description="Send jobs working this channel at once")
+    rate_per_s: float | None = Field(default=None, gt=0, description="Messages/s per worker process")
+    chunk: int = Field(default=64, ge=1, le=1000, description="Messages sent between two state writes")
+    max_attempts: int = Field(default=8, ge=1, le=100, description="Transient failures before giving up")
+    max_lateness_hours: float = Field(
+        default=24.0, gt=0, description="Past its time by this, a message expires"
+    )
+    uncertain: Literal["resend", "assume_sent"] = Field(
+        default="resend", description="After a crash with no delivery lookup: at least once, or at most once"
+    )
+    delivery_lookup_url: str | None = Field(
+        default=None, pattern=r"^https?://", description="POST {message_ids: [...]} -> {delivered: [...]}"
+    )
+    tracking: bool = Field(default=True, description="Rewrite e-mail links and add an open pixel")
 
     @field_validator("reference_timezone")
     @classmethod
@@ -199,6 +214,9 @@ class Settings(BaseSettings):
     stalled_jobs_cron: str = Field(
         default="* * * * * */15", description="How often jobs of dead workers are re-queued"
     )
+    dispatch_cron: str = Field(
+        default="* * * * * *", description="How often channels are checked for due messages (cron, seconds)"
+    )
     catalog_reconcile_cron: str = Field(
         default="17 * * * *", description="How often every channel's templates are compared with Optimove's"
     )
@@ -306,7 +324,40 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 
 def split_provider_settings(provider: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split provider settings into (plain, secret) by field name; see SECRET_FIELD."""
-    plain = {k: v for k, v in provider.items() if not SECRET_FIELD.search(k)}
-    secret = {k: v for k, v in provider.items() if SECRET_FIELD.search(k)}
+    """Split provider settings into (plain, secret) by field name; see SECRET_FIELD.
+
+    Works at any depth (a failover list of providers, each with its own password): secrets are
+    keyed by their path ("providers/1/password"), and `merge_provider_settings` puts them back.
+    """
+    secret: dict[str, Any] = {}
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                where = f"{path}/{key}" if path else str(key)
+                if SECRET_FIELD.search(str(key)) and not isinstance(item, dict | list):
+                    secret[where] = item
+                else:
+                    out[key] = walk(item, where)
+            return out
+        if isinstance(value, list):
+            return [walk(item, f"{path}/{i}") for i, item in enumerate(value)]
+        return value
+
+    plain = walk(provider, "")
     return plain, secret
+
+
+def merge_provider_settings(plain: dict[str, Any], secret: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `split_provider_settings`."""
+    import copy
+
+    merged = copy.deepcopy(plain)
+    for path, value in secret.items():
+        *parents, leaf = path.split("/")
+        node: Any = merged
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        node[leaf] = value
+    return merged

@@ -109,12 +109,14 @@ def create_job_app(settings: Settings) -> procrastinate.App:
     _register_builtin(app, settings)
     # Imported here: the task modules need the runtime, which needs this module.
     from optibridge.catalog import tasks as catalog_tasks
+    from optibridge.delivery import tasks as delivery_tasks
     from optibridge.intake import tasks as intake_tasks
     from optibridge.reporting import tasks as reporting_tasks
 
     intake_tasks.register(app)
     catalog_tasks.register(app, settings.catalog_reconcile_cron)
     reporting_tasks.register(app, settings.reporting)
+    delivery_tasks.register(app, settings.dispatch_cron)
     for module_name in settings.task_modules:
         try:
             module = importlib.import_module(module_name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import procrastinate
@@ -40,6 +40,8 @@ class Runtime:
     box: SecretBox
     job_app: procrastinate.App
     clients: OptimoveClients
+    # Per-process state that modules attach lazily (the dispatcher's providers and templates).
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 async def ensure_schema(db: Database, *, upgrade: bool) -> None:

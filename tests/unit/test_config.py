@@ -108,3 +108,24 @@ def test_secret_provider_fields_are_split_from_plain_ones() -> None:
     )
     assert plain == {"host": "h", "port": 25, "user": "u"}
     assert secret == {"password": "p", "auth_token": "t", "api_key": "k"}
+
+
+def test_nested_provider_secrets_are_split_and_merged_back() -> None:
+    from optibridge.config import merge_provider_settings
+
+    provider = {
+        "providers": [
+            {"type": "smtp", "host": "a", "password": "p1"},
+            {"type": "smtp", "host": "b", "password": "p2", "tls": {"client_private_key": "k"}},
+        ],
+        "auth_token": "t",
+    }
+    plain, secret = split_provider_settings(provider)
+    assert plain == {"providers": [{"type": "smtp", "host": "a"}, {"type": "smtp", "host": "b", "tls": {}}]}
+    assert secret == {
+        "providers/0/password": "p1",
+        "providers/1/password": "p2",
+        "providers/1/tls/client_private_key": "k",
+        "auth_token": "t",
+    }
+    assert merge_provider_settings(plain, secret) == provider

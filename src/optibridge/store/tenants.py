@@ -12,7 +12,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg.types.json import Jsonb
 
-from optibridge.config import ChannelConfig, TenantConfig, split_provider_settings
+from optibridge.config import ChannelConfig, TenantConfig, merge_provider_settings, split_provider_settings
 from optibridge.errors import ConflictError, NotFoundError
 from optibridge.secretbox import SecretBox
 
@@ -179,7 +179,7 @@ async def _channels_match(conn: Conn, box: SecretBox, tenant: TenantConfig) -> b
         r["name"]: (
             r["kind"],
             r["optimove_channel_id"],
-            {**r["settings"], **(box.decrypt_json(r["secrets"]) if r["secrets"] else {})},
+            merge_provider_settings(r["settings"], box.decrypt_json(r["secrets"]) if r["secrets"] else {}),
             r["options"],
         )
         for r in rows
@@ -253,3 +253,20 @@ async def _channels_by_tenant(conn: Conn, tenant_id: str | None) -> dict[str, li
             )
         )
     return out
+
+
+async def channel_provider_settings(
+    conn: Conn, box: SecretBox, tenant_id: str, channel_id: int
+) -> dict[str, Any]:
+    """A channel's full provider settings, secrets included (for building the provider)."""
+    row = await (
+        await conn.execute(
+            "SELECT settings, secrets FROM channels WHERE tenant_id = %s AND optimove_channel_id = %s",
+            (tenant_id, channel_id),
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"tenant {tenant_id!r} has no channel {channel_id}")
+    return merge_provider_settings(
+        row["settings"], box.decrypt_json(row["secrets"]) if row["secrets"] else {}
+    )

@@ -42,7 +42,10 @@ class TwilioSmsProvider(HttpChannel):
     def form(self, message: OutboundMessage) -> bytes:
         """The form body; pure, and cheaper than urlencode over a fresh dict per message."""
         parts = ["To=", quote_plus(message.to), self._sender_field, "&Body=", quote_plus(message.body)]
-        if self._callback_field is not None:
+        own = message.data.get("status_callback")
+        if own:  # the dispatcher's per-message, signed receipt URL wins over the generic one
+            parts.append("&StatusCallback=" + quote_plus(own))
+        elif self._callback_field is not None:
             parts.append(self._callback_field)
             parts.append(quote_plus(message.message_id))
         return "".join(parts).encode("ascii")

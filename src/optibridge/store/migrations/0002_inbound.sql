@@ -153,5 +153,6 @@ CREATE TABLE messages (
 -- No foreign key to campaigns (or tenants): the per-row check halved ingest speed
 -- (docs/benchmarks.md). Rows are only written under an existing campaign, and are deleted with it
 -- explicitly (store.tenants.remove).
-CREATE INDEX messages_due ON messages (send_at) WHERE state = 'pending';
+CREATE INDEX messages_due ON messages (tenant_id, channel_id, send_at) WHERE state = 'pending';
+CREATE INDEX messages_claimed ON messages (tenant_id, channel_id) WHERE state = 'claimed';
 CREATE INDEX messages_campaign ON messages (tenant_id, channel_id, campaign_id, state);

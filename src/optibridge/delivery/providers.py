@@ -1,0 +1,117 @@
+"""The providers of each channel in this process: built once, kept open, chosen by health.
+
+A channel's provider settings are one provider (`{"type": "smtp", ...}`) or an ordered failover
+list (`{"providers": [{...}, {...}]}`). Traffic goes to the first healthy one. A provider whose
+batch comes back mostly throttled or transient-failed is benched for a while (doubling, capped),
+and traffic moves to the next; when the bench time is over it gets traffic again, and one good
+batch restores it fully. Health is per process: each worker learns on its own, within a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from optibridge.delivery.channels import base
+from optibridge.delivery.channels.factory import build_provider
+from optibridge.errors import ConfigError
+
+BENCH_BASE_S = 2.0
+BENCH_MAX_S = 60.0
+
+
+@dataclass
+class Health:
+    failures: int = 0
+    benched_until: float = 0.0
+
+    def usable(self, now: float) -> bool:
+        return now >= self.benched_until
+
+
+@dataclass
+class ChannelProviders:
+    providers: list[base.Provider]
+    health: list[Health] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.health = [Health() for _ in self.providers]
+
+    def pick(self, now: float | None = None) -> tuple[int, base.Provider] | None:
+        now = time.monotonic() if now is None else now
+        for index, (provider, health) in enumerate(zip(self.providers, self.health, strict=True)):
+            if health.usable(now):
+                return index, provider
+        return None
+
+    def seconds_until_usable(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        return max(0.0, min(h.benched_until for h in self.health) - now)
+
+    def report(self, index: int, results: Sequence[base.SendResult], now: float | None = None) -> bool:
+        """Record a batch's outcome; True if the provider was benched by it."""
+        now = time.monotonic() if now is None else now
+        if not results:
+            return False
+        troubled = sum(r.outcome in (base.Outcome.THROTTLED, base.Outcome.TRANSIENT) for r in results)
+        health = self.health[index]
+        if troubled * 2 <= len(results):
+            health.failures = 0
+            health.benched_until = 0.0
+            return False
+        health.failures += 1
+        hint = max((r.retry_after or 0.0) for r in results)
+        bench = min(BENCH_MAX_S, max(hint, BENCH_BASE_S * 2 ** (health.failures - 1)))
+        health.benched_until = now + bench
+        return True
+
+    async def close(self) -> None:
+        for provider in self.providers:
+            await provider.close()
+
+
+def provider_list(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    listed = settings.get("providers")
+    if listed is None:
+        return [settings]
+    if not isinstance(listed, list) or not listed or not all(isinstance(p, dict) for p in listed):
+        raise ConfigError("provider.providers must be a non-empty list of provider tables")
+    return listed
+
+
+async def build_channel_providers(
+    kind: str, settings: dict[str, Any], callback_base_url: str | None
+) -> ChannelProviders:
+    built: list[base.Provider] = []
+    try:
+        for one in provider_list(settings):
+            provider = build_provider(kind, one, callback_base_url=callback_base_url)
+            await provider.open()
+            built.append(provider)
+    except BaseException:
+        for provider in built:
+            await provider.close()
+        raise
+    return ChannelProviders(built)
+
+
+class TokenBucket:
+    """At most `rate` messages per second (bursts up to one second's worth), for one process."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.stamp = time.monotonic()
+
+    async def take(self, count: int) -> None:
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= count or (self.tokens >= self.rate and count > self.rate):
+                self.tokens -= count
+                return
+            await asyncio.sleep(min(1.0, (count - self.tokens) / self.rate))
