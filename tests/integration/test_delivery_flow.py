@@ -165,3 +165,140 @@ async def test_email_and_sms_arrive_once_each_personalized_and_not_early(
         assert len({t["To"] for t in texts if t}) == 2000
         assert all(t and t["Body"].startswith("Code for Bo: C") for t in texts)
         assert all(t and "/r/twilio/" in t["StatusCallback"] for t in texts)
+
+
+async def set_paused(svc: Service, campaign_id: int, paused: bool) -> None:
+    async with svc.runtime.pool.connection() as conn:
+        await conn.execute("UPDATE campaigns SET paused = %s WHERE campaign_id = %s", (paused, campaign_id))
+
+
+async def test_pause_holds_sending_resume_continues_cancel_stops_the_rest(
+    db_url: str, test_secret_key: str
+) -> None:
+    async with (
+        running_emulator(EmulatorConfig()) as emu,
+        SmtpSink() as smtp,
+        HttpSink() as http,
+        running_service(db_url, test_secret_key) as svc,
+    ):
+        await setup(svc, emu, smtp, http, rate_per_s=400, lanes=1, chunk=20)
+        now = datetime.now(UTC)
+        cid = (
+            await emu.control.create_campaign(
+                TENANT, channel_ids=[EMAIL], customer_count=4000, templates=[{"template_id": 1}],
+                scheduled_times=times(now, -5), attribute_values={"FirstName": ["Ann"]},
+            )
+        )["campaign_id"]  # fmt: skip
+        await emu.control.notify(TENANT, event_type_ids=[1], campaign_id=cid)
+
+        async def some_sent() -> bool:
+            return (await states(svc, cid)).get("sent", 0) >= 500
+
+        await wait_until(some_sent, 60, "sending to start")
+        await set_paused(svc, cid, True)
+        await asyncio.sleep(1.0)  # one chunk in flight may still land
+        paused_at = smtp.count
+        await asyncio.sleep(2.0)
+        assert smtp.count == paused_at, "messages went out while paused"
+        assert (await states(svc, cid)).get("pending", 0) > 0
+
+        await set_paused(svc, cid, False)
+
+        async def more_sent() -> bool:
+            return smtp.count >= paused_at + 500
+
+        await wait_until(more_sent, 60, "sending to resume")
+        async with svc.runtime.pool.connection() as conn:
+            await conn.execute("UPDATE campaigns SET status = 'canceled' WHERE campaign_id = %s", (cid,))
+            await conn.execute(
+                "UPDATE messages SET state = 'canceled' WHERE campaign_id = %s AND state = 'pending'", (cid,)
+            )
+        await asyncio.sleep(1.5)
+        final = await states(svc, cid)
+        assert set(final) <= {"sent", "canceled"}, final
+        assert final["sent"] == smtp.count < 4000
+        assert len(set(smtp.message_ids)) == smtp.count
+
+
+async def test_providers_throttling_for_30_s_lose_nothing_and_fail_nothing(
+    db_url: str, test_secret_key: str
+) -> None:
+    async with (
+        running_emulator(EmulatorConfig()) as emu,
+        SmtpSink() as smtp,
+        HttpSink() as http,
+        running_service(db_url, test_secret_key) as svc,
+    ):
+        await setup(svc, emu, smtp, http)
+        smtp.throttle(454, seconds=30)
+        http.throttle(seconds=30, retry_after=2)
+        started = time.monotonic()
+        now = datetime.now(UTC)
+        email = await emu.control.create_campaign(
+            TENANT, channel_ids=[EMAIL], customer_count=1500, templates=[{"template_id": 2}],
+            scheduled_times=times(now, -5), attribute_values={"FirstName": ["Ann"]},
+        )  # fmt: skip
+        sms = await emu.control.create_campaign(
+            TENANT, channel_ids=[SMS], customer_count=1500, templates=[{"template_id": 7}],
+            scheduled_times=times(now, -5), attribute_values={"FirstName": ["Bo"]},
+        )  # fmt: skip
+        await emu.control.notify(TENANT, event_type_ids=[1], campaign_id=email["campaign_id"])
+        await emu.control.notify(TENANT, event_type_ids=[1], campaign_id=sms["campaign_id"])
+
+        async def all_sent() -> bool:
+            return (await states(svc, email["campaign_id"]), await states(svc, sms["campaign_id"])) == (
+                {"sent": 1500},
+                {"sent": 1500},
+            )
+
+        await wait_until(all_sent, 150, "every message sent after the throttling")
+        assert time.monotonic() - started >= 28, "nothing could have been sent during the storm"
+        assert len(set(smtp.message_ids)) == smtp.count == 1500
+        assert len(http.of_kind("twilio", accepted_only=True)) == 1500
+        assert smtp.rejections > 0
+        assert any(r.status == 429 for r in http.of_kind("twilio"))
+
+
+async def test_traffic_fails_over_to_the_second_provider_and_returns(
+    db_url: str, test_secret_key: str
+) -> None:
+    async with (
+        running_emulator(EmulatorConfig()) as emu,
+        SmtpSink() as main_sink,
+        SmtpSink() as backup,
+        HttpSink() as http,
+        running_service(db_url, test_secret_key) as svc,
+    ):
+        await setup(svc, emu, main_sink, http, chunk=20, lanes=1, rate_per_s=300)
+        one = {
+            "type": "smtp",
+            "host": "127.0.0.1",
+            "tls": "none",
+            "from_address": "news@acme.test",
+            "pool_size": 4,
+        }
+        async with svc.runtime.pool.connection() as conn:
+            from psycopg.types.json import Jsonb
+
+            await conn.execute(
+                "UPDATE channels SET settings = %s WHERE name = 'email'",
+                (Jsonb({"providers": [{**one, "port": main_sink.port}, {**one, "port": backup.port}]}),),
+            )
+        main_sink.throttle(421, count=30)  # the first chunk fails, the main provider is benched
+        now = datetime.now(UTC)
+        cid = (
+            await emu.control.create_campaign(
+                TENANT, channel_ids=[EMAIL], customer_count=3000, templates=[{"template_id": 1}],
+                scheduled_times=times(now, -5), attribute_values={"FirstName": ["Ann"]},
+            )
+        )["campaign_id"]  # fmt: skip
+        await emu.control.notify(TENANT, event_type_ids=[1], campaign_id=cid)
+
+        async def done() -> bool:
+            return await states(svc, cid) == {"sent": 3000}
+
+        await wait_until(done, 120, "every message sent")
+        assert backup.count > 0, "nothing moved to the backup provider"
+        assert main_sink.count > 0, "the main provider never got traffic back"
+        assert len(set(main_sink.message_ids) | set(backup.message_ids)) == 3000
+        assert main_sink.count + backup.count == 3000

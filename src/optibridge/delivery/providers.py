@@ -63,8 +63,9 @@ class ChannelProviders:
             health.benched_until = 0.0
             return False
         health.failures += 1
-        hint = max((r.retry_after or 0.0) for r in results)
-        bench = min(BENCH_MAX_S, max(hint, BENCH_BASE_S * 2 ** (health.failures - 1)))
+        # Not the providers' retry hints: those pace each message's retry (and SMTP gives none, so
+        # the adapter's default would bench a recovered server for long); benching only routes.
+        bench = min(BENCH_MAX_S, BENCH_BASE_S * 2 ** (health.failures - 1))
         health.benched_until = now + bench
         return True
 
