@@ -42,9 +42,8 @@ class DeliveryLookup:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        for address in self._runner.addresses:  # the port actually bound, when 0 was asked for
+            self.port = int(address[1])
 
     async def stop(self) -> None:
         if self._runner is not None:
