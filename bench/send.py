@@ -1,0 +1,311 @@
+"""Send benchmark: the whole delivery path of a real worker process, against the limits of the host.
+
+    python bench/send.py [--size N] [--only email|sms] [--workers K]
+
+Needs Debian's postfix for smtp-sink and smtp-source (`apt-get install postfix`).
+Starts an embedded PostgreSQL (fsync on), loads N due message rows per channel (as ingest would
+leave them), then starts `optibridge worker` and times it until every message is final:
+
+- email: personalized ~3 KB e-mails (Liquid template, click tracking, List-Unsubscribe) over 16
+  SMTP connections into postfix's smtp-sink, beside smtp-source (16 sessions, 3 KB) into the same
+  sink in the same run; ratio to smtp-source's rate (target >= 1,000/s and >= 30 %);
+- sms: the Twilio adapter against the loopback HTTP sink, beside a bare aiohttp loop sending the
+  same requests over 16 connections (target >= 3,000/s and >= 40 %).
+
+Peak RSS is that of the worker process (target < 200 MB). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).parent))
+from channels import (
+    CONNECTIONS,
+    find_tool,
+    free_port,
+    run_smtp_source,
+    send_sms_bare,
+    wait_for_port,
+)
+from optibridge.secretbox import generate_key
+from optibridge.store.embedded import EmbeddedPostgres
+
+TENANT = "bench"
+EMAIL, SMS = 504, 505
+NAMES = ["Ann", "Bo", "Chloé", "Dev", "Emi", "Femi", "Gus", "Hana"]
+# About 3 KB: a typical campaign e-mail, mostly fixed HTML with personalization tags and links.
+PARAGRAPH = (
+    '<p style="font-family:Arial,sans-serif;font-size:14px;line-height:20px;color:#333333">'
+    "This week we picked new arrivals, best sellers and a few favourites we think you will like. "
+    "Free delivery on orders over 50 euros, easy returns within 30 days, and member prices on "
+    "everything in the selection below.</p>\n"
+)
+HTML = (
+    '<html><body style="margin:0;padding:0;background:#f4f4f4">\n'
+    '<table width="600" align="center" cellpadding="0" cellspacing="0" style="background:#ffffff">\n'
+    '<tr><td><h1 style="font-family:Arial,sans-serif;color:#111111">'
+    "Hello [%FirstName%], your weekly picks</h1>"
+    "</td></tr>\n<tr><td>\n"
+    + PARAGRAPH
+    * 7
+    + "<p>Prices shown for {{ City }}. Your member code: <b>{{ Code }}</b>.</p>\n"
+    '<p><a href="https://shop.example/picks?c={{ customer_id }}">See your picks</a> - '
+    '<a href="https://shop.example/account">Your account</a></p>\n'
+    '<p style="font-size:11px;color:#999999">Sent to {{ Email }}. '
+    '<a href="{{ unsubscribe_url }}">Unsubscribe</a></p>\n'
+    "</td></tr></table></body></html>"
+)
+TEXT = (
+    "Hello [%FirstName%], your weekly picks\n\nPrices shown for {{ City }}. Your member code: {{ Code }}.\n"
+    "See your picks: https://shop.example/picks?c={{ customer_id }}\n"
+)
+
+
+def sh(env: dict[str, str], *args: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "optibridge", *args], env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"optibridge {' '.join(args[:3])} failed: {proc.stderr.strip()}")
+
+
+def load_messages(url: str, channel_id: int, campaign_id: int, size: int, kind: str) -> None:
+    address = "'c' || g || '@example.test'" if kind == "email" else "'+1' || (2000000000 + g)::text"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO campaigns (tenant_id, channel_id, campaign_id, channel_name, first_event, status) "
+            "VALUES (%s, %s, %s, %s, 1, 'ingested')",
+            (TENANT, channel_id, campaign_id, kind),
+        )
+        conn.execute(
+            f"""INSERT INTO messages (id, tenant_id, channel_id, campaign_id, customer_id, template_id,
+                                      scheduled_at, send_at, address, attrs)
+                SELECT gen_random_uuid(), %(t)s, %(ch)s, %(c)s, 'C' || g, 1, now() - interval '1 minute',
+                       now() - interval '1 minute', {address},
+                       jsonb_build_object('FirstName', (%(names)s::text[])[1 + g %% 8], 'City', 'Lyon',
+                                          'Code', 'X' || g, 'Email', 'c' || g || '@example.test')
+                FROM generate_series(1, %(n)s) g""",
+            {"t": TENANT, "ch": channel_id, "c": campaign_id, "n": size, "names": NAMES},
+        )
+        conn.execute("ANALYZE messages")
+
+
+def run_workers(
+    env: dict[str, str], url: str, channel_id: int, size: int, log: Path, count: int
+) -> tuple[float, float]:
+    """Start `count` workers, wait until the channel's messages are all final; (rate, peak RSS MB
+    of the largest worker)."""
+    started = time.perf_counter()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "optibridge", "worker", "--concurrency", "8"],
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(count)
+    ]
+    procs = [psutil.Process(w.pid) for w in workers]
+    peak = 0
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while True:
+                peak = max(peak, *(p.memory_info().rss for p in procs))
+                row = conn.execute(
+                    "SELECT count(*) FILTER (WHERE state IN ('pending', 'claimed')), "
+                    "count(*) FILTER (WHERE state = 'sent') FROM messages WHERE channel_id = %s",
+                    (channel_id,),
+                ).fetchone()
+                assert row is not None
+                if row[0] == 0:
+                    break
+                if any(w.poll() is not None for w in workers) or time.perf_counter() - started > 3600:
+                    raise SystemExit(f"a worker stopped or too slow; see {log}")
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            if row[1] != size:
+                states = conn.execute(
+                    "SELECT state::text, reason, count(*) FROM messages WHERE channel_id = %s GROUP BY 1, 2",
+                    (channel_id,),
+                ).fetchall()
+                raise SystemExit(f"only {row[1]} of {size} sent: {states}")
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(30)
+    return size / elapsed, peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=200_000)
+    parser.add_argument("--only", choices=["email", "sms"])
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2 cores: 2)")
+    args = parser.parse_args()
+    size = args.size
+    work = Path(tempfile.mkdtemp(prefix="optibridge-bench-send-"))
+    pg = EmbeddedPostgres(work / "pg", fsync=True)
+    children: list[subprocess.Popen[bytes]] = []
+    result: dict[str, Any] = {"bench": "send", "size": size, "workers": args.workers}
+    try:
+        url = pg.start()
+        sink_port = free_port()
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        smtp_sink = subprocess.Popen([find_tool("smtp-sink"), *user, f"127.0.0.1:{sink_port}", "1000"])
+        children.append(smtp_sink)
+        wait_for_port(sink_port, smtp_sink)
+        http_sink = subprocess.Popen(
+            [sys.executable, "-m", "optibridge.sinks", "--no-smtp", "--http-port", "0", "--no-record"],
+            stdout=subprocess.PIPE,
+        )
+        children.append(http_sink)
+        assert http_sink.stdout is not None
+        http_port = next(
+            json.loads(line)["http_port"]
+            for line in iter(http_sink.stdout.readline, b"")
+            if line.startswith(b"{")
+        )
+        http_base = f"http://127.0.0.1:{http_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIBRIDGE_")} | {
+            "OPTIBRIDGE_DATABASE_URL": url,
+            "OPTIBRIDGE_SECRET_KEY": generate_key(),
+            "OPTIBRIDGE_PUBLIC_URL": "https://track.example",
+            "OPTIBRIDGE_LOG_LEVEL": "WARNING",
+        }
+        sh(env, "db", "upgrade")
+        tenant = work / "tenant.toml"
+        tenant.write_text(
+            f"""id = "{TENANT}"
+api_base_url = "http://127.0.0.1:9"
+api_key = "k"
+[[channels]]
+name = "email"
+kind = "email"
+channel_id = {EMAIL}
+options = {{ lanes = 8, chunk = 256 }}
+[channels.provider]
+type = "smtp"
+host = "127.0.0.1"
+port = {sink_port}
+tls = "none"
+from_address = "news@shop.example"
+pool_size = {CONNECTIONS}
+[[channels]]
+name = "sms"
+kind = "sms"
+channel_id = {SMS}
+options = {{ lanes = 8, chunk = 256 }}
+[channels.provider]
+type = "twilio"
+account_sid = "ACbench"
+auth_token = "bench-token"
+from_number = "+15005550006"
+base_url = "{http_base}"
+max_connections = {CONNECTIONS}
+"""
+        )
+        sh(env, "tenants", "add", "--file", str(tenant))
+        (work / "e.html").write_text(HTML)
+        (work / "e.txt").write_text(TEXT)
+        (work / "s.txt").write_text(
+            "Hi {{ FirstName }}, your code is {{ Code }}. Valid in {{ City }} this week."
+        )
+        sh(
+            env,
+            "templates",
+            "add",
+            TENANT,
+            "email",
+            "--id",
+            "1",
+            "--name",
+            "Picks",
+            "--body",
+            str(work / "e.html"),
+            "--text",
+            str(work / "e.txt"),
+            "--subject",
+            "{{ FirstName }}, 20% off your picks",
+        )
+        sh(
+            env,
+            "templates",
+            "add",
+            TENANT,
+            "sms",
+            "--id",
+            "1",
+            "--name",
+            "Code",
+            "--body",
+            str(work / "s.txt"),
+        )
+
+        if args.only in (None, "email"):
+            load_messages(url, EMAIL, 1, size, "email")
+            rate, rss = run_workers(env, url, EMAIL, size, work / "worker.log", args.workers)
+            limit = run_smtp_source(find_tool("smtp-source"), sink_port, size)
+            reuse = run_smtp_source(find_tool("smtp-source"), sink_port, size, "-d")
+            print(
+                f"email: optibridge {rate:,.0f}/s (worker peak RSS {rss:.0f} MB); smtp-source {limit:,.0f}/s "
+                f"(ratio {rate / limit:.2f}); smtp-source -d {reuse:,.0f}/s (ratio {rate / reuse:.2f})",
+                flush=True,
+            )
+            result |= {
+                "rate": round(rate),
+                "unit": "emails/s",
+                "limit_rate": round(limit),
+                "ratio": round(rate / limit, 3),
+                "limit_rate_reuse": round(reuse),
+                "ratio_reuse": round(rate / reuse, 3),
+                "peak_rss_mb": round(rss, 1),
+            }
+        if args.only in (None, "sms"):
+            load_messages(url, SMS, 2, size, "sms")
+            rate, rss = run_workers(env, url, SMS, size, work / "worker.log", args.workers)
+            bare = asyncio.run(send_sms_bare(http_base, size))
+            print(
+                f"sms: optibridge {rate:,.0f}/s (worker peak RSS {rss:.0f} MB); "
+                f"bare aiohttp loop {bare:,.0f}/s (ratio {rate / bare:.2f})",
+                flush=True,
+            )
+            result |= {
+                "sms_rate": round(rate),
+                "sms_limit_rate": round(bare),
+                "sms_ratio": round(rate / bare, 3),
+                "sms_peak_rss_mb": round(rss, 1),
+            }
+            if "rate" not in result:
+                result |= {
+                    "rate": round(rate),
+                    "unit": "messages/s",
+                    "limit_rate": round(bare),
+                    "ratio": round(rate / bare, 3),
+                    "peak_rss_mb": round(rss, 1),
+                }
+        print(json.dumps(result))
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait(10)
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
