@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Bootstrap and run optibridge from a fresh clone with nothing but Python 3.11+ and pip.
 
+    python3 dev.py demo  [ARGS...]   the whole loop end to end on this machine (optibridge demo)
     python3 dev.py serve [ARGS...]   run the service on the embedded defaults
     python3 dev.py test  [PYTEST ARGS...]   lint, type-check and run every test
     python3 dev.py optibridge ARGS...   any optibridge command inside the project's venv
@@ -70,6 +71,8 @@ def main() -> int:
     optibridge = str(venv_bin("optibridge"))
     if command == "test":
         return tests(rest)
+    if command == "demo":
+        return run(optibridge, "demo", *rest)
     if command == "serve":
         return run(optibridge, "serve", *rest)
     if command == "optibridge":

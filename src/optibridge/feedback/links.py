@@ -102,8 +102,13 @@ def list_unsubscribe_headers(unsubscribe_url: str, *, mailto: str | None = None)
     return {"List-Unsubscribe": value, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
+# Our own tracking and unsubscribe endpoints ({{ unsubscribe_url }} in a template): wrapping
+# them in a click redirect would count an unsubscribe as a click.
+_OWN_ENDPOINT = re.compile(r"/t/[ocu]/[A-Za-z0-9_-]{20,}")
+
+
 def _should_track(tag: str, url: str) -> bool:
-    if _NO_TRACK_ATTR.search(tag) or _UNSUBSCRIBE_HINT.search(url):
+    if _NO_TRACK_ATTR.search(tag) or _UNSUBSCRIBE_HINT.search(url) or _OWN_ENDPOINT.search(url):
         return False
     return is_trackable(url)
 

@@ -9,7 +9,7 @@ from optibridge import __version__
 from optibridge.feedback import receipts, tracking
 from optibridge.intake import listener
 from optibridge.runtime import Runtime
-from optibridge.web import health
+from optibridge.web import admin, health
 
 
 def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:
@@ -28,4 +28,5 @@ def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:
     app.include_router(listener.router(runtime))
     app.include_router(tracking.router(runtime))
     app.include_router(receipts.router(runtime))
+    admin.install(app, runtime)  # /api/v1, /ui, /ui/static, /metrics, /livez, /readyz
     return app

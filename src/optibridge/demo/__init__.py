@@ -1,0 +1,1 @@
+"""The self-contained end-to-end demo (`optibridge demo`)."""

@@ -1,0 +1,261 @@
+"""Campaigns: list with filters, detail with progress, and pause / resume / cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from optibridge.errors import ConflictError, NotFoundError
+from optibridge.runtime import Runtime
+from optibridge.web import campaigns as store
+from optibridge.web.api.common import (
+    CONFLICT,
+    MAX_BIGINT,
+    NAME_PATTERN,
+    NOT_FOUND,
+    TENANT_PATTERN,
+    Auth,
+    CampaignId,
+    ChannelName,
+    CursorParam,
+    LimitParam,
+    Page,
+    SafeRoute,
+    TenantId,
+    decode_cursor,
+    page_of,
+    translate,
+)
+from optibridge.web.auth import ApiError, Principal
+
+Status = Literal["awaiting", "ingesting", "ingested", "failed", "canceled"]
+ChannelQ = Annotated[str | None, Query(pattern=NAME_PATTERN, description="Only this channel (name)")]
+StatusQ = Annotated[Status | None, Query(description="Only campaigns in this status")]
+PausedQ = Annotated[bool | None, Query(description="Only paused (true) or running (false) campaigns")]
+CampaignQ = Annotated[int | None, Query(ge=0, le=MAX_BIGINT, description="Only this CampaignID")]
+
+
+class ProgressOut(BaseModel):
+    counts: dict[str, int] = Field(description="Messages by state: pending, claimed, sent, failed, ...")
+    total: int
+    sent: int
+    done: int = Field(description="Messages in a final state")
+    failed: int
+    remaining: int = Field(description="pending + claimed")
+    percent_sent: float
+    percent_done: float
+    rate_per_s: float = Field(description="Messages sent per second over the last minute")
+    eta_s: float | None = Field(
+        description="Seconds until the remaining are sent at that rate; null: unknown"
+    )
+
+    @classmethod
+    def of(cls, p: store.Progress) -> ProgressOut:
+        return cls(**p.__dict__)
+
+
+class IngestOut(BaseModel):
+    pages: int
+    customers: int
+    messages: int
+    no_address: int
+    finished: bool
+    ingested_at: datetime | None
+
+
+class CampaignOut(BaseModel):
+    tenant_id: str
+    channel: str
+    channel_id: int
+    campaign_id: int
+    status: str
+    paused: bool
+    cancel_pending: bool
+    error: str | None
+    created_at: datetime
+    canceled_at: datetime | None
+    updated_at: datetime
+    ingest: IngestOut
+    progress: ProgressOut
+
+    @classmethod
+    def of(cls, c: store.Campaign) -> CampaignOut:
+        return cls(
+            tenant_id=c.tenant_id,
+            channel=c.channel,
+            channel_id=c.channel_id,
+            campaign_id=c.campaign_id,
+            status=c.status,
+            paused=c.paused,
+            cancel_pending=c.cancel_pending,
+            error=c.error,
+            created_at=c.created_at,
+            canceled_at=c.canceled_at,
+            updated_at=c.updated_at,
+            ingest=IngestOut(
+                pages=c.ingest_pages,
+                customers=c.customers,
+                messages=c.messages,
+                no_address=c.no_address,
+                finished=c.status in ("ingested", "canceled", "failed"),
+                ingested_at=c.ingested_at,
+            ),
+            progress=ProgressOut.of(c.progress),
+        )
+
+
+class TemplateProgressOut(BaseModel):
+    template_id: int
+    progress: ProgressOut
+
+
+class FailureOut(BaseModel):
+    reason: str
+    count: int
+
+
+class CampaignDetailOut(CampaignOut):
+    templates: list[TemplateProgressOut]
+    failures: list[FailureOut] = Field(description="Failed messages by reason, most frequent first")
+
+
+class ActionOut(BaseModel):
+    outcome: str
+    campaign: CampaignDetailOut
+
+
+def detail_out(d: store.CampaignDetail) -> CampaignDetailOut:
+    base = CampaignOut.of(d.campaign)
+    return CampaignDetailOut(
+        **base.__dict__,
+        templates=[
+            TemplateProgressOut(template_id=t, progress=ProgressOut.of(p)) for t, p in d.templates.items()
+        ],
+        failures=[FailureOut(reason=r, count=n) for r, n in d.failures],
+    )
+
+
+def parse_after(cursor: str | None) -> tuple[datetime, str, int, int] | None:
+    values = decode_cursor(cursor, (str, str, int, int))
+    if values is None:
+        return None
+    try:
+        created = datetime.fromisoformat(values[0])
+    except ValueError:
+        raise ApiError(
+            422, "invalid request", "cursor: not a cursor returned by this list", extra={"field": "cursor"}
+        ) from None
+    return created, values[1], values[2], values[3]
+
+
+def router(runtime: Runtime) -> APIRouter:
+    api = APIRouter(route_class=SafeRoute, tags=["campaigns"])
+
+    async def listing(
+        principal: Principal,
+        tenant_id: str | None,
+        channel: str | None,
+        status: str | None,
+        paused: bool | None,
+        campaign_id: int | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[CampaignOut]:
+        after = parse_after(cursor)
+        if tenant_id is not None:
+            principal.require_tenant(tenant_id)
+        else:
+            tenant_id = principal.tenant_id
+        flt = store.CampaignFilter(tenant_id, channel, status, paused, campaign_id)
+        async with runtime.pool.connection() as conn:
+            rows = await store.list_campaigns(conn, flt, after=after, limit=limit + 1)
+        items = [CampaignOut.of(c) for c in rows]
+        return page_of(
+            items, limit, lambda c: [c.created_at.isoformat(), c.tenant_id, c.channel_id, c.campaign_id]
+        )
+
+    @api.get("/campaigns", summary="Campaigns of every tenant the key sees, newest first")
+    async def list_all(
+        principal: Auth,
+        tenant_id: Annotated[
+            str | None, Query(pattern=TENANT_PATTERN, description="Only this tenant")
+        ] = None,
+        channel: ChannelQ = None,
+        status: StatusQ = None,
+        paused: PausedQ = None,
+        campaign_id: CampaignQ = None,
+        limit: LimitParam = 50,
+        cursor: CursorParam = None,
+    ) -> Page[CampaignOut]:
+        return await listing(principal, tenant_id, channel, status, paused, campaign_id, limit, cursor)
+
+    @api.get("/tenants/{tenant_id}/campaigns", summary="A tenant's campaigns, newest first")
+    async def list_tenant(
+        principal: Auth,
+        tenant_id: TenantId,
+        channel: ChannelQ = None,
+        status: StatusQ = None,
+        paused: PausedQ = None,
+        campaign_id: CampaignQ = None,
+        limit: LimitParam = 50,
+        cursor: CursorParam = None,
+    ) -> Page[CampaignOut]:
+        return await listing(principal, tenant_id, channel, status, paused, campaign_id, limit, cursor)
+
+    base = "/tenants/{tenant_id}/channels/{channel}/campaigns/{campaign_id}"
+
+    @api.get(
+        base, summary="A campaign with its progress, per-template counts and failures", responses=NOT_FOUND
+    )
+    async def get_campaign(
+        principal: Auth, tenant_id: TenantId, channel: ChannelName, campaign_id: CampaignId
+    ) -> CampaignDetailOut:
+        principal.require_tenant(tenant_id)
+        async with runtime.pool.connection() as conn:
+            try:
+                return detail_out(await store.get_campaign(conn, tenant_id, channel, campaign_id))
+            except NotFoundError as exc:
+                raise translate(exc) from None
+
+    async def action(tenant_id: str, channel: str, campaign_id: int, what: store.Action) -> ActionOut:
+        async with runtime.pool.connection() as conn:
+            try:
+                outcome = await store.act(conn, tenant_id, channel, campaign_id, what)
+                detail = await store.get_campaign(conn, tenant_id, channel, campaign_id)
+            except (NotFoundError, ConflictError) as exc:
+                raise translate(exc) from None
+        return ActionOut(outcome=outcome, campaign=detail_out(detail))
+
+    @api.post(
+        base + "/pause",
+        summary="Stop sending this campaign's messages until resumed",
+        responses={**NOT_FOUND, **CONFLICT},
+    )
+    async def pause(
+        principal: Auth, tenant_id: TenantId, channel: ChannelName, campaign_id: CampaignId
+    ) -> ActionOut:
+        principal.require_tenant(tenant_id)
+        return await action(tenant_id, channel, campaign_id, "pause")
+
+    @api.post(base + "/resume", summary="Send again after a pause", responses={**NOT_FOUND, **CONFLICT})
+    async def resume(
+        principal: Auth, tenant_id: TenantId, channel: ChannelName, campaign_id: CampaignId
+    ) -> ActionOut:
+        principal.require_tenant(tenant_id)
+        return await action(tenant_id, channel, campaign_id, "resume")
+
+    @api.post(
+        base + "/cancel",
+        summary="Cancel: status 'canceled', every pending message canceled (as a cancel from Optimove)",
+        responses=NOT_FOUND,
+    )
+    async def cancel(
+        principal: Auth, tenant_id: TenantId, channel: ChannelName, campaign_id: CampaignId
+    ) -> ActionOut:
+        principal.require_tenant(tenant_id)
+        return await action(tenant_id, channel, campaign_id, "cancel")
+
+    return api

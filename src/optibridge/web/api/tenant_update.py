@@ -1,0 +1,144 @@
+"""Changing a stored tenant from the API: the fields given, in one transaction.
+
+`optibridge.store.tenants` has `add` and the config-file upsert, which refuses tenants that did not
+come from a file; this is the API's partial update. Credentials are write-only: given, they replace
+the stored ones; omitted, they stay. A channel whose provider settings name no secret field keeps
+its stored secrets, so a client can change a host without sending the password again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from optibridge.config import ChannelConfig, split_provider_settings
+from optibridge.errors import ConflictError, NotFoundError
+from optibridge.secretbox import SecretBox
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+
+
+class TenantUpdate(BaseModel):
+    """Fields to change; omitted ones stay. `channels`, when given, is the whole new channel list:
+    channels missing from it are removed (with their templates)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    api_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/$.?#][^\s]*$", max_length=2000)
+    api_key: SecretStr | None = Field(default=None, description="Write-only; replaces the credentials")
+    username: str | None = Field(default=None, min_length=1, max_length=200)
+    password: SecretStr | None = Field(default=None, description="Write-only, with username")
+    channels: list[ChannelConfig] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TenantUpdate:
+        if self.api_key is not None and (self.username is not None or self.password is not None):
+            raise ValueError("give either api_key, or username and password, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if self.api_key is not None and not self.api_key.get_secret_value():
+            raise ValueError("api_key must not be empty")
+        if self.channels is not None:
+            names = [c.name for c in self.channels]
+            ids = [c.channel_id for c in self.channels]
+            if len(set(names)) != len(names):
+                raise ValueError("channel names must be unique within a tenant")
+            if len(set(ids)) != len(ids):
+                raise ValueError("channel_id values must be unique within a tenant")
+        return self
+
+    def credentials(self) -> tuple[str, dict[str, str]] | None:
+        if self.api_key is not None:
+            return "api_key", {"api_key": self.api_key.get_secret_value()}
+        if self.username is not None and self.password is not None:
+            return "login", {"username": self.username, "password": self.password.get_secret_value()}
+        return None
+
+
+async def update(conn: Conn, box: SecretBox, tenant_id: str, change: TenantUpdate) -> bool:
+    """Apply the change; returns whether the credentials changed (cached clients must go)."""
+    async with conn.transaction():
+        row = await (
+            await conn.execute("SELECT source FROM tenants WHERE id = %s FOR UPDATE", (tenant_id,))
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no tenant {tenant_id!r}")
+        if row["source"] == "config":
+            raise ConflictError(
+                f"tenant {tenant_id!r} is defined in the config file, which would overwrite this change "
+                "at the next start; edit the file instead"
+            )
+        creds = change.credentials()
+        await conn.execute(
+            """UPDATE tenants SET name = coalesce(%s, name), api_base_url = coalesce(%s, api_base_url),
+                      auth_kind = coalesce(%s, auth_kind), credentials = coalesce(%s, credentials),
+                      updated_at = now()
+               WHERE id = %s""",
+            (
+                change.name,
+                change.api_base_url,
+                creds[0] if creds else None,
+                box.encrypt_json(creds[1]) if creds else None,
+                tenant_id,
+            ),
+        )
+        if change.channels is not None:
+            await _replace_channels(conn, box, tenant_id, change.channels)
+    return creds is not None
+
+
+async def _replace_channels(
+    conn: Conn, box: SecretBox, tenant_id: str, channels: list[ChannelConfig]
+) -> None:
+    rows = await (
+        await conn.execute("SELECT name FROM channels WHERE tenant_id = %s", (tenant_id,))
+    ).fetchall()
+    existing = {r["name"] for r in rows}
+    wanted = {c.name for c in channels}
+    for name in existing - wanted:
+        await conn.execute("DELETE FROM channels WHERE tenant_id = %s AND name = %s", (tenant_id, name))
+    for ch in channels:
+        plain, secret = split_provider_settings(ch.provider)
+        options = Jsonb(ch.options.model_dump(exclude_defaults=True))
+        try:
+            # Channels that stay are updated in place: re-inserting would cascade to their templates.
+            if ch.name in existing:
+                await conn.execute(
+                    """UPDATE channels SET kind = %s, optimove_channel_id = %s, settings = %s,
+                              secrets = CASE WHEN %s THEN %s ELSE secrets END, options = %s,
+                              updated_at = now()
+                       WHERE tenant_id = %s AND name = %s""",
+                    (
+                        ch.kind,
+                        ch.channel_id,
+                        Jsonb(plain),
+                        bool(secret),
+                        box.encrypt_json(secret) if secret else None,
+                        options,
+                        tenant_id,
+                        ch.name,
+                    ),
+                )
+            else:
+                await conn.execute(
+                    """INSERT INTO channels
+                           (tenant_id, name, kind, optimove_channel_id, settings, secrets, options)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                    (
+                        tenant_id,
+                        ch.name,
+                        ch.kind,
+                        ch.channel_id,
+                        Jsonb(plain),
+                        box.encrypt_json(secret) if secret else None,
+                        options,
+                    ),
+                )
+        except psycopg.errors.UniqueViolation:
+            raise ConflictError(
+                f"tenant {tenant_id!r} already has a channel with ChannelID {ch.channel_id}"
+            ) from None

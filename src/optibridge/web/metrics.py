@@ -1,0 +1,296 @@
+"""Prometheus metrics: what the database says (at scrape time) and what this process counted.
+
+From the database, cluster-wide, refreshed at most every `SNAPSHOT_TTL_S` seconds:
+
+    optibridge_messages{tenant,channel,state}            messages by state (gauge)
+    optibridge_campaigns{status}                         campaigns by status (gauge)
+    optibridge_campaigns_paused                          paused campaigns (gauge)
+    optibridge_jobs{queue,status}                        procrastinate jobs (gauge)
+    optibridge_metrics_snapshot_age_seconds              age of those numbers
+
+Counted by the process that does the work (hooks below, for the dispatcher and the Optimove client):
+
+    optibridge_send_delay_seconds{channel}               sent time minus scheduled time (histogram)
+    optibridge_provider_sends_total{provider}            messages a provider accepted
+    optibridge_provider_errors_total{provider,reason}    provider errors, by outcome class
+    optibridge_optimove_requests_total{call,status}      Optimove API requests by call and answer
+    optibridge_optimove_request_seconds{call}            their duration (histogram)
+
+Several processes: by default each process serves only its own counters (a `serve` process
+shows what its in-process worker counted). With `PROMETHEUS_MULTIPROC_DIR` set (an empty folder,
+the same for `serve` and the worker processes it starts, set before they start), counters of every
+process on the machine are summed at scrape time (prometheus-client's multiprocess mode).
+See docs/observability.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from optibridge.logs import get_logger
+
+if TYPE_CHECKING:
+    from optibridge.runtime import Runtime
+
+log = get_logger(__name__)
+
+SNAPSHOT_TTL_S = 5.0
+QUERY_TIMEOUT_MS = 3000
+MESSAGE_STATES = ("pending", "claimed", "sent", "failed", "suppressed", "canceled", "expired")
+MAX_LABEL = 64
+
+SEND_DELAY = Histogram(
+    "optibridge_send_delay_seconds",
+    "Seconds between a message's scheduled time and the provider accepting it",
+    ["channel"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600),
+)
+PROVIDER_SENDS = Counter("optibridge_provider_sends", "Messages accepted by a provider", ["provider"])
+PROVIDER_ERRORS = Counter(
+    "optibridge_provider_errors",
+    "Provider errors by provider and outcome class (throttled, transient, permanent, ...)",
+    ["provider", "reason"],
+)
+OPTIMOVE_REQUESTS = Counter(
+    "optibridge_optimove_requests",
+    "Optimove API requests by call and answer (HTTP status, or timeout/transport)",
+    ["call", "status"],
+)
+OPTIMOVE_SECONDS = Histogram(
+    "optibridge_optimove_request_seconds",
+    "Duration of one Optimove API request (one attempt)",
+    ["call"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SNAPSHOT_ERRORS = Counter(
+    "optibridge_metrics_snapshot_errors", "Scrapes whose database numbers could not be refreshed"
+)
+
+
+def _label(value: object) -> str:
+    """Label values are bounded: a free-text reason must never mint a new series per message."""
+    text = str(value).strip() or "unknown"
+    return text[:MAX_LABEL]
+
+
+# -- hooks -------------------------------------------------------------------------------------
+
+
+def observe_send_delay(channel: str, scheduled_at: datetime, sent_at: datetime | None = None) -> None:
+    """The dispatcher calls this once per message a provider accepted. `channel` is the channel
+    kind (email, sms, push, webhook). Early sends count as 0."""
+    sent = sent_at or datetime.now(UTC)
+    SEND_DELAY.labels(_label(channel)).observe(max(0.0, (sent - scheduled_at).total_seconds()))
+
+
+def count_sent(provider: str, n: int = 1) -> None:
+    """The dispatcher calls this with how many messages a provider accepted (e.g. per slice)."""
+    if n > 0:
+        PROVIDER_SENDS.labels(_label(provider)).inc(n)
+
+
+def count_provider_error(provider: str, reason: str, n: int = 1) -> None:
+    """The dispatcher calls this per failed provider call. `reason` must be a small fixed set (the
+    classification outcome: throttled, transient, permanent, timeout), never the provider's text."""
+    if n > 0:
+        PROVIDER_ERRORS.labels(_label(provider), _label(reason.lower())).inc(n)
+
+
+def record_optimove_request(call: str, status: int | str, seconds: float) -> None:
+    """The Optimove client calls this once per HTTP attempt: `call` is the API call name
+    (e.g. GetCustomerSendDetailsByChannel), `status` the HTTP status or 'timeout' / 'transport'."""
+    OPTIMOVE_REQUESTS.labels(_label(call), _label(status)).inc()
+    OPTIMOVE_SECONDS.labels(_label(call)).observe(max(0.0, seconds))
+
+
+# -- reading the counters back (the dashboard) ----------------------------------------------------
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def process_registry() -> CollectorRegistry:
+    """The counters to expose: this process's, or every process's in multiprocess mode."""
+    path = multiprocess_dir()
+    if path is None:
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def provider_error_totals(registry: CollectorRegistry | None = None) -> dict[tuple[str, str], float]:
+    """(provider, reason) -> errors counted so far, as /metrics would show them."""
+    out: dict[tuple[str, str], float] = {}
+    for metric in (registry or process_registry()).collect():
+        if metric.name != "optibridge_provider_errors":
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                key = (sample.labels.get("provider", ""), sample.labels.get("reason", ""))
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+# -- the database snapshot -------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    taken: float = 0.0  # time.monotonic() of the last refresh; 0: never
+    messages: list[tuple[str, str, str, int]] = field(default_factory=list)  # tenant, channel, state, n
+    campaigns: dict[str, int] = field(default_factory=dict)
+    paused: int = 0
+    jobs: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+async def _take(conn: Any) -> Snapshot:
+    from optibridge.web.queue import job_counts
+
+    snap = Snapshot()
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}")
+        rows = await (
+            await conn.execute(
+                """SELECT m.tenant_id, coalesce(c.name, m.channel_id::text) AS channel, m.state, m.n
+                   FROM (SELECT tenant_id, channel_id, state::text AS state, count(*) AS n
+                         FROM messages GROUP BY 1, 2, 3) m
+                   LEFT JOIN channels c
+                     ON c.tenant_id = m.tenant_id AND c.optimove_channel_id = m.channel_id"""
+            )
+        ).fetchall()
+        counts = {(r["tenant_id"], r["channel"], r["state"]): int(r["n"]) for r in rows}
+        # Every channel shows every state, 0 included, so rates and alerts see a series from the start.
+        channels = await (await conn.execute("SELECT tenant_id, name FROM channels")).fetchall()
+        for ch in channels:
+            for state in MESSAGE_STATES:
+                counts.setdefault((ch["tenant_id"], ch["name"], state), 0)
+        snap.messages = sorted((t, c, s, n) for (t, c, s), n in counts.items())
+        rows = await (
+            await conn.execute(
+                "SELECT status, count(*) AS n, count(*) FILTER (WHERE paused) AS paused "
+                "FROM campaigns GROUP BY 1"
+            )
+        ).fetchall()
+        snap.campaigns = {r["status"]: int(r["n"]) for r in rows}
+        snap.paused = sum(int(r["paused"]) for r in rows)
+        snap.jobs = await job_counts(conn)
+    snap.taken = time.monotonic()
+    return snap
+
+
+class DatabaseCollector(Collector):
+    """Gauges from the last snapshot; `MetricsState.refresh` keeps it fresh before each scrape."""
+
+    def __init__(self, state: MetricsState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterable[Metric]:
+        snap = self._state.snapshot
+        messages = GaugeMetricFamily(
+            "optibridge_messages",
+            "Messages by tenant, channel and state",
+            labels=["tenant", "channel", "state"],
+        )
+        for tenant, channel, state, n in snap.messages:
+            messages.add_metric([tenant, channel, state], n)
+        yield messages
+        campaigns = GaugeMetricFamily("optibridge_campaigns", "Campaigns by status", labels=["status"])
+        for status, n in sorted(snap.campaigns.items()):
+            campaigns.add_metric([status], n)
+        yield campaigns
+        yield GaugeMetricFamily("optibridge_campaigns_paused", "Paused campaigns", value=snap.paused)
+        jobs = GaugeMetricFamily("optibridge_jobs", "Jobs by queue and status", labels=["queue", "status"])
+        for queue, status, n in sorted(snap.jobs):
+            jobs.add_metric([queue, status], n)
+        yield jobs
+        age = time.monotonic() - snap.taken if snap.taken else -1.0
+        yield GaugeMetricFamily(
+            "optibridge_metrics_snapshot_age_seconds",
+            "Age of the database numbers above (-1: never read)",
+            value=round(age, 3),
+        )
+
+
+class MetricsState:
+    def __init__(self, runtime: Runtime, ttl_s: float = SNAPSHOT_TTL_S) -> None:
+        self.runtime = runtime
+        self.ttl_s = ttl_s
+        self.snapshot = Snapshot()
+        self._lock = asyncio.Lock()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(DatabaseCollector(self))
+
+    def fresh(self) -> bool:
+        return bool(self.snapshot.taken) and time.monotonic() - self.snapshot.taken < self.ttl_s
+
+    async def refresh(self) -> None:
+        if self.fresh():
+            return
+        async with self._lock:  # one query for many concurrent scrapes
+            if self.fresh():
+                return
+            try:
+                async with self.runtime.pool.connection(timeout=QUERY_TIMEOUT_MS / 1000) as conn:
+                    self.snapshot = await _take(conn)
+            except Exception as exc:  # a scrape must answer; the age gauge shows staleness
+                SNAPSHOT_ERRORS.inc()
+                log.warning("metrics: database numbers not refreshed", error=str(exc)[:300])
+
+    async def exposition(self) -> bytes:
+        await self.refresh()
+        return generate_latest(process_registry()) + generate_latest(self.registry)
+
+
+def router(runtime: Runtime) -> APIRouter:
+    state = MetricsState(runtime)
+    api = APIRouter(tags=["operations"])
+
+    @api.get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition format)",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+    )
+    async def metrics() -> Response:
+        return Response(await state.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return api
+
+
+def metric_names() -> Iterator[str]:
+    """The documented names (tests check that /metrics shows each)."""
+    yield from (
+        "optibridge_messages",
+        "optibridge_campaigns",
+        "optibridge_campaigns_paused",
+        "optibridge_jobs",
+        "optibridge_metrics_snapshot_age_seconds",
+        "optibridge_send_delay_seconds",
+        "optibridge_provider_sends_total",
+        "optibridge_provider_errors_total",
+        "optibridge_optimove_requests_total",
+        "optibridge_optimove_request_seconds",
+    )
