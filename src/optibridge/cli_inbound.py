@@ -36,6 +36,7 @@ def install(app: typer.Typer, load_settings: SettingsLoader) -> None:
     app.add_typer(templates_app, name="templates")
     app.add_typer(apps_app, name="apps")
     app.add_typer(contacts_app, name="contacts")
+    app.add_typer(campaigns_app, name="campaigns")
 
 
 def _with_runtime(fn: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -405,3 +406,75 @@ def contacts_import(tenant: Tenant, file: Annotated[Path, typer.Argument(metavar
 
     report = _with_runtime(go)
     typer.echo(f"{report.rows} row(s): {report.upserted} added or changed, {report.skipped} unchanged")
+
+
+# -- campaigns ---------------------------------------------------------------------------------
+
+campaigns_app = typer.Typer(help="Campaigns: progress, pause, resume, cancel.", no_args_is_help=True)
+CampaignId = Annotated[int, typer.Argument(metavar="CAMPAIGN")]
+
+
+@campaigns_app.command("list")
+def campaigns_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
+    limit: Annotated[int, typer.Option(help="Newest first, at most this many")] = 50,
+) -> None:
+    """Campaigns with their progress (sent/total)."""
+    from optibridge.web.campaigns import CampaignFilter, list_campaigns
+
+    async def go(rt: Runtime) -> list[Any]:
+        async with rt.pool.connection() as conn:
+            return await list_campaigns(conn, CampaignFilter(tenant_id=tenant), after=None, limit=limit)
+
+    rows = _with_runtime(go)
+    typer.echo(f"{'TENANT':<12} {'CHANNEL':<8} {'CAMPAIGN':>9} {'STATUS':<9} {'SENT':>9} {'TOTAL':>9}  FLAGS")
+    for c in rows:
+        flags = ",".join(f for f, on in (("paused", c.paused), ("cancel-pending", c.cancel_pending)) if on)
+        typer.echo(
+            f"{c.tenant_id:<12} {c.channel:<8} {c.campaign_id:>9} {c.status:<9} "
+            f"{c.progress.sent:>9} {c.progress.total:>9}  {flags}"
+        )
+
+
+@campaigns_app.command("show")
+def campaigns_show(tenant: Tenant, channel: Channel, campaign_id: CampaignId) -> None:
+    """Progress of one campaign: counts by state, per template, failures by reason."""
+    from optibridge.web.campaigns import get_campaign
+
+    async def go(rt: Runtime) -> Any:
+        async with rt.pool.connection() as conn:
+            return await get_campaign(conn, tenant, channel, campaign_id)
+
+    detail = _with_runtime(go)
+    c = detail.campaign
+    typer.echo(
+        f"campaign {c.campaign_id} on {c.tenant_id}/{c.channel}: {c.status}"
+        f"{' (paused)' if c.paused else ''}; {c.progress.sent}/{c.progress.total} sent"
+    )
+    typer.echo("states: " + ", ".join(f"{k} {v}" for k, v in sorted(c.progress.counts.items())))
+    for template_id, progress in sorted(detail.templates.items()):
+        typer.echo(f"  template {template_id}: {progress.sent}/{progress.total} sent")
+    for reason, count in detail.failures:
+        typer.echo(f"  failed {count}: {reason}")
+
+
+def _act(action: str) -> Callable[..., None]:
+    def command(tenant: Tenant, channel: Channel, campaign_id: CampaignId) -> None:
+        from optibridge.web.campaigns import act
+
+        async def go(rt: Runtime) -> str:
+            async with rt.pool.connection() as conn:
+                return await act(conn, tenant, channel, campaign_id, action)  # type: ignore[arg-type]
+
+        typer.echo(f"campaign {campaign_id} on {tenant}/{channel}: {_with_runtime(go)}")
+
+    command.__doc__ = {
+        "pause": "Stop sending (takes effect within one slice); messages stay pending.",
+        "resume": "Send again after a pause.",
+        "cancel": "Cancel every message not yet sent (final).",
+    }[action]
+    return command
+
+
+for _action in ("pause", "resume", "cancel"):
+    campaigns_app.command(_action)(_act(_action))

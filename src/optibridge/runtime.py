@@ -89,6 +89,11 @@ async def open_runtime(
     pool_size: int | None = None,
 ) -> AsyncIterator[Runtime]:
     """Start everything a process needs; close it all on exit, embedded database last."""
+    # Every Optimove HTTP attempt of this process feeds the Prometheus metrics.
+    from optibridge.optimove.observe import add_request_observer
+    from optibridge.web.metrics import record_optimove_request
+
+    add_request_observer(record_optimove_request)
     db = await asyncio.to_thread(open_database, settings)
     try:
         await ensure_schema(db, upgrade=upgrade)

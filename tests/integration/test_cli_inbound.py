@@ -113,3 +113,33 @@ def test_contacts_import_reports_counts_and_refuses_bad_files(
     )
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM contacts").fetchone() == (2,)
+
+
+def test_campaign_commands_pause_resume_cancel_and_show(service_env: dict[str, str], db_url: str) -> None:
+    add_tenant(service_env)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO campaigns (tenant_id, channel_id, campaign_id, channel_name, first_event, status) "
+            "VALUES ('acme', 504, 77, 'email', 1, 'ingested')"
+        )
+        conn.execute(
+            """INSERT INTO messages (id, tenant_id, channel_id, campaign_id, customer_id, template_id,
+                                     scheduled_at, send_at, address, state)
+               SELECT gen_random_uuid(), 'acme', 504, 77, 'C' || g, 1, now(), now(), 'a@b',
+                      (CASE WHEN g <= 3 THEN 'sent' ELSE 'pending' END)::message_state
+               FROM generate_series(1, 10) g"""
+        )
+    assert "paused" in run(service_env, "campaigns", "pause", "acme", "email", "77").stdout
+    listed = run(service_env, "campaigns", "list").stdout
+    assert "77" in listed
+    assert "paused" in listed
+    shown = run(service_env, "campaigns", "show", "acme", "email", "77").stdout
+    assert "3/10 sent" in shown
+    assert "resumed" in run(service_env, "campaigns", "resume", "acme", "email", "77").stdout
+    out = run(service_env, "campaigns", "cancel", "acme", "email", "77").stdout
+    assert "7 pending message(s) canceled" in out
+    assert_one_line_error(run(service_env, "campaigns", "pause", "acme", "email", "77"), "is canceled")
+    assert_one_line_error(run(service_env, "campaigns", "pause", "acme", "email", "78"), "no campaign 78")
+    with psycopg.connect(db_url) as conn:
+        states = dict(conn.execute("SELECT state::text, count(*) FROM messages GROUP BY 1").fetchall())
+    assert states == {"sent": 3, "canceled": 7}

@@ -40,6 +40,7 @@ from optibridge.feedback.receipts import record_send_results
 from optibridge.logs import get_logger
 from optibridge.rendering import CompiledTemplate, RenderError, TemplateCache
 from optibridge.store import tenants as tenant_store
+from optibridge.web import metrics
 
 log = get_logger(__name__)
 Conn = psycopg.AsyncConnection[dict[str, Any]]
@@ -111,6 +112,7 @@ class Dispatcher:
     keys: TrackingKeys
     templates: TemplateCache = field(default_factory=TemplateCache)
     channels: dict[tuple[str, int], Channel] = field(default_factory=dict)
+    app_ids: dict[tuple[str, str, int], str | None] = field(default_factory=dict)  # push templates
 
     async def channel(self, tenant_id: str, channel_id: int) -> Channel:
         key = (tenant_id, channel_id)
@@ -180,6 +182,7 @@ class Dispatcher:
                 compiled = compile_spec(ch.kind, spec)
                 self.templates.put(key, compiled)
             out[r["template_id"]] = compiled
+            self.app_ids[(ch.tenant_id, ch.name, r["template_id"])] = r["app_id"]
         return out
 
 
@@ -314,7 +317,10 @@ def build_outbound(
             body=html, subject=parts.get("subject"), text_body=parts.get("text"), headers=headers, **common
         )
     if ch.kind == "push":
-        return base.OutboundMessage(body=parts.get("text", ""), subject=parts.get("title"), **common)
+        app_id = d.app_ids.get((ch.tenant_id, ch.name, row["template_id"]))
+        return base.OutboundMessage(
+            body=parts.get("text", ""), subject=parts.get("title"), app_id=app_id, **common
+        )
     data = {}
     if ch.kind == "sms" and public:
         data["status_callback"] = twilio_status_callback_url(public, mid, d.keys, issued_at=now)
@@ -376,12 +382,19 @@ async def send_slice(
         results = await provider.send_many([m for _, m in chunk])
         elapsed = time.monotonic() - started
         now = now_fn()
+        sent = 0
         for (row, _), result in zip(chunk, results, strict=True):
             t = after_send(result, attempts=row["attempts"], send_at=row["send_at"], now=now, policy=ch.retry)
             out.put(row["id"], t, provider.name)
             if result.bounce or result.unregistered:
                 out.results.append((row["id"], result))
+            if result.outcome is base.Outcome.SENT:
+                sent += 1
+                metrics.observe_send_delay(ch.kind, row["send_at"], now)
+            else:
+                metrics.count_provider_error(provider.name, result.outcome.value)
             stats.add(t.state)
+        metrics.count_sent(provider.name, sent)
         await write(conn, out, me, now)
         if ch.providers.report(index, results):
             log.warning(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import date
 from types import TracebackType
@@ -50,6 +51,7 @@ from optibridge.optimove.models import (
     ExecutionChannel,
     SendDetailsPage,
 )
+from optibridge.optimove.observe import request_done
 from optibridge.optimove.paging import iterate_pages
 from optibridge.optimove.ratelimit import (
     DEFAULT_REGISTRY,
@@ -206,6 +208,7 @@ class OptimoveClient:
                 await wait_for_slot(self._limiter, self._clock)
             retry_after: float | None = None
             error: OptimoveError
+            started = time.perf_counter()
             try:
                 self.requests_sent += 1
                 async with self._http().request(
@@ -214,13 +217,16 @@ class OptimoveClient:
                     status = response.status
                     payload = await response.read()
                     retry_after_header = response.headers.get("Retry-After")
+                request_done(call, status, time.perf_counter() - started)
             except TimeoutError:
+                request_done(call, "timeout", time.perf_counter() - started)
                 error = OptimoveTimeoutError(
                     f"Optimove {call} timed out after {self.config.timeouts.total_s:g} s (attempt {attempt})",
                     call=call,
                     attempts=attempt,
                 )
             except aiohttp.ClientError as exc:
+                request_done(call, "transport", time.perf_counter() - started)
                 error = OptimoveTransportError(
                     f"Optimove {call} failed: {type(exc).__name__}: {exc} (attempt {attempt})",
                     call=call,
