@@ -4,6 +4,7 @@ personalized; pause, resume and cancel act mid-campaign; throttling delays but l
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,9 @@ from inprocess import Service, running_service
 
 TENANT = "acme"
 EMAIL, SMS = 504, 505
+# The acceptance size; OPTIBRIDGE_TEST_E2E_SIZE makes a quicker local run.
+E2E_EMAILS = int(os.environ.get("OPTIBRIDGE_TEST_E2E_SIZE", "50000"))
+E2E_SMS = E2E_EMAILS
 
 
 async def setup(
@@ -113,13 +117,13 @@ async def test_email_and_sms_arrive_once_each_personalized_and_not_early(
         await setup(svc, emu, smtp, http)
         now = datetime.now(UTC).replace(microsecond=0)
         email = await emu.control.create_campaign(
-            TENANT, channel_ids=[EMAIL], customer_count=3000,
+            TENANT, channel_ids=[EMAIL], customer_count=E2E_EMAILS,
             templates=[{"template_id": 1, "weight": 1}, {"template_id": 2, "weight": 1}],
             scheduled_times=times(now, -60, 4),
             attribute_values={"FirstName": ["Ann", "Zoë"]},
         )  # fmt: skip
         sms = await emu.control.create_campaign(
-            TENANT, channel_ids=[SMS], customer_count=2000, templates=[{"template_id": 7, "weight": 1}],
+            TENANT, channel_ids=[SMS], customer_count=E2E_SMS, templates=[{"template_id": 7, "weight": 1}],
             scheduled_times=times(now, -30), attribute_values={"FirstName": ["Bo"]},
         )  # fmt: skip
         await emu.control.notify(TENANT, event_type_ids=[1], campaign_id=email["campaign_id"], duplicates=2)
@@ -128,15 +132,15 @@ async def test_email_and_sms_arrive_once_each_personalized_and_not_early(
         )
 
         async def all_sent() -> bool:
-            return await states(svc, email["campaign_id"]) == {"sent": 3000} and await states(
+            return await states(svc, email["campaign_id"]) == {"sent": E2E_EMAILS} and await states(
                 svc, sms["campaign_id"]
-            ) == {"sent": 2000}
+            ) == {"sent": E2E_SMS}
 
-        await wait_until(all_sent, 120, "every message sent")
+        await wait_until(all_sent, 600, "every message sent")
         await asyncio.sleep(1)  # room for a duplicate to show up
 
         ids = Counter(smtp.message_ids)
-        assert len(ids) == 3000
+        assert len(ids) == E2E_EMAILS
         assert set(ids.values()) == {1}
         async with svc.runtime.pool.connection() as conn:
             rows = await (
@@ -161,8 +165,8 @@ async def test_email_and_sms_arrive_once_each_personalized_and_not_early(
             assert row["sent_at"] >= row["send_at"], "sent before its time"
 
         texts = [r.form for r in http.of_kind("twilio", accepted_only=True)]
-        assert len(texts) == 2000
-        assert len({t["To"] for t in texts if t}) == 2000
+        assert len(texts) == E2E_SMS
+        assert len({t["To"] for t in texts if t}) == E2E_SMS
         assert all(t and t["Body"].startswith("Code for Bo: C") for t in texts)
         assert all(t and "/r/twilio/" in t["StatusCallback"] for t in texts)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,7 +154,7 @@ async def test_heartbeat_records_its_period_and_prunes_old_ticks(db_url: str) ->
 
 def test_unknown_task_module_is_a_clear_error(service_env: dict[str, str]) -> None:
     proc = subprocess.run(
-        ["python", "-m", "optibridge", "worker"],
+        [sys.executable, "-m", "optibridge", "worker"],
         env=service_env | {"OPTIBRIDGE_TASK_MODULES": '["no_such_module_xyz"]'},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
