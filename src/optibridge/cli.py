@@ -64,6 +64,15 @@ def _settings(*, service: bool = False, **overrides: Any) -> Settings:
 
 
 def _run(coro: Callable[[], Awaitable[T]]) -> T:
+    # uvloop (a dependency of uvicorn[standard]) when present: the send path is mostly event-loop
+    # and socket work. OPTIBRIDGE_EVENT_LOOP=asyncio turns it off.
+    if os.environ.get("OPTIBRIDGE_EVENT_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(coro())  # type: ignore[arg-type]
     return asyncio.run(coro())  # type: ignore[arg-type]
 
 
