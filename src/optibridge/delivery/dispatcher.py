@@ -360,6 +360,20 @@ async def send_slice(
 
     for start in range(0, len(ready), ch.chunk):
         chunk = ready[start : start + ch.chunk]
+        # A pause or cancel takes effect before the next chunk, not only at the next claim.
+        held = await _held_campaigns(conn, ch, {row["campaign_id"] for row, _ in chunk})
+        if held:
+            out = Outcomes()
+            for row, _ in chunk:
+                why = held.get(row["campaign_id"])
+                if why == "canceled":
+                    out.put(row["id"], Transition("canceled", reason="campaign canceled"))
+                elif why == "paused":
+                    out.put(row["id"], Transition("pending", reason="campaign paused", attempts_delta=-1))
+            await write(conn, out, me, now_fn())
+            chunk = [(row, m) for row, m in chunk if row["campaign_id"] not in held]
+            if not chunk:
+                continue
         picked = ch.providers.pick()
         out = Outcomes()
         if picked is None:
@@ -405,6 +419,20 @@ async def send_slice(
                 seconds=round(elapsed, 2),
             )
     return stats
+
+
+async def _held_campaigns(conn: Conn, ch: Channel, campaign_ids: set[int]) -> dict[int, str]:
+    """Campaigns among these that must not send now: 'paused' (or on hold) or 'canceled'."""
+    rows = await (
+        await conn.execute(
+            """SELECT campaign_id, CASE WHEN status = 'canceled' THEN 'canceled' ELSE 'paused' END AS why
+               FROM campaigns
+               WHERE tenant_id = %s AND channel_id = %s AND campaign_id = ANY(%s)
+                 AND (paused OR cancel_pending OR status = 'canceled')""",
+            (ch.tenant_id, ch.channel_id, list(campaign_ids)),
+        )
+    ).fetchall()
+    return {int(r["campaign_id"]): str(r["why"]) for r in rows}
 
 
 # -- reconciliation ---------------------------------------------------------------------------
