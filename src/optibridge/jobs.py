@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import socket
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import procrastinate
 import psycopg
@@ -19,6 +19,9 @@ from procrastinate import JobContext
 from optibridge.config import Settings
 from optibridge.errors import ConfigError
 from optibridge.logs import get_logger
+
+if TYPE_CHECKING:
+    from optibridge.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -52,10 +55,12 @@ class TransientRetry(procrastinate.BaseRetryStrategy):
         return procrastinate.RetryDecision(retry_in={"seconds": int(delay)})
 
 
-def runtime_of(context: JobContext) -> Any:
-    """The Runtime a worker passes to its jobs (typed as Any here: runtime imports this module)."""
+def runtime_of(context: JobContext) -> Runtime:
+    """The Runtime a worker passes to its jobs."""
+    from optibridge.runtime import Runtime  # here: runtime imports this module
+
     runtime = (context.additional_context or {}).get("runtime")
-    if runtime is None:
+    if not isinstance(runtime, Runtime):
         raise RuntimeError("this worker was started without a runtime in its job context")
     return runtime
 

@@ -15,6 +15,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -47,17 +48,17 @@ class RunningEmulator:
 
 
 @contextlib.asynccontextmanager
-async def running_emulator(
-    config: EmulatorConfig | None = None, *, clock: Clock | None = None
-) -> AsyncIterator[RunningEmulator]:
-    """Serve a fresh emulator on 127.0.0.1 (a free port) until the block exits."""
-    app = create_app(config, clock=clock)
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app on 127.0.0.1 (a free port) in this event loop; yields its base URL.
+
+    The app's lifespan runs, so routers' shutdown work (a buffer's last flush) happens before the
+    block exits.
+    """
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP,
     # and without it each small response waits ~40 ms on Nagle + delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     server = _QuickServer(
         uvicorn.Config(
             app,
@@ -70,19 +71,27 @@ async def running_emulator(
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        for _ in range(500):  # bounded: startup takes milliseconds
+        for _ in range(500):  # bounded: start-up takes milliseconds
             if server.started or task.done():
                 break
             await asyncio.sleep(0.01)
         if not server.started:
             if task.done():
                 task.result()
-            raise RuntimeError("the emulator did not start")
-        base_url = f"http://127.0.0.1:{port}"
-        async with EmulatorControl(base_url) as control:
-            yield RunningEmulator(base_url, control, app, app.state.emulator)
+            raise RuntimeError("the test server did not start")
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def running_emulator(
+    config: EmulatorConfig | None = None, *, clock: Clock | None = None
+) -> AsyncIterator[RunningEmulator]:
+    """Serve a fresh emulator on 127.0.0.1 (a free port) until the block exits."""
+    app = create_app(config, clock=clock)
+    async with serving(app) as base_url, EmulatorControl(base_url) as control:
+        yield RunningEmulator(base_url, control, app, app.state.emulator)

@@ -6,10 +6,7 @@ Rows are written the way ingest and the dispatcher write them (uuid5 message ids
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import psycopg
-import uvicorn
 from psycopg.types.json import Jsonb
 
 from optibridge.config import Settings
+from optibridge.emulator.testing import serving
 from optibridge.feedback.config import FeedbackSettings
 from optibridge.feedback.keys import TrackingKeys
 from optibridge.intake.ingest import message_id
@@ -131,51 +128,6 @@ async def seed_campaign(
                 )
             )
     return seeded
-
-
-class _QuickServer(uvicorn.Server):
-    """Checks for shutdown every 10 ms instead of 100 ms: tests start and stop many servers."""
-
-    async def main_loop(self) -> None:
-        counter = 0
-        should_exit = await self.on_tick(counter)
-        while not should_exit:  # ends when the caller sets should_exit
-            counter = (counter + 1) % 864_000
-            await asyncio.sleep(0.01)
-            should_exit = await self.on_tick(counter)
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app on 127.0.0.1 (a free port) in this event loop; yields its base URL.
-
-    The app's lifespan runs, so routers' shutdown work (the tracking buffer's last flush) happens
-    before the block exits.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = _QuickServer(
-        uvicorn.Config(
-            app, log_level=logging.WARNING, access_log=False, lifespan="on", timeout_graceful_shutdown=1
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):  # bounded: start-up takes milliseconds
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        if not server.started:
-            if task.done():
-                task.result()
-            raise RuntimeError("the test server did not start")
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()
 
 
 class MutableClock:

@@ -206,15 +206,10 @@ async def run_cancel(runtime: Runtime, tenant_id: str, campaign_id: int) -> str:
     return outcome
 
 
-def _runtime(context: JobContext) -> Runtime:
-    runtime: Runtime = runtime_of(context)
-    return runtime
-
-
 def register(app: procrastinate.App) -> None:
     @app.task(name=accept.INGEST_TASK, queue="intake", pass_context=True, retry=JOB_RETRY)
     async def ingest_task(context: JobContext, /, tenant_id: str, channel_id: int, campaign_id: int) -> None:
-        runtime = _runtime(context)
+        runtime = runtime_of(context)
         bind(tenant=tenant_id, channel=channel_id, campaign=campaign_id)
         try:
             await run_ingest(runtime, tenant_id, channel_id, campaign_id)
@@ -232,6 +227,6 @@ def register(app: procrastinate.App) -> None:
     async def cancel_task(context: JobContext, /, tenant_id: str, campaign_id: int, **_: Any) -> None:
         bind(tenant=tenant_id, campaign=campaign_id)
         try:
-            await run_cancel(_runtime(context), tenant_id, campaign_id)
+            await run_cancel(runtime_of(context), tenant_id, campaign_id)
         finally:
             unbind("tenant", "campaign")

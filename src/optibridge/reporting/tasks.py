@@ -18,7 +18,7 @@ import procrastinate
 from procrastinate import JobContext
 
 from optibridge.feedback.preferences import PreferencePush, push_preferences
-from optibridge.jobs import worker_name
+from optibridge.jobs import runtime_of, worker_name
 from optibridge.logs import get_logger
 from optibridge.reporting.config import ReportingSettings, reporting_settings
 from optibridge.reporting.push import PushResult, push_campaign
@@ -172,13 +172,6 @@ async def run_tick(runtime: Runtime, now: datetime, settings: ReportingSettings 
     return report
 
 
-def _runtime(context: JobContext) -> Runtime:
-    runtime = (context.additional_context or {}).get("runtime")
-    if not isinstance(runtime, Runtime):
-        raise RuntimeError("this worker was started without a runtime in its job context")
-    return runtime
-
-
 def register(app: procrastinate.App, settings: ReportingSettings | None = None) -> None:
     """Add the reporting tasks to a job app (called by `jobs.create_job_app`)."""
     cfg = settings or ReportingSettings()
@@ -187,7 +180,7 @@ def register(app: procrastinate.App, settings: ReportingSettings | None = None) 
     @app.periodic(cron=cfg.tick_cron, periodic_id="")
     @app.task(name=TICK_TASK, queue=QUEUE, pass_context=True)
     async def tick(context: JobContext, timestamp: int) -> None:
-        runtime = _runtime(context)
+        runtime = runtime_of(context)
         result = await run_tick(runtime, datetime.now(UTC), reporting_settings(runtime.settings))
         if result.discovered or result.pushed or result.failed:
             log.info(
