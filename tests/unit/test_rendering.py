@@ -16,7 +16,15 @@ from optibridge.rendering.optimove_tags import tag_names, to_liquid
 
 def test_optimove_tags_become_liquid_with_optional_fallback() -> None:
     assert to_liquid("Hi [%FIRST_NAME%]!") == "Hi {{ FIRST_NAME }}!"
-    assert to_liquid('Hi [%FIRST_NAME:dear "you"%]') == 'Hi {{ FIRST_NAME | default: "dear \\"you\\"" }}'
+    assert to_liquid('Hi [%FIRST_NAME:dear "you"%]') == "Hi {{ FIRST_NAME | default: 'dear \"you\"' }}"
+    assert to_liquid("Hi [%FIRST_NAME:it's\\%]") == 'Hi {{ FIRST_NAME | default: "it\'s\\" }}'
+    with pytest.raises(ValueError, match="both quote kinds"):
+        to_liquid("""[%A:it's "x"%]""")
+    assert compile_template({"text": 'Hi [%A:dear "you"%] [%B:a\\b%]'}).render({})["text"] == (
+        'Hi dear "you" a\\b'
+    )
+    with pytest.raises(TemplateSyntaxError, match="both quote kinds"):
+        compile_template({"text": """[%A:it's "x"%]"""})
     assert to_liquid("50[%] off [% not a tag %]") == "50[%] off [% not a tag %]"
     assert tag_names("[%A%] and [% B:x %]") == ["A", "B"]
 

@@ -3,11 +3,13 @@
 Marketers coming from Optimove write `[%FIRST_NAME%]`; we also accept a fallback after a colon,
 `[%FIRST_NAME:Customer%]`, which becomes `{{ FIRST_NAME | default: "Customer" }}`. Anything else
 between `[%` and `%]` is left alone, so the Liquid parser reports it where it stands.
+
+Liquid string literals have no escapes: the fallback is quoted with whichever quote it does not
+contain, and one that contains both kinds is refused (ValueError) rather than rendered wrongly.
 """
 
 from __future__ import annotations
 
-import json
 import re
 
 # A tag name is what Optimove allows for attribute names: letters, digits, underscore.
@@ -19,8 +21,13 @@ def to_liquid(source: str) -> str:
         name, fallback = m.group(1), m.group(2)
         if fallback is None:
             return "{{ " + name + " }}"
-        # json.dumps gives a double-quoted literal that Liquid reads back as the same text.
-        return "{{ " + name + " | default: " + json.dumps(fallback) + " }}"
+        if '"' not in fallback:
+            literal = f'"{fallback}"'
+        elif "'" not in fallback:
+            literal = f"'{fallback}'"
+        else:
+            raise ValueError(f"the fallback of [%{name}%] contains both quote kinds (\" and ')")
+        return "{{ " + name + " | default: " + literal + " }}"
 
     return _TAG.sub(replace, source)
 

@@ -17,6 +17,7 @@ from typing import Any
 from liquid import Environment, StrictDefaultUndefined
 from liquid.exceptions import LiquidError
 
+from optibridge.rendering.fastpath import Plan, plan_of, render_plan
 from optibridge.rendering.optimove_tags import to_liquid
 
 # Variables the service supplies itself; every other free variable is a customer attribute.
@@ -81,12 +82,17 @@ class CompiledTemplate:
     parts: Mapping[str, Any]  # part name -> liquid BoundTemplate
     attributes: tuple[str, ...]  # customer attributes used, in first-seen order
     defaults: Mapping[str, str] = field(default_factory=dict)
+    plans: Mapping[str, Plan] = field(default_factory=dict)  # parts simple enough for fastpath
 
     def render(self, variables: Mapping[str, Any]) -> dict[str, str]:
         """Render every part; attributes missing from `variables` take the template's defaults."""
         data = {**self.defaults, **{k: v for k, v in variables.items() if v is not None}}
         out: dict[str, str] = {}
         for name, template in self.parts.items():
+            plan = self.plans.get(name)
+            if plan is not None and (text := render_plan(plan, data)) is not None:
+                out[name] = text
+                continue
             try:
                 out[name] = template.render(**data)
             except LiquidError as exc:
@@ -106,11 +112,15 @@ def compile_template(
     markup into an email); the others render text as is.
     """
     compiled: dict[str, Any] = {}
+    plans: dict[str, Plan] = {}
     attributes: dict[str, None] = {}
     for name, source in parts.items():
         if not source:
             continue
-        liquid_source = to_liquid(source)
+        try:
+            liquid_source = to_liquid(source)
+        except ValueError as exc:
+            raise TemplateSyntaxError(name, None, str(exc)) from None
         env = _HTML_ENV if name in html_parts else _TEXT_ENV
         try:
             template = env.from_string(liquid_source)
@@ -118,10 +128,14 @@ def compile_template(
         except LiquidError as exc:
             raise TemplateSyntaxError(name, _line_of(exc, liquid_source), _reason(exc)) from None
         compiled[name] = template
+        if (plan := plan_of(template)) is not None:
+            plans[name] = plan
         for var in variables:
             if var not in BUILTIN_VARIABLES:
                 attributes.setdefault(var, None)
-    return CompiledTemplate(parts=compiled, attributes=tuple(attributes), defaults=dict(defaults or {}))
+    return CompiledTemplate(
+        parts=compiled, attributes=tuple(attributes), defaults=dict(defaults or {}), plans=plans
+    )
 
 
 class TemplateCache:

@@ -1,59 +1,54 @@
-"""What the HTTP adapters share: one aiohttp session per provider, bounded and timed.
+"""What the HTTP adapters share: one pooled, bounded, timed HTTP/1.1 client per provider.
 
-One `ClientSession` with a `TCPConnector(limit=max_connections)` per provider keeps connections
-alive across messages; `send_many` runs that many requests at once. Redirects are never followed
-(a redirect is a misconfiguration, and following one could bypass the webhook's address guard),
-cookies are not kept, and environment proxies are ignored.
+The client (http1.Http1Client) keeps up to `max_connections` connections alive across messages;
+`send_many` runs that many requests at once. Redirects are never followed (a redirect is a
+misconfiguration, and following one could bypass the webhook's address guard), cookies are not
+kept, and environment proxies are ignored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import aiohttp
-from multidict import CIMultiDictProxy
-
 from optibridge.delivery.channels.base import OutboundMessage, SendResult, send_bounded
 from optibridge.delivery.channels.classify import classify_network_error
+from optibridge.delivery.channels.http1 import Http1Client, HttpClientError, Reply
 from optibridge.delivery.channels.settings import HttpOptions
 
-Response = tuple[int, CIMultiDictProxy[str], bytes]
+Response = Reply
 
 
 class HttpChannel:
-    """Base of the HTTP adapters: session lifecycle, bounded fan-out, one request helper."""
+    """Base of the HTTP adapters: client lifecycle, bounded fan-out, one request helper."""
 
     kind: str
     name: str
 
     def __init__(self, options: HttpOptions) -> None:
         self._limit = options.max_connections
-        self._timeout = aiohttp.ClientTimeout(total=options.timeout_s, sock_connect=options.connect_timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout_s = options.timeout_s
+        self._connect_timeout_s = options.connect_timeout_s
+        self._client: Http1Client | None = None
 
-    def _connector(self) -> aiohttp.TCPConnector:
-        return aiohttp.TCPConnector(limit=self._limit, limit_per_host=0)
+    def _make_client(self) -> Http1Client:
+        return Http1Client(
+            limit=self._limit, timeout_s=self._timeout_s, connect_timeout_s=self._connect_timeout_s
+        )
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        # Synchronous, so concurrent first sends cannot race into creating two sessions.
-        session = self._session
-        if session is None or session.closed:
-            session = self._session = aiohttp.ClientSession(
-                connector=self._connector(),
-                timeout=self._timeout,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                raise_for_status=False,
-            )
-        return session
+    def _ensure_client(self) -> Http1Client:
+        # Synchronous, so concurrent first sends cannot race into creating two clients.
+        client = self._client
+        if client is None:
+            client = self._client = self._make_client()
+        return client
 
     async def open(self) -> None:
-        self._ensure_session()
+        self._ensure_client()
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     async def __aenter__(self) -> HttpChannel:
         await self.open()
@@ -73,11 +68,8 @@ class HttpChannel:
     ) -> Response | SendResult:
         """(status, headers, body) or, when no response came, the classified network failure."""
         try:
-            async with self._ensure_session().request(
-                method, url, data=data, headers=headers, allow_redirects=False
-            ) as response:
-                return response.status, response.headers, await response.read()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return await self._ensure_client().request(method, url, headers, data)
+        except (HttpClientError, OSError, TimeoutError) as exc:
             return self._network_failure(exc)
 
     def _network_failure(self, exc: BaseException) -> SendResult:

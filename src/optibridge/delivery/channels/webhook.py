@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from optibridge.delivery.channels.base import SENT, OutboundMessage, Outcome, SendResult
 from optibridge.delivery.channels.classify import classify_http
+from optibridge.delivery.channels.http1 import Http1Client
 from optibridge.delivery.channels.http_transport import HttpChannel
 from optibridge.delivery.channels.settings import WebhookSettings
 from optibridge.delivery.channels.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -36,15 +36,14 @@ class WebhookProvider(HttpChannel):
         self._secret = settings.signing_secret.encode("utf-8")
         self._static_headers = {"Content-Type": "application/json", **settings.headers}
 
-    def _connector(self) -> aiohttp.TCPConnector:
-        if self._allow_private:
-            return super()._connector()
-        # No DNS cache: every new connection re-resolves and re-checks (DNS rebinding).
-        return aiohttp.TCPConnector(
+    def _make_client(self) -> Http1Client:
+        # No DNS cache: every new connection re-resolves and the guard re-checks (DNS rebinding).
+        resolver = self._inner_resolver if self._allow_private else GuardedResolver(self._inner_resolver)
+        return Http1Client(
             limit=self._limit,
-            limit_per_host=0,
-            resolver=GuardedResolver(self._inner_resolver),
-            use_dns_cache=False,
+            timeout_s=self._timeout_s,
+            connect_timeout_s=self._connect_timeout_s,
+            resolver=resolver,
         )
 
     def headers(self, message: OutboundMessage, body: bytes, timestamp: str) -> dict[str, str]:
@@ -67,7 +66,7 @@ class WebhookProvider(HttpChannel):
 
     def _network_failure(self, exc: BaseException) -> SendResult:
         cause: BaseException | None = exc
-        for _ in range(5):  # aiohttp wraps the resolver's error; walk a bounded chain
+        for _ in range(5):  # the guard's refusal may come wrapped; walk a bounded chain
             if cause is None:
                 break
             if isinstance(cause, DestinationRefusedError):
