@@ -97,6 +97,25 @@ async def test_config_upsert_adds_updates_and_leaves_unchanged(conn: Conn, box: 
     assert await store.credentials(conn, box, "acme") == {"api_key": "rotated"}
 
 
+async def test_config_upsert_keeps_a_channel_in_place_and_states_its_secrets_whole(
+    conn: Conn, box: SecretBox
+) -> None:
+    """A file lists every secret: one dropped from the file is dropped from the store (unlike the API)."""
+    await store.upsert_from_config(conn, box, tenant())
+    before = await (await conn.execute("SELECT created_at FROM channels WHERE name = 'email'")).fetchone()
+    changed = tenant(
+        channels=[{"name": "email", "kind": "email", "channel_id": 514, "provider": {"host": "smtp2.acme"}}]
+    )
+    assert await store.upsert_from_config(conn, box, changed) == "updated"
+    row = await (await conn.execute("SELECT * FROM channels WHERE tenant_id = 'acme'")).fetchall()
+    assert len(row) == 1
+    assert before is not None
+    assert row[0]["created_at"] == before["created_at"]  # updated in place: its templates survive
+    assert (row[0]["optimove_channel_id"], row[0]["settings"], row[0]["secrets"]) == (
+        514, {"host": "smtp2.acme"}, None,
+    )  # fmt: skip
+
+
 async def test_config_does_not_overwrite_a_tenant_added_by_hand(conn: Conn, box: SecretBox) -> None:
     await store.add(conn, box, tenant(), "cli")
     with pytest.raises(ConflictError, match="already added by cli"):

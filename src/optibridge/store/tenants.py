@@ -88,17 +88,25 @@ async def _insert_channel(conn: Conn, box: SecretBox, tenant_id: str, ch: Channe
         ) from None
 
 
-async def _update_channel(conn: Conn, box: SecretBox, tenant_id: str, ch: ChannelConfig) -> None:
+async def _update_channel(
+    conn: Conn, box: SecretBox, tenant_id: str, ch: ChannelConfig, *, keep_absent_secrets: bool = False
+) -> None:
+    """Update one kept channel. `keep_absent_secrets`: a change that carries no secret fields keeps
+    the stored ones (the admin API never shows secrets, so a client cannot send them back); a config
+    file states them all.
+    """
     plain, secret = split_provider_settings(ch.provider)
+    keep = keep_absent_secrets and not secret
     try:
         await conn.execute(
-            """UPDATE channels SET kind = %s, optimove_channel_id = %s, settings = %s, secrets = %s,
-                      options = %s, updated_at = now()
+            """UPDATE channels SET kind = %s, optimove_channel_id = %s, settings = %s,
+                      secrets = CASE WHEN %s THEN secrets ELSE %s END, options = %s, updated_at = now()
                WHERE tenant_id = %s AND name = %s""",
             (
                 ch.kind,
                 ch.channel_id,
                 Jsonb(plain),
+                keep,
                 box.encrypt_json(secret) if secret else None,
                 Jsonb(ch.options.model_dump(exclude_defaults=True)),
                 tenant_id,
@@ -109,6 +117,25 @@ async def _update_channel(conn: Conn, box: SecretBox, tenant_id: str, ch: Channe
         raise ConflictError(
             f"tenant {tenant_id!r} already has a channel with ChannelID {ch.channel_id}"
         ) from None
+
+
+async def replace_channels(
+    conn: Conn, box: SecretBox, tenant_id: str, channels: list[ChannelConfig], *, keep_absent_secrets: bool
+) -> None:
+    """Make the tenant's channels exactly these: drop the others, update kept ones, add new ones.
+
+    Kept channels are updated in place: deleting and re-inserting them would cascade to everything
+    stored under them (templates, campaigns).
+    """
+    found = await conn.execute("SELECT name FROM channels WHERE tenant_id = %s", (tenant_id,))
+    existing = {r["name"] for r in await found.fetchall()}
+    for name in existing - {c.name for c in channels}:
+        await conn.execute("DELETE FROM channels WHERE tenant_id = %s AND name = %s", (tenant_id, name))
+    for ch in channels:
+        if ch.name in existing:
+            await _update_channel(conn, box, tenant_id, ch, keep_absent_secrets=keep_absent_secrets)
+        else:
+            await _insert_channel(conn, box, tenant_id, ch)
 
 
 async def upsert_from_config(conn: Conn, box: SecretBox, tenant: TenantConfig) -> str:
@@ -133,7 +160,6 @@ async def upsert_from_config(conn: Conn, box: SecretBox, tenant: TenantConfig) -
                 f"tenant {tenant.id!r} in the config file was already added by {row['source']}; "
                 "remove one of the two"
             )
-        stored = await get(conn, tenant.id)
         same = (
             row["name"] == tenant.name
             and row["api_base_url"] == tenant.api_base_url
@@ -153,17 +179,7 @@ async def upsert_from_config(conn: Conn, box: SecretBox, tenant: TenantConfig) -
                 tenant.id,
             ),
         )
-        wanted = {c.name for c in tenant.channels}
-        existing = {c.name for c in stored.channels}
-        for name in existing - wanted:
-            await conn.execute("DELETE FROM channels WHERE tenant_id = %s AND name = %s", (tenant.id, name))
-        # Channels that stay are updated in place: deleting and re-inserting them would cascade to
-        # everything stored under them (templates, campaigns).
-        for channel in tenant.channels:
-            if channel.name in existing:
-                await _update_channel(conn, box, tenant.id, channel)
-            else:
-                await _insert_channel(conn, box, tenant.id, channel)
+        await replace_channels(conn, box, tenant.id, tenant.channels, keep_absent_secrets=False)
         return "updated"
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from optibridge.config import ChannelConfig, split_provider_settings
+from optibridge.config import ChannelConfig
 from optibridge.errors import ConflictError, NotFoundError
 from optibridge.secretbox import SecretBox
+from optibridge.store import tenants as tenant_store
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -87,58 +87,7 @@ async def update(conn: Conn, box: SecretBox, tenant_id: str, change: TenantUpdat
             ),
         )
         if change.channels is not None:
-            await _replace_channels(conn, box, tenant_id, change.channels)
+            await tenant_store.replace_channels(
+                conn, box, tenant_id, change.channels, keep_absent_secrets=True
+            )
     return creds is not None
-
-
-async def _replace_channels(
-    conn: Conn, box: SecretBox, tenant_id: str, channels: list[ChannelConfig]
-) -> None:
-    rows = await (
-        await conn.execute("SELECT name FROM channels WHERE tenant_id = %s", (tenant_id,))
-    ).fetchall()
-    existing = {r["name"] for r in rows}
-    wanted = {c.name for c in channels}
-    for name in existing - wanted:
-        await conn.execute("DELETE FROM channels WHERE tenant_id = %s AND name = %s", (tenant_id, name))
-    for ch in channels:
-        plain, secret = split_provider_settings(ch.provider)
-        options = Jsonb(ch.options.model_dump(exclude_defaults=True))
-        try:
-            # Channels that stay are updated in place: re-inserting would cascade to their templates.
-            if ch.name in existing:
-                await conn.execute(
-                    """UPDATE channels SET kind = %s, optimove_channel_id = %s, settings = %s,
-                              secrets = CASE WHEN %s THEN %s ELSE secrets END, options = %s,
-                              updated_at = now()
-                       WHERE tenant_id = %s AND name = %s""",
-                    (
-                        ch.kind,
-                        ch.channel_id,
-                        Jsonb(plain),
-                        bool(secret),
-                        box.encrypt_json(secret) if secret else None,
-                        options,
-                        tenant_id,
-                        ch.name,
-                    ),
-                )
-            else:
-                await conn.execute(
-                    """INSERT INTO channels
-                           (tenant_id, name, kind, optimove_channel_id, settings, secrets, options)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-                    (
-                        tenant_id,
-                        ch.name,
-                        ch.kind,
-                        ch.channel_id,
-                        Jsonb(plain),
-                        box.encrypt_json(secret) if secret else None,
-                        options,
-                    ),
-                )
-        except psycopg.errors.UniqueViolation:
-            raise ConflictError(
-                f"tenant {tenant_id!r} already has a channel with ChannelID {ch.channel_id}"
-            ) from None
