@@ -134,8 +134,11 @@ def router(
     api = APIRouter(tags=["tracking"], lifespan=lifespan)
 
     def verified(token: str, kind: TokenKind) -> Token | None:
+        # Routes take the rest of the path (`{token:path}`): a trailing slash some link rewriter
+        # added is dropped here, and anything else with a slash fails to decode (404), instead of
+        # the framework's redirect to the path without the slash.
         try:
-            return decode(tracking_keys, token, kind)
+            return decode(tracking_keys, token.removesuffix("/"), kind)
         except InvalidToken:
             return None
 
@@ -154,7 +157,7 @@ def router(
         )
         await recorder.record(event)
 
-    @api.api_route("/t/o/{token}", methods=["GET", "HEAD"], include_in_schema=False)
+    @api.api_route("/t/o/{token:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def open_pixel(request: Request, token: str) -> Response:
         parsed = verified(token, TokenKind.OPEN)
         if parsed is None:
@@ -163,7 +166,7 @@ def router(
             await record_hit(request, parsed, EventKind.OPENED, f"open:{parsed.message_id}")
         return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
-    @api.api_route("/t/c/{token}", methods=["GET", "HEAD"], include_in_schema=False)
+    @api.api_route("/t/c/{token:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def click(request: Request, token: str) -> Response:
         parsed = verified(token, TokenKind.CLICK)
         if parsed is None or parsed.url is None:
@@ -174,13 +177,13 @@ def router(
             status_code=302, headers={"Location": parsed.url, "Referrer-Policy": "no-referrer", **NO_CACHE}
         )
 
-    @api.get("/t/u/{token}", include_in_schema=False)
+    @api.get("/t/u/{token:path}", include_in_schema=False)
     async def unsubscribe_page(token: str) -> Response:
         if verified(token, TokenKind.UNSUBSCRIBE) is None:
             return _not_found()
         return _page("Unsubscribe", CONFIRM_PAGE)
 
-    @api.post("/t/u/{token}", include_in_schema=False)
+    @api.post("/t/u/{token:path}", include_in_schema=False)
     async def unsubscribe(request: Request, token: str) -> Response:
         parsed = verified(token, TokenKind.UNSUBSCRIBE)
         if parsed is None:

@@ -36,6 +36,8 @@ async def test_open_pixel_returns_an_uncacheable_gif_and_records_one_open_per_me
             assert resp.headers["Content-Type"] == "image/gif"
             assert "no-store" in resp.headers["Cache-Control"]
             assert await resp.read() == PIXEL
+    async with seeded.stack.session.get(urls.open_url + "/", headers=BROWSER, allow_redirects=False) as resp:
+        assert resp.status == 200  # a slash a link rewriter appended is ignored, not redirected
     events = await _events(seeded)
     assert [(e["kind"], e["suspect"], e["customer_id"]) for e in events] == [("opened", False, "C1")]
 
@@ -55,9 +57,10 @@ async def test_tampered_or_cross_kind_tokens_are_404_and_record_nothing(seeded: 
     open_token = urls.open_url.rsplit("/", 1)[1]
     flipped = open_token[:-2] + ("A" if open_token[-2] != "A" else "B") + open_token[-1]
     base = seeded.stack.base_url
-    for path in (f"/t/o/{flipped}", f"/t/c/{open_token}", "/t/o/not-a-token", f"/t/u/{open_token}"):
+    slashed = ("/t/o/0%2F", f"/t/o/{open_token}/x", f"/t/o/x/{open_token}", f"/t/o/{open_token}//")
+    for path in (f"/t/o/{flipped}", f"/t/c/{open_token}", "/t/o/not-a-token", f"/t/u/{open_token}", *slashed):
         async with seeded.stack.session.get(base + path, headers=BROWSER, allow_redirects=False) as resp:
-            assert resp.status == 404, path
+            assert resp.status == 404, path  # never a redirect to the path without the slash
     async with seeded.stack.session.post(
         base + f"/t/u/{open_token}", data="List-Unsubscribe=One-Click"
     ) as resp:
