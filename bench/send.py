@@ -106,9 +106,9 @@ def load_messages(url: str, channel_id: int, campaign_id: int, size: int, kind: 
 
 def run_workers(
     env: dict[str, str], url: str, channel_id: int, size: int, log: Path, count: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Start `count` workers, wait until the channel's messages are all final; (rate, peak RSS MB
-    of the largest worker)."""
+    of the largest worker, worker CPU µs per message: steadier than the rate on a shared box)."""
     started = time.time()
     workers = [
         subprocess.Popen(
@@ -136,6 +136,7 @@ def run_workers(
                     raise SystemExit(f"a worker stopped or too slow; see {log}")
                 time.sleep(0.25)
             peak = max(peak, *(p.memory_info().rss for p in procs))
+            cpu = sum(t.user + t.system for t in (p.cpu_times() for p in procs))
             row = conn.execute(
                 "SELECT count(*) FILTER (WHERE state = 'sent'), extract(epoch FROM max(updated_at)) "
                 "FROM messages WHERE channel_id = %s",
@@ -154,7 +155,7 @@ def run_workers(
             w.terminate()
         for w in workers:
             w.wait(30)
-    return size / elapsed, peak / 2**20
+    return size / elapsed, peak / 2**20, cpu / size * 1e6
 
 
 def main() -> None:
@@ -264,12 +265,13 @@ max_connections = {CONNECTIONS}
 
         if args.only in (None, "email"):
             load_messages(url, EMAIL, 1, size, "email")
-            rate, rss = run_workers(env, url, EMAIL, size, work / "worker.log", args.workers)
+            rate, rss, cpu_us = run_workers(env, url, EMAIL, size, work / "worker.log", args.workers)
             limit = run_smtp_source(find_tool("smtp-source"), sink_port, size)
             reuse = run_smtp_source(find_tool("smtp-source"), sink_port, size, "-d")
             print(
-                f"email: optibridge {rate:,.0f}/s (worker peak RSS {rss:.0f} MB); smtp-source {limit:,.0f}/s "
-                f"(ratio {rate / limit:.2f}); smtp-source -d {reuse:,.0f}/s (ratio {rate / reuse:.2f})",
+                f"email: optibridge {rate:,.0f}/s (worker peak RSS {rss:.0f} MB, CPU {cpu_us:.0f} µs/msg); "
+                f"smtp-source {limit:,.0f}/s (ratio {rate / limit:.2f}); "
+                f"smtp-source -d {reuse:,.0f}/s (ratio {rate / reuse:.2f})",
                 flush=True,
             )
             result |= {
@@ -280,13 +282,14 @@ max_connections = {CONNECTIONS}
                 "limit_rate_reuse": round(reuse),
                 "ratio_reuse": round(rate / reuse, 3),
                 "peak_rss_mb": round(rss, 1),
+                "worker_cpu_us_per_msg": round(cpu_us, 1),
             }
         if args.only in (None, "sms"):
             load_messages(url, SMS, 2, size, "sms")
-            rate, rss = run_workers(env, url, SMS, size, work / "worker.log", args.workers)
+            rate, rss, cpu_us = run_workers(env, url, SMS, size, work / "worker.log", args.workers)
             bare = asyncio.run(send_sms_bare(http_base, size))
             print(
-                f"sms: optibridge {rate:,.0f}/s (worker peak RSS {rss:.0f} MB); "
+                f"sms: optibridge {rate:,.0f}/s (worker peak RSS {rss:.0f} MB, CPU {cpu_us:.0f} µs/msg); "
                 f"bare aiohttp loop {bare:,.0f}/s (ratio {rate / bare:.2f})",
                 flush=True,
             )
@@ -295,6 +298,7 @@ max_connections = {CONNECTIONS}
                 "sms_limit_rate": round(bare),
                 "sms_ratio": round(rate / bare, 3),
                 "sms_peak_rss_mb": round(rss, 1),
+                "sms_worker_cpu_us_per_msg": round(cpu_us, 1),
             }
             if "rate" not in result:
                 result |= {

@@ -262,15 +262,22 @@ class _Connection(asyncio.Protocol):
         poller.register(fd, select.POLLIN)
         return bool(poller.poll(0))  # readable, hung up or in error: all mean "do not reuse"
 
-    async def exchange(self, data: bytes) -> tuple[Reply, bool]:
+    async def exchange(self, data: bytes, deadline: float) -> tuple[Reply, bool]:
+        """Send `data`, wait for the answer until the loop's clock reaches `deadline`."""
         if self.transport is None or self.closed:
             raise ConnectionClosedError("connection closed before the request was sent")
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.create_future()
+        timer = loop.call_at(deadline, self._expire)
         try:
             self.transport.write(data)
             return await self.waiter
         finally:
+            timer.cancel()
             self.waiter = None
+
+    def _expire(self) -> None:
+        self._fail(TimeoutError("no complete answer within the request timeout"))
 
 
 class Http1Client:
@@ -315,13 +322,19 @@ class Http1Client:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._limit)
         async with self._slots:
-            async with asyncio.timeout(self._timeout_s):
-                conn = self._take_idle(target.origin) or await self._connect(target.origin)
-                try:
-                    reply, keep_alive = await conn.exchange(data)
-                except BaseException:
-                    self._discard(conn)
-                    raise
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._timeout_s
+            conn = self._take_idle(target.origin)
+            if conn is None:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect(target.origin)
+            try:
+                # A bare timer, not asyncio.timeout: this runs per message, and the context
+                # manager's task bookkeeping costs several times more.
+                reply, keep_alive = await conn.exchange(data, deadline)
+            except BaseException:
+                self._discard(conn)
+                raise
             if keep_alive and not conn.closed:
                 conn.idle_since = time.monotonic()
                 self._idle.setdefault(target.origin, []).append(conn)

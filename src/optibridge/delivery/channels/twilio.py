@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from urllib.parse import quote, quote_plus
 
 from optibridge.delivery.channels.base import OutboundMessage, Outcome, SendResult
 from optibridge.delivery.channels.classify import classify_twilio
 from optibridge.delivery.channels.http_transport import HttpChannel
 from optibridge.delivery.channels.settings import TwilioSettings
+
+
+# What quote_plus leaves as is: a callback URL's last segment made of these (our signed tokens
+# are base64url) needs no quoting, so only the fixed part before it is quoted, once.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
 
 
 class TwilioSmsProvider(HttpChannel):
@@ -34,6 +40,7 @@ class TwilioSmsProvider(HttpChannel):
             self._sender_field = "&From=" + quote_plus(settings.from_number)
         else:
             self._sender_field = "&MessagingServiceSid=" + quote_plus(settings.messaging_service_sid or "")
+        self._quoted_prefixes: dict[str, str] = {}
         self._callback_field: str | None = None
         if settings.status_callback and callback_base_url:
             callback = f"{callback_base_url.rstrip('/')}{settings.status_callback_path}?message_id="
@@ -44,11 +51,23 @@ class TwilioSmsProvider(HttpChannel):
         parts = ["To=", quote_plus(message.to), self._sender_field, "&Body=", quote_plus(message.body)]
         own = message.data.get("status_callback")
         if own:  # the dispatcher's per-message, signed receipt URL wins over the generic one
-            parts.append("&StatusCallback=" + quote_plus(own))
+            parts.append("&StatusCallback=" + self._quote_callback(own))
         elif self._callback_field is not None:
             parts.append(self._callback_field)
             parts.append(quote_plus(message.message_id))
         return "".join(parts).encode("ascii")
+
+    def _quote_callback(self, url: str) -> str:
+        """quote_plus(url), with the part before the last segment quoted once per prefix."""
+        head, _, tail = url.rpartition("/")
+        if not head or _UNRESERVED.fullmatch(tail) is None:
+            return quote_plus(url)
+        prefix = self._quoted_prefixes.get(head)
+        if prefix is None:
+            prefix = quote_plus(head + "/")
+            if len(self._quoted_prefixes) < 16:  # one public URL in practice; never unbounded
+                self._quoted_prefixes[head] = prefix
+        return prefix + tail
 
     async def send(self, message: OutboundMessage) -> SendResult:
         if not message.to:
