@@ -28,6 +28,20 @@ def test_sent_keeps_the_provider_id() -> None:
     assert (t.state, t.provider_message_id) == ("sent", "SM1")
 
 
+def test_a_lost_answer_follows_the_channels_uncertain_policy() -> None:
+    lost = SendResult(Outcome.TRANSIENT, reason="no answer after sending (timeout)", uncertain=True)
+    assert decide(lost) == ("pending", 0, NOW + timedelta(seconds=5))  # resend: at least once
+    at_most_once = RetryPolicy(assume_sent_when_uncertain=True)
+    t = after_send(lost, attempts=1, send_at=NOW, now=NOW, policy=at_most_once)
+    assert (t.state, t.reason) == (
+        "sent",
+        "assumed sent (uncertain policy): no answer after sending (timeout)",
+    )
+    # a failure known to have sent nothing is retried whatever the policy
+    refused = SendResult(Outcome.TRANSIENT, reason="connection error: refused")
+    assert after_send(refused, attempts=1, send_at=NOW, now=NOW, policy=at_most_once).state == "pending"
+
+
 def test_throttling_waits_and_gives_the_attempt_back() -> None:
     assert decide(SendResult(Outcome.THROTTLED, retry_after=30), attempts=3) == (
         "pending", -1, NOW + timedelta(seconds=30)

@@ -143,7 +143,9 @@ class Dispatcher:
             providers=providers,
             bucket=TokenBucket(options.rate_per_s) if options.rate_per_s else None,
             retry=RetryPolicy(
-                max_attempts=options.max_attempts, max_lateness=timedelta(hours=options.max_lateness_hours)
+                max_attempts=options.max_attempts,
+                max_lateness=timedelta(hours=options.max_lateness_hours),
+                assume_sent_when_uncertain=options.uncertain == "assume_sent",
             ),
         )
         self.channels[key] = channel
@@ -395,6 +397,8 @@ async def send_slice(
         started = time.monotonic()
         results = await provider.send_many([m for _, m in chunk])
         elapsed = time.monotonic() - started
+        if ch.lookup_url and any(r.uncertain for r in results):
+            results = await settle_uncertain(ch.lookup_url, [row for row, _ in chunk], results)
         now = now_fn()
         sent = 0
         for (row, _), result in zip(chunk, results, strict=True):
@@ -419,6 +423,24 @@ async def send_slice(
                 seconds=round(elapsed, 2),
             )
     return stats
+
+
+async def settle_uncertain(
+    lookup_url: str, rows: list[dict[str, Any]], results: list[base.SendResult]
+) -> list[base.SendResult]:
+    """Ask the channel's delivery lookup about sends whose answer was lost: the ones it took are
+    sent; the rest keep their uncertain result (the `uncertain` policy decides). A lookup that
+    fails changes nothing."""
+    ids = [str(row["id"]) for row, r in zip(rows, results, strict=True) if r.uncertain]
+    try:
+        accepted = await delivered_ids(lookup_url, ids)
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        log.warning("delivery lookup failed; the uncertain policy decides", error=str(exc), count=len(ids))
+        return results
+    return [
+        base.SendResult(base.Outcome.SENT) if r.uncertain and str(row["id"]) in accepted else r
+        for row, r in zip(rows, results, strict=True)
+    ]
 
 
 async def _held_campaigns(conn: Conn, ch: Channel, campaign_ids: set[int]) -> dict[int, str]:

@@ -21,6 +21,9 @@ class RetryPolicy:
     base_delay_s: float = 5.0
     max_delay_s: float = 600.0
     max_lateness: timedelta = timedelta(hours=24)  # after this past its time, a message expires
+    # The channel's `uncertain` policy for a send whose answer was lost (the request went out):
+    # True (`assume_sent`): at most once; False (`resend`): retried like any transient failure.
+    assume_sent_when_uncertain: bool = False
 
     def backoff(self, attempts: int) -> float:
         return float(min(self.max_delay_s, self.base_delay_s * 2.0 ** max(0, attempts - 1)))
@@ -49,6 +52,8 @@ def after_send(
         return Transition("sent", provider_message_id=result.provider_message_id)
     if result.outcome is Outcome.PERMANENT:
         return Transition("failed", reason=result.reason or "permanent failure")
+    if result.uncertain and policy.assume_sent_when_uncertain:
+        return Transition("sent", reason=f"assumed sent (uncertain policy): {result.reason}")
     if too_late(send_at, now, policy):
         return Transition(
             "expired", reason=f"could not be sent within {policy.max_lateness} ({result.reason})"

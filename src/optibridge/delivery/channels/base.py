@@ -57,6 +57,9 @@ class SendResult:
     reason: str | None = None  # human-readable, e.g. "550 5.1.1 <x@y>: user unknown"
     bounce: bool = False  # PERMANENT because the recipient is bad (-> suppression list)
     unregistered: bool = False  # push token no longer valid (-> suppression)
+    # TRANSIENT after the request went out with no (usable) answer: the provider may have taken
+    # the message. The channel's `uncertain` policy decides, as for a crash (docs/delivery.md).
+    uncertain: bool = False
 
 
 SENT = SendResult(Outcome.SENT)  # shared instance for providers that return no id

@@ -235,8 +235,15 @@ def classify_fcm(
     return SendResult(generic.outcome, retry_after=generic.retry_after, reason=reason)
 
 
-def classify_network_error(exc: BaseException) -> SendResult:
-    """Timeouts, refused or dropped connections: the provider may be fine a moment later."""
+def classify_network_error(exc: BaseException, *, uncertain: bool = False) -> SendResult:
+    """Timeouts, refused or dropped connections: the provider may be fine a moment later.
+
+    `uncertain`: the request (or the SMTP DATA) had gone out, so the provider may have taken it.
+    """
     if isinstance(exc, TimeoutError):
-        return SendResult(Outcome.TRANSIENT, reason="timeout")
-    return SendResult(Outcome.TRANSIENT, reason=_clip(f"connection error: {type(exc).__name__}: {exc}"))
+        reason = "timeout"
+    else:
+        reason = _clip(f"connection error: {type(exc).__name__}: {exc}")
+    if uncertain:
+        reason = _clip(f"no answer after sending ({reason})")
+    return SendResult(Outcome.TRANSIENT, reason=reason, uncertain=uncertain)

@@ -39,11 +39,23 @@ MAX_HEADER_BYTES = 64 * 1024
 
 
 class HttpClientError(Exception):
-    """The exchange failed without a usable answer (the request may or may not have arrived)."""
+    """The exchange failed without a usable answer.
+
+    `request_sent`: the request had been written, so the server may have acted on it (a caller
+    that must not repeat a request treats the outcome as unknown).
+    """
+
+    request_sent = True
 
 
 class ConnectionClosedError(HttpClientError):
-    pass
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+
+
+class ResponseTimeoutError(HttpClientError, TimeoutError):
+    """The request went out; no complete answer came within the request timeout."""
 
 
 class MalformedResponseError(HttpClientError):
@@ -265,7 +277,7 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, data: bytes, deadline: float) -> tuple[Reply, bool]:
         """Send `data`, wait for the answer until the loop's clock reaches `deadline`."""
         if self.transport is None or self.closed:
-            raise ConnectionClosedError("connection closed before the request was sent")
+            raise ConnectionClosedError("connection closed before the request was sent", request_sent=False)
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
         timer = loop.call_at(deadline, self._expire)
@@ -277,7 +289,7 @@ class _Connection(asyncio.Protocol):
             self.waiter = None
 
     def _expire(self) -> None:
-        self._fail(TimeoutError("no complete answer within the request timeout"))
+        self._fail(ResponseTimeoutError("no complete answer within the request timeout"))
 
 
 class Http1Client:
@@ -310,7 +322,8 @@ class Http1Client:
         self.connections_opened = 0  # for tests and metrics: how often keep-alive did not apply
 
     async def request(self, method: str, url: str, headers: Any, body: bytes) -> Reply:
-        """(status, headers, body). Raises TimeoutError, OSError (connect) or HttpClientError."""
+        """(status, headers, body). Raises OSError or TimeoutError while connecting (nothing was
+        sent), HttpClientError after (see its `request_sent`)."""
         if method.upper() == "HEAD":
             raise ValueError("HEAD is not supported")
         target = self._targets.get(url)

@@ -69,7 +69,9 @@ class HttpChannel:
         """(status, headers, body) or, when no response came, the classified network failure."""
         try:
             return await self._ensure_client().request(method, url, headers, data)
-        except (HttpClientError, OSError, TimeoutError) as exc:
+        except HttpClientError as exc:
+            return classify_network_error(exc, uncertain=exc.request_sent)
+        except (OSError, TimeoutError) as exc:  # connecting: nothing was sent
             return self._network_failure(exc)
 
     def _network_failure(self, exc: BaseException) -> SendResult:

@@ -203,7 +203,7 @@ class SmtpProvider:
         except aiosmtplib.SMTPResponseException as exc:  # DATA refused, or a malformed reply
             if exc.code < 400:
                 client.close()
-                return classify_network_error(exc)
+                return classify_network_error(exc, uncertain=phase == "DATA")
             return await self._refused(client, exc.code, exc.message, recipient=False)
         except (aiosmtplib.SMTPException, OSError) as exc:  # includes TimeoutError
             # A half-finished exchange leaves the connection out of step: discard it. Before
@@ -211,7 +211,9 @@ class SmtpProvider:
             client.close()
             if phase == "MAIL" and not isinstance(exc, TimeoutError):
                 raise _StaleConnectionError from exc
-            return classify_network_error(exc)
+            # Lost during DATA: the server may have queued the message before the reply got
+            # lost (the classic end-of-data race), so the outcome is unknown.
+            return classify_network_error(exc, uncertain=phase == "DATA")
         conn.sent += 1
         return SendResult(Outcome.SENT, provider_message_id=provider_id_from_reply(reply.message))
 

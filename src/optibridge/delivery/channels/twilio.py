@@ -17,7 +17,6 @@ from optibridge.delivery.channels.classify import classify_twilio
 from optibridge.delivery.channels.http_transport import HttpChannel
 from optibridge.delivery.channels.settings import TwilioSettings
 
-
 # What quote_plus leaves as is: a callback URL's last segment made of these (our signed tokens
 # are base64url) needs no quoting, so only the fixed part before it is quoted, once.
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
