@@ -429,18 +429,24 @@ async def settle_uncertain(
     lookup_url: str, rows: list[dict[str, Any]], results: list[base.SendResult]
 ) -> list[base.SendResult]:
     """Ask the channel's delivery lookup about sends whose answer was lost: the ones it took are
-    sent; the rest keep their uncertain result (the `uncertain` policy decides). A lookup that
-    fails changes nothing."""
+    sent, the others plain transient failures (to be resent, as `reconcile` does). A lookup that
+    fails changes nothing: the channel's `uncertain` policy decides."""
     ids = [str(row["id"]) for row, r in zip(rows, results, strict=True) if r.uncertain]
     try:
         accepted = await delivered_ids(lookup_url, ids)
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
         log.warning("delivery lookup failed; the uncertain policy decides", error=str(exc), count=len(ids))
         return results
-    return [
-        base.SendResult(base.Outcome.SENT) if r.uncertain and str(row["id"]) in accepted else r
-        for row, r in zip(rows, results, strict=True)
-    ]
+    settled = []
+    for row, r in zip(rows, results, strict=True):
+        if r.uncertain:
+            if str(row["id"]) in accepted:
+                r = base.SendResult(base.Outcome.SENT)
+            else:
+                reason = f"{r.reason}; not taken, says the delivery lookup"
+                r = base.SendResult(base.Outcome.TRANSIENT, reason=reason, retry_after=r.retry_after)
+        settled.append(r)
+    return settled
 
 
 async def _held_campaigns(conn: Conn, ch: Channel, campaign_ids: set[int]) -> dict[int, str]:
