@@ -155,6 +155,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[tuple[Reply, bool]] | None = None
         self.closed = False
         self.idle_since = 0.0
+        self._poller: Any = None  # select.poll on this socket, made at the first reuse check
         self._reset()
 
     def _reset(self) -> None:
@@ -264,15 +265,16 @@ class _Connection(asyncio.Protocol):
         unasked) and the loop has not run the read yet - always so when the server closes right
         after an answer and the next request follows in the same loop pass, often under load.
         """
-        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        if sock is None or not hasattr(select, "poll"):  # no poll() on Windows: rely on `closed`
-            return False
-        fd = sock.fileno()
-        if fd < 0:
-            return True
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(0))  # readable, hung up or in error: all mean "do not reuse"
+        if self._poller is None:  # once per connection: its socket never changes
+            sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+            if sock is None or not hasattr(select, "poll"):  # no poll() on Windows: rely on `closed`
+                return False
+            fd = sock.fileno()
+            if fd < 0:
+                return True
+            self._poller = select.poll()
+            self._poller.register(fd, select.POLLIN)
+        return bool(self._poller.poll(0))  # readable, hung up or in error: all mean "do not reuse"
 
     async def exchange(self, data: bytes, deadline: float) -> tuple[Reply, bool]:
         """Send `data`, wait for the answer until the loop's clock reaches `deadline`."""

@@ -15,8 +15,6 @@ from optibridge.delivery.channels.classify import classify_network_error
 from optibridge.delivery.channels.http1 import Http1Client, HttpClientError, Reply
 from optibridge.delivery.channels.settings import HttpOptions
 
-Response = Reply
-
 
 class HttpChannel:
     """Base of the HTTP adapters: client lifecycle, bounded fan-out, one request helper."""
@@ -65,7 +63,7 @@ class HttpChannel:
 
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], data: bytes
-    ) -> Response | SendResult:
+    ) -> Reply | SendResult:
         """(status, headers, body) or, when no response came, the classified network failure."""
         try:
             return await self._ensure_client().request(method, url, headers, data)
