@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +118,10 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https" or forwarded == "https"
 
 
+# What a page shows, loaded for the signed-in viewer (Dashboard.view).
+Loader = Callable[[Viewer], Awaitable[dict[str, Any]]]
+
+
 class Dashboard:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -159,6 +164,24 @@ class Dashboard:
 
     def error(self, request: Request, viewer: Viewer | None, exc: ApiError) -> HTMLResponse:
         return self.page(request, "error.html", exc.status, viewer=viewer, error=exc.error, detail=exc.detail)
+
+    async def view(
+        self,
+        request: Request,
+        load: Loader,
+        name: str,
+        **context: Any,
+    ) -> Response:
+        """A read-only page behind the login: `load` its data for the viewer (an ApiError becomes
+        the error page), then render template `name` with it and `context`."""
+        viewer = await self.viewer(request)
+        if viewer is None:
+            return self.login_redirect(request)
+        try:
+            data = await load(viewer)
+        except ApiError as exc:
+            return self.error(request, viewer, exc)
+        return self.page(request, name, viewer=viewer, **context, **data)
 
     async def csrf_ok(self, request: Request, viewer: Viewer) -> bool:
         form = await request.form()
@@ -276,33 +299,18 @@ def router(runtime: Runtime) -> APIRouter:
 
     @api.get("/campaigns")
     async def campaigns_page(request: Request) -> Response:
-        viewer = await ui.viewer(request)
-        if viewer is None:
-            return ui.login_redirect(request)
-        try:
-            data = await campaign_rows(viewer, request)
-        except ApiError as exc:
-            return ui.error(request, viewer, exc)
-        return ui.page(
+        return await ui.view(
             request,
+            lambda viewer: campaign_rows(viewer, request),
             "campaigns.html",
-            viewer=viewer,
             nav="campaigns",
             query=request.url.query,
             statuses=campaign_store.CAMPAIGN_STATUSES,
-            **data,
         )
 
     @api.get("/campaigns/rows")
     async def campaigns_rows(request: Request) -> Response:
-        viewer = await ui.viewer(request)
-        if viewer is None:
-            return ui.login_redirect(request)
-        try:
-            data = await campaign_rows(viewer, request)
-        except ApiError as exc:
-            return ui.error(request, viewer, exc)
-        return ui.page(request, "_campaign_rows.html", viewer=viewer, **data)
+        return await ui.view(request, lambda viewer: campaign_rows(viewer, request), "_campaign_rows.html")
 
     async def campaign_detail(
         viewer: Viewer, tenant: str, channel: str, campaign_id: int
@@ -314,28 +322,21 @@ def router(runtime: Runtime) -> APIRouter:
             except NotFoundError as exc:
                 raise ApiError(404, "not found", str(exc)) from None
 
+    def detail_of(tenant: str, channel: str, campaign_id: int) -> Loader:
+        async def load(viewer: Viewer) -> dict[str, Any]:
+            return {"d": await campaign_detail(viewer, tenant, channel, campaign_id)}
+
+        return load
+
     @api.get("/campaigns/{tenant}/{channel}/{campaign_id}")
     async def campaign_page(request: Request, tenant: str, channel: str, campaign_id: int) -> Response:
-        viewer = await ui.viewer(request)
-        if viewer is None:
-            return ui.login_redirect(request)
-        try:
-            detail = await campaign_detail(viewer, tenant, channel, campaign_id)
-        except ApiError as exc:
-            return ui.error(request, viewer, exc)
         outcome = request.query_params.get("outcome")
-        return ui.page(request, "campaign.html", viewer=viewer, nav="campaigns", d=detail, outcome=outcome)
+        load = detail_of(tenant, channel, campaign_id)
+        return await ui.view(request, load, "campaign.html", nav="campaigns", outcome=outcome)
 
     @api.get("/campaigns/{tenant}/{channel}/{campaign_id}/progress")
     async def campaign_progress(request: Request, tenant: str, channel: str, campaign_id: int) -> Response:
-        viewer = await ui.viewer(request)
-        if viewer is None:
-            return ui.login_redirect(request)
-        try:
-            detail = await campaign_detail(viewer, tenant, channel, campaign_id)
-        except ApiError as exc:
-            return ui.error(request, viewer, exc)
-        return ui.page(request, "_campaign_progress.html", viewer=viewer, d=detail)
+        return await ui.view(request, detail_of(tenant, channel, campaign_id), "_campaign_progress.html")
 
     @api.post("/campaigns/{tenant}/{channel}/{campaign_id}/{action}")
     async def campaign_action(
