@@ -13,6 +13,8 @@ from optibridge.delivery.channels import OutboundMessage, Outcome, SendResult, b
 from optibridge.delivery.dispatcher import settle_uncertain
 from optibridge.sinks.lookup import DeliveryLookup
 
+from servicekit import free_port
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -38,14 +40,6 @@ def message(**over: Any) -> OutboundMessage:
         "template_id": 1, "to": "+15550001", "body": "hi",
     }  # fmt: skip
     return OutboundMessage(**(fields | over))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def read_http_request(reader: asyncio.StreamReader) -> None:

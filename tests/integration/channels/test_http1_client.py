@@ -29,16 +29,10 @@ from optibridge.delivery.channels.http1 import (
     ResponseTooLargeError,
 )
 
+from servicekit import free_port
+
 LOOPBACK = "127.0.0.1"
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
-
-
-def free_port() -> int:
-    """A loopback port with nothing listening on it (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_client(**overrides: Any) -> Http1Client:
