@@ -37,9 +37,10 @@ from optibridge.catalog.tasks import run_sync
 from optibridge.config import Settings, TenantConfig
 from optibridge.emulator.config import EmulatorConfig
 from optibridge.emulator.testing import RunningEmulator, running_emulator
+from optibridge.feedback.recorder import Recorder
 from optibridge.intake import registration
+from optibridge.reporting.ondemand import push_now
 from optibridge.reporting.show import campaign_overview
-from optibridge.reporting.tasks import run_tick
 from optibridge.runtime import Runtime, open_runtime
 from optibridge.service import listen_socket
 from optibridge.sinks.http_sink import HttpSink
@@ -72,10 +73,9 @@ def _bar(done: int, total: int, width: int = 24) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _serve(runtime: Runtime, sock: socket.socket) -> AsyncIterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(runtime), log_level=logging.WARNING, lifespan="on", access_log=False)
-    )
+async def _serve(runtime: Runtime, sock: socket.socket) -> AsyncIterator[tuple[str, Recorder]]:
+    app = create_app(runtime)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=logging.WARNING, lifespan="on", access_log=False))
     http = asyncio.create_task(server.serve(sockets=[sock]))
     worker = asyncio.create_task(
         runtime.job_app.run_worker_async(
@@ -91,7 +91,7 @@ async def _serve(runtime: Runtime, sock: socket.socket) -> AsyncIterator[str]:
             if server.started:
                 break
             await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app.state.tracking_recorder
     finally:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -280,7 +280,7 @@ async def run_demo(
         SmtpSink(mail_dir=mail_dir) as smtp,
         HttpSink() as http_sink,
         open_runtime(settings, upgrade=True, pool_size=20) as runtime,
-        _serve(runtime, sock) as base_url,
+        _serve(runtime, sock) as (base_url, recorder),
     ):
         _say(f"  PostgreSQL (embedded) in {settings.pg_dir}; Optimove emulator at {emu.base_url}")
         _say(
@@ -329,9 +329,20 @@ async def run_demo(
             f"  simulated: {engaged['opened']:,} opens, {engaged['clicked']:,} clicks, "
             f"{engaged['unsubscribed']:,} unsubscribes, {engaged['sms_receipts']:,} SMS delivery receipts"
         )
-        await asyncio.sleep(0.3)  # the tracking buffer flushes every 50 ms
-        tick = await run_tick(runtime, datetime.now(UTC))
-        _say(f"  metrics pushed to Optimove for {len(tick.pushed)} campaign(s) ({len(tick.failed)} failed)")
+        # Opens and clicks wait in the tracking buffer for up to 50 ms; write them before pushing.
+        # (Unsubscribes and receipts were written before their requests were answered.)
+        await recorder.flush()
+        # The worker's periodic tick may have pushed already, while recipients were still acting;
+        # an on-demand push sends what is counted now (the tick and it never run at once).
+        pushed = [
+            p
+            for c in campaigns
+            for p in await push_now(runtime, c.campaign_id, tenant_id=TENANT, now=datetime.now(UTC))
+        ]
+        _say(
+            f"  metrics pushed to Optimove now for {len(pushed)} campaign channel(s): "
+            f"{sum(p.interactions_sent for p in pushed):,} new interactions"
+        )
 
         async with runtime.pool.connection() as conn:
             overview = []

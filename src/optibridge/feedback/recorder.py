@@ -33,6 +33,8 @@ MAX_BATCH = 5000
 class Recorder(Protocol):
     async def record(self, event: Event) -> None: ...
 
+    async def flush(self) -> int: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -45,6 +47,9 @@ class DirectRecorder:
     async def record(self, event: Event) -> None:
         async with self._pool.connection() as conn:
             await record_events(conn, [event])
+
+    async def flush(self) -> int:
+        return 0  # nothing is ever held back
 
     async def aclose(self) -> None:
         return None

@@ -118,11 +118,15 @@ def router(
     settings: FeedbackSettings | None = None,
     keys: TrackingKeys | None = None,
     clock: Clock = _utcnow,
+    recorder: Recorder | None = None,
 ) -> APIRouter:
-    """The tracking routes; the open/click buffer is flushed when the application stops."""
+    """The tracking routes; the open/click buffer is flushed when the application stops.
+
+    Pass `recorder` to keep a handle on it (the demo flushes it before an on-demand report push).
+    """
     cfg = settings or feedback_settings(runtime.settings)
     tracking_keys = keys or TrackingKeys.from_settings(runtime.settings)
-    recorder = make_recorder(runtime, cfg)
+    recorder = recorder if recorder is not None else make_recorder(runtime, cfg)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:

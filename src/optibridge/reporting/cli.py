@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -56,3 +57,33 @@ def show(
         typer.echo(json.dumps(overview, indent=2, default=str))
         return
     typer.echo(render_overview(overview))
+
+
+@reports_app.command("push")
+def push(
+    campaign: Annotated[int, typer.Argument(metavar="CAMPAIGN", help="Optimove CampaignID")],
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="Tenant id (needed if several)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Push the campaign's current totals and new interactions to Optimove now, outside the schedule."""
+    from optibridge.reporting.ondemand import push_now
+    from optibridge.runtime import open_runtime
+
+    settings = _load_settings()
+
+    async def go() -> list[Any]:
+        async with open_runtime(settings, upgrade=settings.embedded, pool_size=4) as rt:
+            return await push_now(rt, campaign, tenant_id=tenant, now=datetime.now(UTC))
+
+    done = asyncio.run(go())
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(p) for p in done], indent=2))
+        return
+    for p in done:
+        left = "" if p.complete else " (more interactions left for the schedule)"
+        typer.echo(
+            f"{p.tenant_id} channel {p.channel_id} campaign {p.campaign_id}: "
+            f"{p.metrics_sent} metric totals, {p.interactions_sent} new interactions pushed{left}"
+        )

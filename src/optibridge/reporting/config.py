@@ -30,6 +30,13 @@ class ReportingSettings(BaseModel):
         default=24.0, ge=0, description="Stop retrying this long after the final push was due"
     )
     lease_s: float = Field(default=900.0, gt=0, description="A push not finished in this time may be retaken")
+    push_lock_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=600,
+        description="How long a tick waits for an on-demand push of the same campaign before leaving it "
+        "to the next tick",
+    )
     campaigns_per_tick: int = Field(default=50, ge=1, description="Pushes started per tick at most")
     concurrency: int = Field(default=4, ge=1, le=64, description="Campaigns pushed at once per tick")
     max_interactions_per_push: int = Field(

@@ -24,6 +24,7 @@ from optibridge.reporting.config import ReportingSettings, reporting_settings
 from optibridge.reporting.push import PushResult, push_campaign
 from optibridge.reporting.schedule import SchedulePolicy, next_push_after_failure, next_push_after_success
 from optibridge.runtime import Runtime
+from optibridge.store import reports as report_store
 
 log = get_logger(__name__)
 
@@ -65,6 +66,8 @@ class TickReport:
     discovered: int = 0
     pushed: list[tuple[str, int, int]] = field(default_factory=list)
     failed: list[tuple[str, int, int]] = field(default_factory=list)
+    # Due, but an on-demand push of the same campaign held its lock: the next tick takes it.
+    deferred: list[tuple[str, int, int]] = field(default_factory=list)
     preferences: PreferencePush | None = None
 
 
@@ -82,14 +85,22 @@ async def _push_one(
     policy: SchedulePolicy,
     now: datetime,
     worker: str,
-) -> bool:
+) -> bool | None:
+    """Push one leased campaign; None when its push lock was busy (lease given back untouched)."""
     tenant, channel, campaign = row["tenant_id"], int(row["channel_id"]), int(row["campaign_id"])
     key = {"t": tenant, "ch": channel, "c": campaign, "worker": worker, "now": now}
     try:
-        client = await runtime.clients.get(tenant)
-        result: PushResult = await push_campaign(
-            runtime.pool, client, tenant, channel, campaign, settings=settings, now=now
-        )
+        async with report_store.push_lock(
+            runtime.db, tenant, channel, campaign, wait_s=settings.push_lock_wait_s
+        ) as locked:
+            if not locked:
+                async with runtime.pool.connection() as conn:
+                    await report_store.release_lease(conn, tenant, channel, campaign, worker)
+                return None
+            client = await runtime.clients.get(tenant)
+            result: PushResult = await push_campaign(
+                runtime.pool, client, tenant, channel, campaign, settings=settings, now=now
+            )
     except Exception as exc:
         failures = int(row["failures"]) + 1
         retry_at = next_push_after_failure(now, failures, row["finished_at"], policy)
@@ -165,7 +176,7 @@ async def run_tick(runtime: Runtime, now: datetime, settings: ReportingSettings 
         async with gate:
             ok = await _push_one(runtime, row, cfg, policy, now, worker)
         target = (row["tenant_id"], int(row["channel_id"]), int(row["campaign_id"]))
-        (report.pushed if ok else report.failed).append(target)
+        (report.deferred if ok is None else report.pushed if ok else report.failed).append(target)
 
     await asyncio.gather(*(one(row) for row in due))
     report.preferences = await push_preferences(runtime.pool, runtime.clients.get, now=now)

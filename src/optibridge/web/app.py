@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from optibridge import __version__
 from optibridge.feedback import receipts, tracking
+from optibridge.feedback.config import feedback_settings
 from optibridge.intake import listener
 from optibridge.runtime import Runtime
 from optibridge.web import admin, health
@@ -26,7 +27,9 @@ def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:
         return JSONResponse(body, status_code=code)
 
     app.include_router(listener.router(runtime))
-    app.include_router(tracking.router(runtime))
+    # Kept on the app so an in-process caller (the demo) can flush buffered hits before a push.
+    app.state.tracking_recorder = tracking.make_recorder(runtime, feedback_settings(runtime.settings))
+    app.include_router(tracking.router(runtime, recorder=app.state.tracking_recorder))
     app.include_router(receipts.router(runtime))
     admin.install(app, runtime)  # /api/v1, /ui, /ui/static, /metrics, /livez, /readyz
     return app

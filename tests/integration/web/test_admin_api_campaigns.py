@@ -123,3 +123,17 @@ async def test_list_filters_and_pages_newest_first_exactly_once(web: Admin) -> N
     assert [c["tenant_id"] for c in ingesting] == ["globex"]
     sms = (await web.call("GET", "/api/v1/tenants/acme/campaigns?channel=sms")).body["items"]
     assert [c["campaign_id"] for c in sms] == [5]
+
+
+async def test_report_push_is_scoped_to_the_tenant_and_never_echoes_upstream_errors(web: Admin) -> None:
+    async with web.svc.runtime.pool.connection() as conn:
+        await seed_campaign(conn, "acme", "email", 504, 42, {"sent": 3})
+    path = "/api/v1/tenants/acme/campaigns/42/report-push"
+    assert (await web.call("POST", path, key="globex")).status == 403
+    assert (await web.call("POST", path, key=None)).status == 401
+    assert (await web.call("POST", "/api/v1/tenants/acme/campaigns/43/report-push")).status == 404
+    # acme's Optimove URL answers nothing (port 9): a 502 that says so in our own words.
+    failed = await web.call("POST", path, key="acme")
+    assert failed.status == 502, failed.text
+    assert failed.body["error"] == "optimove error"
+    assert "127.0.0.1" not in failed.text

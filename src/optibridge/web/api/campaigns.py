@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from optibridge.errors import ConflictError, NotFoundError
+from optibridge.optimove.errors import OptimoveError
+from optibridge.reporting.ondemand import push_now
 from optibridge.runtime import Runtime
 from optibridge.web import campaigns as store
 from optibridge.web.api.common import (
@@ -151,6 +153,19 @@ def parse_after(cursor: str | None) -> tuple[datetime, str, int, int] | None:
     return created, values[1], values[2], values[3]
 
 
+class ReportPushOut(BaseModel):
+    channel_id: int
+    metrics_sent: int = Field(description="Metric totals sent (UpdateCampaignMetrics items)")
+    interactions_sent: int = Field(description="Customers newly sent in interaction lists")
+    complete: bool = Field(description="False if interactions were left for the schedule to send")
+
+
+class ReportPushesOut(BaseModel):
+    tenant_id: str
+    campaign_id: int
+    pushes: list[ReportPushOut]
+
+
 def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(route_class=SafeRoute, tags=["campaigns"])
 
@@ -257,5 +272,35 @@ def router(runtime: Runtime) -> APIRouter:
     ) -> ActionOut:
         principal.require_tenant(tenant_id)
         return await action(tenant_id, channel, campaign_id, "cancel")
+
+    @api.post(
+        "/tenants/{tenant_id}/campaigns/{campaign_id}/report-push",
+        summary="Push this campaign's results to Optimove now, outside the schedule (every channel)",
+        responses={**NOT_FOUND, **CONFLICT, 502: {"description": "Optimove refused or did not answer"}},
+    )
+    async def report_push(principal: Auth, tenant_id: TenantId, campaign_id: CampaignId) -> ReportPushesOut:
+        principal.require_tenant(tenant_id)
+        try:
+            done = await push_now(runtime, campaign_id, tenant_id=tenant_id, now=datetime.now(UTC))
+        except (NotFoundError, ConflictError) as exc:
+            raise translate(exc) from None
+        except OptimoveError as exc:
+            # Our own summary only: an upstream body is never handed to an API caller.
+            raise ApiError(
+                502, "optimove error", f"Optimove did not accept the push ({type(exc).__name__})"
+            ) from None
+        return ReportPushesOut(
+            tenant_id=tenant_id,
+            campaign_id=campaign_id,
+            pushes=[
+                ReportPushOut(
+                    channel_id=p.channel_id,
+                    metrics_sent=p.metrics_sent,
+                    interactions_sent=p.interactions_sent,
+                    complete=p.complete,
+                )
+                for p in done
+            ],
+        )
 
     return api
