@@ -41,7 +41,7 @@ from urllib.parse import quote_plus
 
 import aiohttp
 
-from optibridge.delivery.channels import OutboundMessage, Outcome, build_provider
+from optibridge.channels import OutboundMessage, Outcome, build_provider
 
 CONNECTIONS = 16
 SLICE = 1_000

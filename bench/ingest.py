@@ -34,7 +34,7 @@ import aiohttp
 import psutil
 import psycopg
 
-from optibridge.secretbox import generate_key
+from optibridge.core.secretbox import generate_key
 from optibridge.store.embedded import EmbeddedPostgres
 
 PAGE = 10_000

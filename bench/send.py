@@ -41,7 +41,7 @@ from channels import (
     send_sms_bare,
     wait_for_port,
 )
-from optibridge.secretbox import generate_key
+from optibridge.core.secretbox import generate_key
 from optibridge.store.embedded import EmbeddedPostgres
 
 TENANT = "bench"

@@ -39,16 +39,16 @@ import psutil
 import uvicorn
 from fastapi import FastAPI
 
-from optibridge.config import Settings
-from optibridge.feedback import tracking
-from optibridge.feedback.config import FeedbackSettings
+from optibridge.bootstrap import open_runtime
+from optibridge.core.config import Settings
+from optibridge.core.feedback_settings import FeedbackSettings
+from optibridge.core.logs import configure as configure_logging
+from optibridge.core.secretbox import generate_key
 from optibridge.feedback.keys import TrackingKeys
 from optibridge.feedback.links import tracking_urls
-from optibridge.feedback.testing import add_channel, add_tenant, seed_campaign
-from optibridge.logs import configure as configure_logging
-from optibridge.runtime import open_runtime
-from optibridge.secretbox import generate_key
 from optibridge.store.embedded import EmbeddedPostgres
+from optibridge.testing.feedback import add_channel, add_tenant, seed_campaign
+from optibridge.web import tracking
 
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126 Safari/537"
 

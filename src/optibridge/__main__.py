@@ -1,3 +1,3 @@
-from optibridge.cli import main
+from optibridge.cli.app import main
 
 main()

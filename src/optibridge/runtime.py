@@ -1,35 +1,24 @@
-"""What a running process holds: settings, database, pool, secret box, job app.
-
-`open_runtime` does the start-up that `serve`, `worker` and the CLI share, in the order that gives
-the clearest error first: config, then the database, then the schema, then the secret key.
+"""What a running process holds, as every flow sees it: settings, database, pool, secret box, job
+app and the Optimove clients. `optibridge.bootstrap.open_runtime` builds it; flows receive it
+(jobs find it in their context with `runtime_of`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import procrastinate
 import psycopg
 import psycopg_pool
+from procrastinate import JobContext
 
-from optibridge import jobs
-from optibridge.config import Settings
-from optibridge.errors import ConfigError, DatabaseUnavailableError
-from optibridge.logs import get_logger
-from optibridge.optimove_clients import OptimoveClients
-from optibridge.secretbox import SecretBox, load_box
-from optibridge.store import migrate
-from optibridge.store import tenants as tenant_store
-from optibridge.store.database import Database, open_database
-
-log = get_logger(__name__)
+from optibridge.core.config import Settings
+from optibridge.core.secretbox import SecretBox
+from optibridge.optimove.clients import OptimoveClients
+from optibridge.store.database import Database
 
 Pool = psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]]
-KEY_CHECK_SETTING = "secret_key_check"
 
 
 @dataclass
@@ -44,84 +33,9 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-async def ensure_schema(db: Database, *, upgrade: bool) -> None:
-    if upgrade:
-        report = await migrate.upgrade(db)
-        if report.applied:
-            log.info("database schema upgraded", applied=report.applied)
-        return
-    state = await migrate.status(db)
-    if state["pending"]:
-        raise ConfigError(
-            f"the database schema is not up to date (pending: {', '.join(state['pending'])}); "  # type: ignore[arg-type]
-            "run: optibridge db upgrade"
-        )
-
-
-async def check_secret_key(db: Database, box: SecretBox) -> None:
-    """Store a check value on first use; later, refuse to run with a key that does not match."""
-    async with db.connect() as conn:
-        await conn.execute(
-            "INSERT INTO settings (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
-            (KEY_CHECK_SETTING, box.check_value()),
-        )
-        row = await (
-            await conn.execute("SELECT value FROM settings WHERE key = %s", (KEY_CHECK_SETTING,))
-        ).fetchone()
-    assert row is not None
-    box.verify_check_value(bytes(row["value"]))  # type: ignore[call-overload]
-
-
-async def sync_config_tenants(runtime: Runtime) -> None:
-    async with runtime.db.connect() as conn:
-        for tenant in runtime.settings.tenants:
-            outcome = await tenant_store.upsert_from_config(conn, runtime.box, tenant)
-            if outcome != "unchanged":
-                log.info("tenant from config", tenant=tenant.id, outcome=outcome)
-
-
-@contextlib.asynccontextmanager
-async def open_runtime(
-    settings: Settings,
-    *,
-    upgrade: bool,
-    sync_tenants: bool = False,
-    pool_size: int | None = None,
-) -> AsyncIterator[Runtime]:
-    """Start everything a process needs; close it all on exit, embedded database last."""
-    # Every Optimove HTTP attempt of this process feeds the Prometheus metrics.
-    from optibridge.optimove.observe import add_request_observer
-    from optibridge.web.metrics import record_optimove_request
-
-    add_request_observer(record_optimove_request)
-    db = await asyncio.to_thread(open_database, settings)
-    try:
-        await ensure_schema(db, upgrade=upgrade)
-        box = load_box(
-            settings.secret_key.get_secret_value() if settings.secret_key else None,
-            settings.key_file,
-            may_generate=settings.embedded,
-        )
-        await check_secret_key(db, box)
-        pool = db.pool(max_size=pool_size or settings.db_pool_size)
-        try:
-            await pool.open(wait=True, timeout=30)
-        except psycopg_pool.PoolTimeout:
-            raise DatabaseUnavailableError("the database stopped answering during start-up") from None
-        try:
-            job_app = jobs.create_job_app(settings)
-            async with job_app.open_async(pool=pool):
-                clients = OptimoveClients(settings, pool, box)
-                runtime = Runtime(
-                    settings=settings, db=db, pool=pool, box=box, job_app=job_app, clients=clients
-                )
-                try:
-                    if sync_tenants:
-                        await sync_config_tenants(runtime)
-                    yield runtime
-                finally:
-                    await clients.aclose()
-        finally:
-            await pool.close()
-    finally:
-        await asyncio.to_thread(db.close)
+def runtime_of(context: JobContext) -> Runtime:
+    """The Runtime a worker passes to its jobs."""
+    runtime = (context.additional_context or {}).get("runtime")
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("this worker was started without a runtime in its job context")
+    return runtime

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from optibridge.config import Settings
-from optibridge.errors import ConfigError
-from optibridge.logs import get_logger
-from optibridge.runtime import Runtime, open_runtime
+from optibridge.bootstrap import open_runtime
+from optibridge.core.config import Settings
+from optibridge.core.errors import ConfigError
+from optibridge.core.logs import get_logger
+from optibridge.runtime import Runtime
 from optibridge.web.app import create_app
 
 log = get_logger(__name__)

@@ -16,7 +16,7 @@ from browserkit import Browser
 
 from optibridge.catalog import store as catalog
 from optibridge.catalog.models import TemplateSpec
-from optibridge.config import TenantConfig
+from optibridge.core.config import TenantConfig
 from optibridge.store import tenants
 from optibridge.web import admin, auth
 

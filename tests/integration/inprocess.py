@@ -18,8 +18,9 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from optibridge.config import Settings
-from optibridge.runtime import Runtime, open_runtime
+from optibridge.bootstrap import open_runtime
+from optibridge.core.config import Settings
+from optibridge.runtime import Runtime
 from optibridge.service import listen_socket
 from optibridge.web.app import create_app
 

@@ -8,12 +8,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from optibridge.config import TenantConfig
+from optibridge.core.config import TenantConfig
+from optibridge.core.errors import ConfigError
+from optibridge.core.secretbox import SecretBox, generate_key
 from optibridge.emulator.config import EmulatorConfig
 from optibridge.emulator.testing import running_emulator
-from optibridge.errors import ConfigError
 from optibridge.intake import registration
-from optibridge.secretbox import SecretBox, generate_key
 from optibridge.store import contacts, tenants
 
 from inprocess import running_service

@@ -12,7 +12,7 @@ from typing import Any
 
 from optibridge.catalog import store as catalog
 from optibridge.catalog.models import TemplateSpec
-from optibridge.config import TenantConfig
+from optibridge.core.config import TenantConfig
 from optibridge.emulator.config import EmulatorConfig
 from optibridge.emulator.testing import RunningEmulator, running_emulator
 from optibridge.intake import registration

@@ -11,7 +11,7 @@ import pytest
 from optibridge.catalog import store as catalog
 from optibridge.catalog.models import TemplateSpec
 from optibridge.catalog.tasks import run_sync
-from optibridge.config import TenantConfig
+from optibridge.core.config import TenantConfig
 from optibridge.emulator.config import EmulatorConfig
 from optibridge.emulator.testing import RunningEmulator, running_emulator
 from optibridge.intake import registration
@@ -104,7 +104,7 @@ async def test_template_changes_reach_optimove_and_drift_is_repaired(
 
 
 async def test_a_broken_template_is_refused_with_line_and_reason(db_url: str, test_secret_key: str) -> None:
-    from optibridge.errors import ConfigError
+    from optibridge.core.errors import ConfigError
 
     async with running_emulator(EmulatorConfig()) as emu, running_service(db_url, test_secret_key) as svc:
         await setup_tenant(svc, emu)

@@ -13,8 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from optibridge import jobs
-from optibridge.config import Settings
+from optibridge import bootstrap
+from optibridge.core.config import Settings
+from optibridge.engine import jobs
 from optibridge.store.database import Database
 
 from probe_tasks import PROBE_TASK
@@ -115,7 +116,7 @@ def test_two_workers_and_serve_share_the_work_exactly_once(
 
 async def test_a_job_is_enqueued_only_if_its_transaction_commits(db_url: str, test_secret_key: str) -> None:
     settings = Settings(database_url=db_url, secret_key=test_secret_key)
-    app = jobs.create_job_app(settings)
+    app = bootstrap.create_job_app(settings)
     pool = Database(url=db_url).pool(max_size=2)
     await pool.open()
     try:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optibridge.config import TenantConfig
+from optibridge.core.config import TenantConfig
 from optibridge.store import listener_tokens, tenants
 
 from inprocess import running_service
@@ -138,7 +138,7 @@ def test_a_valid_notification_is_stored_with_its_job_and_a_repeat_only_recorded(
 def test_a_rotated_token_works_until_its_grace_ends(listener: Listener, test_secret_key: str) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from optibridge.secretbox import SecretBox, parse_keys
+    from optibridge.core.secretbox import SecretBox, parse_keys
 
     async def rotate(grace: timedelta) -> str:
         async with await psycopg.AsyncConnection.connect(

@@ -7,9 +7,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from optibridge.config import TenantConfig
-from optibridge.errors import ConflictError, NotFoundError
-from optibridge.secretbox import SecretBox, generate_key
+from optibridge.core.config import TenantConfig
+from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.core.secretbox import SecretBox, generate_key
 from optibridge.store import tenants as store
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]

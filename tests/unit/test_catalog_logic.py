@@ -9,7 +9,7 @@ import pytest
 from optibridge.catalog.importer import parse_file, read_folder
 from optibridge.catalog.models import TemplateSpec, compile_spec
 from optibridge.catalog.sync import plan_templates
-from optibridge.errors import ConfigError
+from optibridge.core.errors import ConfigError
 
 
 def test_sync_plan_adds_missing_and_renamed_deletes_tombstones_and_spares_foreign() -> None:

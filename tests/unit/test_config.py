@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from optibridge.config import load_settings, split_provider_settings
-from optibridge.errors import ConfigError
+from optibridge.core.config import load_settings, split_provider_settings
+from optibridge.core.errors import ConfigError
 
 TENANT = """
 [[tenants]]
@@ -111,7 +111,7 @@ def test_secret_provider_fields_are_split_from_plain_ones() -> None:
 
 
 def test_nested_provider_secrets_are_split_and_merged_back() -> None:
-    from optibridge.config import merge_provider_settings
+    from optibridge.core.config import merge_provider_settings
 
     provider = {
         "providers": [

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from optibridge.delivery.channels.base import OutboundMessage, Outcome, SendResult
+from optibridge.channels.base import OutboundMessage, Outcome, SendResult
+from optibridge.core.errors import ConfigError
 from optibridge.delivery.providers import ChannelProviders, TokenBucket, provider_list
 from optibridge.delivery.transitions import RetryPolicy, after_send
-from optibridge.errors import ConfigError
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=3, base_delay_s=5, max_delay_s=60, max_lateness=timedelta(hours=1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from optibridge.config import Settings
+from optibridge.core.config import Settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

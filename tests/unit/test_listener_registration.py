@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from optibridge.errors import ConfigError
+from optibridge.core.errors import ConfigError
 from optibridge.intake.registration import Registration, desired, plan, tenant_prefix
 from optibridge.optimove import EventListener
 

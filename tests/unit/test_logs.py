@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from optibridge.logs import bind, configure, get_logger, unbind
+from optibridge.core.logs import bind, configure, get_logger, unbind
 
 
 def test_json_lines_carry_bound_tenant_and_campaign(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from optibridge.errors import SecretKeyError
-from optibridge.secretbox import SecretBox, generate_key, load_box, parse_keys
+from optibridge.core.errors import SecretKeyError
+from optibridge.core.secretbox import SecretBox, generate_key, load_box, parse_keys
 
 
 def test_round_trip_and_ciphertext_hides_the_value() -> None:

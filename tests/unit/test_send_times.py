@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from optibridge.intake.schedule import QuietHours, SendTimePolicy, send_time
+from optibridge.core.quiet_hours import QuietHours
+from optibridge.intake.schedule import SendTimePolicy, send_time
 
 LONDON = SendTimePolicy(local_send_time=True, reference_zone=ZoneInfo("Europe/London"))
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optibridge.catalog.models import TemplateSpec
-from optibridge.errors import ConfigError
+from optibridge.core.errors import ConfigError
 
 SUFFIXES = {".liquid", ".html", ".htm", ".txt", ".tmpl"}
 FENCE = "+++"

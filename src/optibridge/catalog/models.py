@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from optibridge.config import describe_validation_error
-from optibridge.errors import ConfigError
+from optibridge.core.config import describe_validation_error
+from optibridge.core.errors import ConfigError
 from optibridge.rendering import CompiledTemplate, TemplateSyntaxError, compile_template
 
 MAX_TEMPLATE_ID = 2**31 - 1

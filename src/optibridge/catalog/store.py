@@ -15,9 +15,9 @@ import procrastinate
 import psycopg
 from psycopg.types.json import Jsonb
 
-from optibridge import jobs
 from optibridge.catalog.models import TemplateSpec, compile_spec
-from optibridge.errors import ConflictError, NotFoundError
+from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.engine import jobs
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 SYNC_TASK = "optibridge.catalog.sync"

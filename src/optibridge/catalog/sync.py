@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from optibridge.catalog.store import channel_kind
-from optibridge.logs import get_logger
+from optibridge.core.logs import get_logger
 from optibridge.optimove import ChannelApp, ChannelTemplate, OptimoveClient
 
 log = get_logger(__name__)

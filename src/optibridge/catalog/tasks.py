@@ -7,9 +7,9 @@ from procrastinate import JobContext
 
 from optibridge.catalog import store
 from optibridge.catalog.sync import SyncReport, sync_channel
-from optibridge.jobs import TransientRetry, runtime_of
-from optibridge.logs import bind, unbind
-from optibridge.runtime import Runtime
+from optibridge.core.logs import bind, unbind
+from optibridge.engine.jobs import TransientRetry
+from optibridge.runtime import Runtime, runtime_of
 
 RECONCILE_TASK = "optibridge.catalog.reconcile"
 SYNC_RETRY = TransientRetry(max_attempts=12)

@@ -24,8 +24,10 @@ import aiohttp
 import psycopg
 
 from optibridge.catalog.models import TemplateSpec, compile_spec
-from optibridge.config import ChannelOptions
-from optibridge.delivery.channels import base
+from optibridge.channels import base
+from optibridge.core import telemetry as metrics
+from optibridge.core.config import ChannelOptions
+from optibridge.core.logs import get_logger
 from optibridge.delivery.providers import ChannelProviders, TokenBucket, build_channel_providers
 from optibridge.delivery.transitions import RetryPolicy, Transition, after_send, too_late
 from optibridge.feedback import suppression
@@ -36,11 +38,9 @@ from optibridge.feedback.links import (
     tracking_urls,
     twilio_status_callback_url,
 )
-from optibridge.feedback.receipts import record_send_results
-from optibridge.logs import get_logger
+from optibridge.feedback.send_results import record_send_results
 from optibridge.rendering import CompiledTemplate, RenderError, TemplateCache
 from optibridge.store import tenants as tenant_store
-from optibridge.web import metrics
 
 log = get_logger(__name__)
 Conn = psycopg.AsyncConnection[dict[str, Any]]

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from optibridge.delivery.channels import base
-from optibridge.delivery.channels.factory import build_provider
-from optibridge.errors import ConfigError
+from optibridge.channels import base
+from optibridge.channels.factory import build_provider
+from optibridge.core.errors import ConfigError
 
 BENCH_BASE_S = 2.0
 BENCH_MAX_S = 60.0

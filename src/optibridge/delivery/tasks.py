@@ -16,12 +16,12 @@ from typing import Any
 import procrastinate
 from procrastinate import JobContext
 
-from optibridge import jobs
-from optibridge.config import ChannelOptions
+from optibridge.core.config import ChannelOptions
+from optibridge.core.logs import bind, get_logger, unbind
 from optibridge.delivery import dispatcher as dsp
+from optibridge.engine import jobs
 from optibridge.feedback.keys import TrackingKeys
-from optibridge.jobs import runtime_of
-from optibridge.logs import bind, get_logger, unbind
+from optibridge.runtime import runtime_of
 
 log = get_logger(__name__)
 

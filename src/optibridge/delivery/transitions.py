@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from optibridge.delivery.channels.base import Outcome, SendResult
+from optibridge.channels.base import Outcome, SendResult
 
 FINAL_STATES = frozenset({"sent", "failed", "suppressed", "canceled", "expired"})
 

@@ -31,17 +31,18 @@ from typing import Any
 import aiohttp
 import uvicorn
 
+from optibridge.bootstrap import open_runtime
 from optibridge.catalog import importer
 from optibridge.catalog import store as catalog
 from optibridge.catalog.tasks import run_sync
-from optibridge.config import Settings, TenantConfig
+from optibridge.core.config import Settings, TenantConfig
 from optibridge.emulator.config import EmulatorConfig
 from optibridge.emulator.testing import RunningEmulator, running_emulator
 from optibridge.feedback.recorder import Recorder
 from optibridge.intake import registration
 from optibridge.reporting.ondemand import push_now
 from optibridge.reporting.show import campaign_overview
-from optibridge.runtime import Runtime, open_runtime
+from optibridge.runtime import Runtime
 from optibridge.service import listen_socket
 from optibridge.sinks.http_sink import HttpSink
 from optibridge.sinks.smtp_sink import SmtpSink

@@ -21,8 +21,8 @@ from typing import Any
 
 import psycopg
 
+from optibridge.core.feedback_settings import channel_feedback_options
 from optibridge.feedback import suppression
-from optibridge.feedback.config import channel_feedback_options
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from optibridge.errors import SecretKeyError
-from optibridge.secretbox import parse_keys
+from optibridge.core.errors import SecretKeyError
+from optibridge.core.secretbox import parse_keys
 
 _SALT = b"optibridge feedback keys"
 _TRACKING_INFO = b"tracking-token v1"

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg_pool
 
-from optibridge.logs import get_logger
+from optibridge.core.logs import get_logger
 from optibridge.optimove import OptimoveClient
 from optibridge.optimove.batching import MAX_PREFERENCE_CUSTOMERS
 

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import psycopg
 import psycopg_pool
 
+from optibridge.core.logs import get_logger
 from optibridge.feedback.events import Event, record_events
-from optibridge.logs import get_logger
 
 log = get_logger(__name__)
 

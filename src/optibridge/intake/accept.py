@@ -20,7 +20,7 @@ import procrastinate
 import psycopg
 from psycopg.types.json import Jsonb
 
-from optibridge import jobs
+from optibridge.engine import jobs
 from optibridge.intake.notifications import EventType, Notification
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]

@@ -19,9 +19,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from optibridge.config import address_attribute
-from optibridge.intake.schedule import QuietHours, SendTimePolicy, send_time
-from optibridge.logs import get_logger
+from optibridge.core.config import address_attribute
+from optibridge.core.logs import get_logger
+from optibridge.core.quiet_hours import QuietHours
+from optibridge.intake.schedule import SendTimePolicy, send_time
 from optibridge.optimove import SendDetail
 
 log = get_logger(__name__)

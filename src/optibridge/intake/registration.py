@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from optibridge.errors import ConfigError
+from optibridge.core.errors import ConfigError
 from optibridge.optimove import EventListener, OptimoveClient
-
-if TYPE_CHECKING:
-    from optibridge.runtime import Runtime
+from optibridge.runtime import Runtime
+from optibridge.store import listener_tokens, tenants
 
 CHANNEL_EVENTS = (1, 4, 13)
 GENERAL_EVENTS = (2, 3, 5)
@@ -97,8 +95,6 @@ async def apply(client: OptimoveClient, p: ListenerPlan) -> None:
 
 async def sync_tenant(runtime: Runtime, tenant_id: str, *, dry_run: bool = False) -> ListenerPlan:
     """Read what Optimove has registered for the tenant, and register (or remove) what differs."""
-    from optibridge.store import listener_tokens, tenants
-
     async with runtime.pool.connection() as conn:
         tenant = await tenants.get(conn, tenant_id)
         token = await listener_tokens.current(conn, runtime.box, tenant_id)

@@ -14,11 +14,11 @@ from typing import Any
 import procrastinate
 from procrastinate import JobContext
 
+from optibridge.core.logs import bind, get_logger, unbind
+from optibridge.engine.jobs import TransientRetry
 from optibridge.intake import accept, ingest
-from optibridge.jobs import TransientRetry, runtime_of
-from optibridge.logs import bind, get_logger, unbind
 from optibridge.optimove import OptimoveClientError
-from optibridge.runtime import Runtime
+from optibridge.runtime import Runtime, runtime_of
 
 log = get_logger(__name__)
 

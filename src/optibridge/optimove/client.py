@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar
 
 import aiohttp
 
-from optibridge.logs import get_logger
+from optibridge.core.logs import get_logger
 from optibridge.optimove import responses
 from optibridge.optimove.auth import ApiKeyAuth, LoginAuth, TokenState, is_token_expired_answer
 from optibridge.optimove.batching import (

@@ -7,7 +7,7 @@ as its policy allows when one of these reaches the caller.
 
 from __future__ import annotations
 
-from optibridge.errors import OptibridgeError
+from optibridge.core.errors import OptibridgeError
 
 BODY_EXCERPT_CHARS = 300
 

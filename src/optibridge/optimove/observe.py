@@ -1,7 +1,7 @@
 """Hooks for observability: the client reports each HTTP attempt to whoever listens.
 
 The client does not import the metrics module (the client is usable on its own); the service
-registers `web.metrics.record_optimove_request` here at start-up.
+registers `core.telemetry.record_optimove_request` here at start-up.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from optibridge.feedback.config import DeliveredFrom, channel_feedback_options
+from optibridge.core.feedback_settings import DeliveredFrom, channel_feedback_options
 from optibridge.optimove.models import MetricID
 from optibridge.reporting.metrics import MessageFacts, empty_counts, interaction_date, metric_times
 

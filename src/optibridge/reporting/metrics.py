@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from optibridge.feedback.config import DeliveredFrom
+from optibridge.core.feedback_settings import DeliveredFrom
 from optibridge.optimove.models import MetricID
 
 ALL_METRICS = (

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from optibridge.errors import ConflictError, NotFoundError
-from optibridge.reporting.config import reporting_settings
+from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.core.reporting_settings import reporting_settings
 from optibridge.reporting.push import PushResult, push_campaign
 from optibridge.runtime import Runtime
 from optibridge.store import reports as report_store

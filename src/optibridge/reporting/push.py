@@ -14,11 +14,11 @@ from typing import Any
 
 import psycopg_pool
 
+from optibridge.core.reporting_settings import ReportingSettings
 from optibridge.optimove import OptimoveClient
 from optibridge.optimove.batching import chunked
 from optibridge.optimove.models import CampaignMetric
 from optibridge.reporting.aggregate import CampaignReport, channel_info, compute_report
-from optibridge.reporting.config import ReportingSettings
 
 Pool = psycopg_pool.AsyncConnectionPool[Any]
 INTERACTIONS_PER_CALL = 10_000

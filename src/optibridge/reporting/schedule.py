@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from optibridge.reporting.config import ReportingSettings
+from optibridge.core.reporting_settings import ReportingSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,13 @@ from typing import Any
 import procrastinate
 from procrastinate import JobContext
 
+from optibridge.core.logs import get_logger
+from optibridge.core.reporting_settings import ReportingSettings, reporting_settings
+from optibridge.engine.jobs import worker_name
 from optibridge.feedback.preferences import PreferencePush, push_preferences
-from optibridge.jobs import runtime_of, worker_name
-from optibridge.logs import get_logger
-from optibridge.reporting.config import ReportingSettings, reporting_settings
 from optibridge.reporting.push import PushResult, push_campaign
 from optibridge.reporting.schedule import SchedulePolicy, next_push_after_failure, next_push_after_success
-from optibridge.runtime import Runtime
+from optibridge.runtime import Runtime, runtime_of
 from optibridge.store import reports as report_store
 
 log = get_logger(__name__)

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import psycopg
 
-from optibridge.errors import ConfigError
+from optibridge.core.errors import ConfigError
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 CHUNK = 10_000

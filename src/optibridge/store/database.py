@@ -16,8 +16,8 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
 
-from optibridge.config import Settings
-from optibridge.errors import DatabaseUnavailableError
+from optibridge.core.config import Settings
+from optibridge.core.errors import DatabaseUnavailableError
 from optibridge.store.embedded import EmbeddedPostgres
 
 MIN_SERVER_VERSION = 140000

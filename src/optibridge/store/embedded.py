@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 import structlog
 
-from optibridge.errors import DatabaseUnavailableError
+from optibridge.core.errors import DatabaseUnavailableError
 
 log = structlog.get_logger(__name__)
 

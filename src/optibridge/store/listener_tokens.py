@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from optibridge.errors import NotFoundError
-from optibridge.secretbox import SecretBox
+from optibridge.core.errors import NotFoundError
+from optibridge.core.secretbox import SecretBox
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 DEFAULT_GRACE = timedelta(hours=24)

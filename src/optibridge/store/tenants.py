@@ -12,9 +12,14 @@ from typing import Any, Literal
 import psycopg
 from psycopg.types.json import Jsonb
 
-from optibridge.config import ChannelConfig, TenantConfig, merge_provider_settings, split_provider_settings
-from optibridge.errors import ConflictError, NotFoundError
-from optibridge.secretbox import SecretBox
+from optibridge.core.config import (
+    ChannelConfig,
+    TenantConfig,
+    merge_provider_settings,
+    split_provider_settings,
+)
+from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.core.secretbox import SecretBox
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 Source = Literal["config", "cli", "api"]

@@ -6,11 +6,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from optibridge import __version__
-from optibridge.feedback import receipts, tracking
-from optibridge.feedback.config import feedback_settings
-from optibridge.intake import listener
+from optibridge.core.feedback_settings import feedback_settings
 from optibridge.runtime import Runtime
-from optibridge.web import admin, health
+from optibridge.web import admin, health, listener, receipts, tracking
 
 
 def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:

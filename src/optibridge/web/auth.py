@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from optibridge.errors import ConflictError, NotFoundError
+from optibridge.core.errors import ConflictError, NotFoundError
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 KEY_PREFIX = "obk_"

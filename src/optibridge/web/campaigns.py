@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from optibridge.errors import ConflictError, NotFoundError
+from optibridge.core.errors import ConflictError, NotFoundError
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 STATES = ("pending", "claimed", "sent", "failed", "suppressed", "canceled", "expired")

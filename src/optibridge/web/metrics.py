@@ -8,13 +8,8 @@ From the database, cluster-wide, refreshed at most every `SNAPSHOT_TTL_S` second
     optibridge_jobs{queue,status}                        procrastinate jobs (gauge)
     optibridge_metrics_snapshot_age_seconds              age of those numbers
 
-Counted by the process that does the work (hooks below, for the dispatcher and the Optimove client):
-
-    optibridge_send_delay_seconds{channel}               sent time minus scheduled time (histogram)
-    optibridge_provider_sends_total{provider}            messages a provider accepted
-    optibridge_provider_errors_total{provider,reason}    provider errors, by outcome class
-    optibridge_optimove_requests_total{call,status}      Optimove API requests by call and answer
-    optibridge_optimove_request_seconds{call}            their duration (histogram)
+Counted by the process that does the work: optibridge.core.telemetry (the dispatcher and the
+Optimove client feed it without loading this web module).
 
 Several processes: by default each process serves only its own counters (a `serve` process
 shows what its in-process worker counted). With `PROMETHEUS_MULTIPROC_DIR` set (an empty folder,
@@ -26,132 +21,31 @@ See docs/observability.md.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from optibridge.logs import get_logger
-
-if TYPE_CHECKING:
-    from optibridge.runtime import Runtime
+from optibridge.core.logs import get_logger
+from optibridge.core.telemetry import process_registry
+from optibridge.runtime import Runtime
+from optibridge.web.queue import job_counts
 
 log = get_logger(__name__)
 
 SNAPSHOT_TTL_S = 5.0
 QUERY_TIMEOUT_MS = 3000
 MESSAGE_STATES = ("pending", "claimed", "sent", "failed", "suppressed", "canceled", "expired")
-MAX_LABEL = 64
 
-SEND_DELAY = Histogram(
-    "optibridge_send_delay_seconds",
-    "Seconds between a message's scheduled time and the provider accepting it",
-    ["channel"],
-    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600),
-)
-PROVIDER_SENDS = Counter("optibridge_provider_sends", "Messages accepted by a provider", ["provider"])
-PROVIDER_ERRORS = Counter(
-    "optibridge_provider_errors",
-    "Provider errors by provider and outcome class (throttled, transient, permanent, ...)",
-    ["provider", "reason"],
-)
-OPTIMOVE_REQUESTS = Counter(
-    "optibridge_optimove_requests",
-    "Optimove API requests by call and answer (HTTP status, or timeout/transport)",
-    ["call", "status"],
-)
-OPTIMOVE_SECONDS = Histogram(
-    "optibridge_optimove_request_seconds",
-    "Duration of one Optimove API request (one attempt)",
-    ["call"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
 SNAPSHOT_ERRORS = Counter(
     "optibridge_metrics_snapshot_errors", "Scrapes whose database numbers could not be refreshed"
 )
-
-
-def _label(value: object) -> str:
-    """Label values are bounded: a free-text reason must never mint a new series per message."""
-    text = str(value).strip() or "unknown"
-    return text[:MAX_LABEL]
-
-
-# -- hooks -------------------------------------------------------------------------------------
-
-
-def observe_send_delay(channel: str, scheduled_at: datetime, sent_at: datetime | None = None) -> None:
-    """The dispatcher calls this once per message a provider accepted. `channel` is the channel
-    kind (email, sms, push, webhook). Early sends count as 0."""
-    sent = sent_at or datetime.now(UTC)
-    SEND_DELAY.labels(_label(channel)).observe(max(0.0, (sent - scheduled_at).total_seconds()))
-
-
-def count_sent(provider: str, n: int = 1) -> None:
-    """The dispatcher calls this with how many messages a provider accepted (e.g. per slice)."""
-    if n > 0:
-        PROVIDER_SENDS.labels(_label(provider)).inc(n)
-
-
-def count_provider_error(provider: str, reason: str, n: int = 1) -> None:
-    """The dispatcher calls this per failed provider call. `reason` must be a small fixed set (the
-    classification outcome: throttled, transient, permanent, timeout), never the provider's text."""
-    if n > 0:
-        PROVIDER_ERRORS.labels(_label(provider), _label(reason.lower())).inc(n)
-
-
-def record_optimove_request(call: str, status: int | str, seconds: float) -> None:
-    """The Optimove client calls this once per HTTP attempt: `call` is the API call name
-    (e.g. GetCustomerSendDetailsByChannel), `status` the HTTP status or 'timeout' / 'transport'."""
-    OPTIMOVE_REQUESTS.labels(_label(call), _label(status)).inc()
-    OPTIMOVE_SECONDS.labels(_label(call)).observe(max(0.0, seconds))
-
-
-# -- reading the counters back (the dashboard) ----------------------------------------------------
-
-
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
-def process_registry() -> CollectorRegistry:
-    """The counters to expose: this process's, or every process's in multiprocess mode."""
-    path = multiprocess_dir()
-    if path is None:
-        return REGISTRY
-    from prometheus_client import multiprocess
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
-    return registry
-
-
-def provider_error_totals(registry: CollectorRegistry | None = None) -> dict[tuple[str, str], float]:
-    """(provider, reason) -> errors counted so far, as /metrics would show them."""
-    out: dict[tuple[str, str], float] = {}
-    for metric in (registry or process_registry()).collect():
-        if metric.name != "optibridge_provider_errors":
-            continue
-        for sample in metric.samples:
-            if sample.name.endswith("_total"):
-                key = (sample.labels.get("provider", ""), sample.labels.get("reason", ""))
-                out[key] = out.get(key, 0.0) + sample.value
-    return out
 
 
 # -- the database snapshot -------------------------------------------------------------------------
@@ -167,8 +61,6 @@ class Snapshot:
 
 
 async def _take(conn: Any) -> Snapshot:
-    from optibridge.web.queue import job_counts
-
     snap = Snapshot()
     async with conn.transaction():
         await conn.execute(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}")

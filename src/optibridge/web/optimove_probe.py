@@ -14,14 +14,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from optibridge.optimove import NO_RETRY, OptimoveClient, OptimoveError, Timeouts
-from optibridge.optimove_clients import client_config
+from optibridge.optimove.clients import client_config
+from optibridge.runtime import Runtime
 from optibridge.store import tenants as tenant_store
-
-if TYPE_CHECKING:
-    from optibridge.runtime import Runtime
 
 PROBE_TIMEOUT_S = 5.0
 DEFAULT_TTL_S = 60.0

@@ -1,7 +1,7 @@
 """The job queue as an operator sees it: per queue, what is due, scheduled, running, stalled, failed.
 
 Stalled: a job in `doing` whose worker has sent no heartbeat for 30 s (or is gone); the reaper job
-re-queues those (optibridge.jobs.retry_stalled_jobs), so a stalled count that stays up means no
+re-queues those (optibridge.engine.jobs.retry_stalled_jobs), so a stalled count that stays up means no
 worker is running the reaper either.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from optibridge.jobs import STALLED_AFTER_S
+from optibridge.engine.jobs import STALLED_AFTER_S
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 

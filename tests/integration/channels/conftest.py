@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from optibridge.delivery.channels import OutboundMessage
+from optibridge.channels import OutboundMessage
 from optibridge.sinks import HttpSink, SmtpSink
 
 MakeMessage = Callable[..., OutboundMessage]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from optibridge.delivery.channels import OutboundMessage, Outcome, build_provider
-from optibridge.delivery.channels.fcm import FcmPushProvider
+from optibridge.channels import OutboundMessage, Outcome, build_provider
+from optibridge.channels.fcm import FcmPushProvider
 from optibridge.sinks import HttpSink
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)

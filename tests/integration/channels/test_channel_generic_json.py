@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from optibridge.delivery.channels import OutboundMessage, Outcome, build_provider
-from optibridge.delivery.channels.generic_json import GenericJsonProvider
+from optibridge.channels import OutboundMessage, Outcome, build_provider
+from optibridge.channels.generic_json import GenericJsonProvider
 from optibridge.sinks import HttpSink
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from optibridge.delivery.channels import OutboundMessage, Outcome, SendResult, build_provider
+from optibridge.channels import OutboundMessage, Outcome, SendResult, build_provider
 from optibridge.delivery.dispatcher import settle_uncertain
 from optibridge.sinks.lookup import DeliveryLookup
 

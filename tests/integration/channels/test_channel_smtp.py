@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from optibridge.delivery.channels import OutboundMessage, Outcome, build_provider
-from optibridge.delivery.channels.smtp import SmtpProvider
+from optibridge.channels import OutboundMessage, Outcome, build_provider
+from optibridge.channels.smtp import SmtpProvider
 from optibridge.sinks import SmtpSink
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)

@@ -6,7 +6,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from optibridge.delivery.channels import OutboundMessage, Outcome, build_provider
+from optibridge.channels import OutboundMessage, Outcome, build_provider
 from optibridge.sinks import SmtpSink
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)

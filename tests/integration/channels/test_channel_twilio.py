@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from optibridge.delivery.channels import OutboundMessage, Outcome, build_provider
-from optibridge.delivery.channels.twilio import TwilioSmsProvider
+from optibridge.channels import OutboundMessage, Outcome, build_provider
+from optibridge.channels.twilio import TwilioSmsProvider
 from optibridge.sinks import HttpSink
 from optibridge.sinks.http_sink import twilio_signature
 

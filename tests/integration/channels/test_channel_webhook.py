@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from optibridge.delivery.channels import OutboundMessage, Outcome, build_provider
-from optibridge.delivery.channels.settings import WebhookSettings
-from optibridge.delivery.channels.signing import verify
-from optibridge.delivery.channels.webhook import WebhookProvider
-from optibridge.errors import ConfigError
+from optibridge.channels import OutboundMessage, Outcome, build_provider
+from optibridge.channels.settings import WebhookSettings
+from optibridge.channels.signing import verify
+from optibridge.channels.webhook import WebhookProvider
+from optibridge.core.errors import ConfigError
 from optibridge.sinks import HttpSink
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)

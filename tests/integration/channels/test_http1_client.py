@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from optibridge.delivery.channels.http1 import (
+from optibridge.channels.http1 import (
     USER_AGENT,
     ConnectionClosedError,
     Http1Client,

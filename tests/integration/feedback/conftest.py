@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from feedback_helpers import EMAIL, SMS, T0, TENANT, Seeded
 
-from optibridge.config import Settings
-from optibridge.feedback.config import FeedbackSettings
-from optibridge.feedback.testing import (
+from optibridge.core.config import Settings
+from optibridge.core.feedback_settings import FeedbackSettings
+from optibridge.testing.feedback import (
     MutableClock,
     add_channel,
     add_tenant,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from optibridge.feedback.testing import FeedbackStack, MutableClock, SeededMessage
+from optibridge.testing.feedback import FeedbackStack, MutableClock, SeededMessage
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 TENANT = "t1"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optibridge.feedback.keys import sign_body
-from optibridge.feedback.receipts import SIGNATURE_HEADER
+from optibridge.web.receipts import SIGNATURE_HEADER
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TOKEN_CHARS = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=120)

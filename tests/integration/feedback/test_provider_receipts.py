@@ -8,11 +8,12 @@ from typing import Any
 
 from feedback_helpers import T0, Seeded
 
-from optibridge.delivery.channels.base import SENT, Outcome, SendResult
+from optibridge.channels.base import SENT, Outcome, SendResult
 from optibridge.feedback.keys import sign_body
 from optibridge.feedback.links import generic_receipt_url, twilio_status_callback_url
-from optibridge.feedback.receipts import SIGNATURE_HEADER, record_send_results
+from optibridge.feedback.send_results import record_send_results
 from optibridge.feedback.suppression import suppressed
+from optibridge.web.receipts import SIGNATURE_HEADER
 
 
 async def _events(seeded: Seeded) -> list[tuple[Any, ...]]:

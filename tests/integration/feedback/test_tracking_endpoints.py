@@ -9,7 +9,7 @@ from feedback_helpers import BROWSER, T0, Seeded
 from optibridge.feedback.links import tracking_urls
 from optibridge.feedback.recorder import BufferedRecorder
 from optibridge.feedback.suppression import suppressed
-from optibridge.feedback.tracking import PIXEL
+from optibridge.web.tracking import PIXEL
 
 
 async def _events(seeded: Seeded) -> list[dict[str, Any]]:

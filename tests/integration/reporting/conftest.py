@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from reporting_helpers import API_KEY, T0, TENANT
 
-from optibridge.config import Settings
+from optibridge.core.config import Settings
 from optibridge.emulator import EmulatorConfig
 from optibridge.emulator.testing import RunningEmulator, running_emulator
-from optibridge.feedback.testing import MutableClock
+from optibridge.testing.feedback import MutableClock
 
 
 @pytest.fixture

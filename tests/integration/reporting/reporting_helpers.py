@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from optibridge.feedback.keys import sign_body
 from optibridge.feedback.links import generic_receipt_url, tracking_urls
-from optibridge.feedback.receipts import SIGNATURE_HEADER
-from optibridge.feedback.testing import FeedbackStack, SeededMessage
+from optibridge.testing.feedback import FeedbackStack, SeededMessage
+from optibridge.web.receipts import SIGNATURE_HEADER
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 TENANT = "t1"

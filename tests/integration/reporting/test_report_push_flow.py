@@ -10,10 +10,10 @@ from typing import Any
 
 from reporting_helpers import API_KEY, EMAIL, SCANNER, T0, TENANT, Audience
 
-from optibridge.config import Settings
+from optibridge.core.config import Settings
 from optibridge.emulator.testing import RunningEmulator
-from optibridge.feedback.testing import MutableClock, add_channel, add_tenant, feedback_stack, seed_campaign
 from optibridge.reporting.tasks import run_tick
+from optibridge.testing.feedback import MutableClock, add_channel, add_tenant, feedback_stack, seed_campaign
 
 SENT = 120  # customers 1..120 sent; 121..126 failed; 127..129 expired
 CAMPAIGN = 7
@@ -121,7 +121,7 @@ async def _messages(stack: Any) -> dict[int, Any]:
                 (CAMPAIGN,),
             )
         ).fetchall()
-    from optibridge.feedback.testing import SeededMessage
+    from optibridge.testing.feedback import SeededMessage
 
     return {
         int(r["customer_id"][1:]): SeededMessage(r["id"], r["customer_id"], r["template_id"], r["address"])

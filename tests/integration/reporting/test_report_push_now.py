@@ -14,12 +14,16 @@ import pytest
 from reporting_helpers import API_KEY, EMAIL, T0, TENANT
 from typer.testing import CliRunner
 
-from optibridge.config import Settings
+from optibridge.cli.reports import reports_app
+from optibridge.core.config import Settings
+from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.core.reporting_settings import ReportingSettings
 from optibridge.emulator import EmulatorConfig
 from optibridge.emulator.testing import RunningEmulator, running_emulator
-from optibridge.errors import ConflictError, NotFoundError
 from optibridge.feedback.events import Event, EventKind, Source, record_events
-from optibridge.feedback.testing import (
+from optibridge.reporting.ondemand import push_now
+from optibridge.reporting.tasks import run_tick
+from optibridge.testing.feedback import (
     MutableClock,
     SeededMessage,
     add_channel,
@@ -27,10 +31,6 @@ from optibridge.feedback.testing import (
     feedback_stack,
     seed_campaign,
 )
-from optibridge.reporting.cli import reports_app
-from optibridge.reporting.config import ReportingSettings
-from optibridge.reporting.ondemand import push_now
-from optibridge.reporting.tasks import run_tick
 
 CAMPAIGN = 7
 

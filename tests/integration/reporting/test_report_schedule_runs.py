@@ -8,11 +8,11 @@ from datetime import timedelta
 
 from reporting_helpers import API_KEY, EMAIL, T0, TENANT
 
-from optibridge.config import Settings
+from optibridge.core.config import Settings
 from optibridge.emulator.testing import RunningEmulator
 from optibridge.feedback.events import Event, EventKind, Source, record_events
-from optibridge.feedback.testing import MutableClock, add_channel, add_tenant, feedback_stack, seed_campaign
 from optibridge.reporting.tasks import run_tick
+from optibridge.testing.feedback import MutableClock, add_channel, add_tenant, feedback_stack, seed_campaign
 
 
 async def _setup(stack: object, emu: RunningEmulator, customers: int = 20) -> list[object]:

@@ -11,13 +11,13 @@ import pytest
 from reporting_helpers import API_KEY, EMAIL, T0, TENANT
 from typer.testing import CliRunner
 
-from optibridge.config import Settings
+from optibridge.cli.reports import reports_app
+from optibridge.core.config import Settings
 from optibridge.emulator import EmulatorConfig
 from optibridge.emulator.testing import running_emulator
 from optibridge.feedback.events import Event, EventKind, Source, record_events
-from optibridge.feedback.testing import MutableClock, add_channel, add_tenant, feedback_stack, seed_campaign
-from optibridge.reporting.cli import reports_app
 from optibridge.reporting.tasks import run_tick
+from optibridge.testing.feedback import MutableClock, add_channel, add_tenant, feedback_stack, seed_campaign
 
 
 async def _prepare(settings: Settings) -> None:

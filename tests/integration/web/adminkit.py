@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from optibridge.config import TenantConfig
+from optibridge.core.config import TenantConfig
 from optibridge.store import tenants
 
 from inprocess import Service

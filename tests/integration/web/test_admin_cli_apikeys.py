@@ -11,9 +11,9 @@ import psycopg
 import typer
 from typer.testing import CliRunner
 
-from optibridge import cli_admin
-from optibridge.config import Settings, TenantConfig
-from optibridge.secretbox import SecretBox, parse_keys
+from optibridge.cli import admin as cli_admin
+from optibridge.core.config import Settings, TenantConfig
+from optibridge.core.secretbox import SecretBox, parse_keys
 from optibridge.store import tenants
 from optibridge.web import auth
 

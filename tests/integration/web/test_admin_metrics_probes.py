@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from adminkit import Admin, seed_campaign
 from prometheus_client.parser import text_string_to_metric_families
 
+from optibridge.core import telemetry
 from optibridge.web import metrics
 
 
@@ -25,11 +26,11 @@ async def test_metrics_expose_every_documented_name_with_sane_values(web: Admin)
         await seed_campaign(conn, "acme", "sms", 505, 42, {"sent": 3})
         await conn.execute("UPDATE campaigns SET paused = true WHERE channel_id = 505")
     now = datetime.now(UTC)
-    metrics.observe_send_delay("email", now - timedelta(seconds=3), now)
-    metrics.count_sent("smtp", 6)
-    metrics.count_provider_error("smtp", "Transient")
-    metrics.record_optimove_request("GetLastDataUpdate", 200, 0.12)
-    metrics.record_optimove_request("GetLastDataUpdate", "timeout", 60.0)
+    telemetry.observe_send_delay("email", now - timedelta(seconds=3), now)
+    telemetry.count_sent("smtp", 6)
+    telemetry.count_provider_error("smtp", "Transient")
+    telemetry.record_optimove_request("GetLastDataUpdate", 200, 0.12)
+    telemetry.record_optimove_request("GetLastDataUpdate", "timeout", 60.0)
     reply = await web.call("GET", "/metrics", key=None)
     assert reply.status == 200
     assert reply.headers["Content-Type"].startswith("text/plain")

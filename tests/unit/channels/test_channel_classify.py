@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from optibridge.delivery.channels.base import Outcome
-from optibridge.delivery.channels.classify import (
+from optibridge.channels.base import Outcome
+from optibridge.channels.classify import (
     DEFAULT_HTTP_RETRY_AFTER,
     DEFAULT_SMTP_RETRY_AFTER,
     classify_fcm,

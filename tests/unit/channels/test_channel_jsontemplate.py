@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optibridge.delivery.channels.base import OutboundMessage
-from optibridge.delivery.channels.jsontemplate import JsonTemplate, extract_path
+from optibridge.channels.base import OutboundMessage
+from optibridge.channels.jsontemplate import JsonTemplate, extract_path
 
 
 def message(**overrides: object) -> OutboundMessage:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optibridge.delivery.channels.base import OutboundMessage
-from optibridge.delivery.channels.mime import (
+from optibridge.channels.base import OutboundMessage
+from optibridge.channels.mime import (
     EmailComposer,
     InvalidRecipientError,
     check_address,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from optibridge.delivery.channels.base import OutboundMessage, Outcome, SendResult, send_bounded
+from optibridge.channels.base import OutboundMessage, Outcome, SendResult, send_bounded
 
 
 def messages(count: int) -> list[OutboundMessage]:

@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from optibridge.delivery.channels import Provider, build_provider, validate_settings
-from optibridge.delivery.channels.fcm import FcmPushProvider
-from optibridge.delivery.channels.generic_json import GenericJsonProvider
-from optibridge.delivery.channels.settings import SmtpSettings
-from optibridge.delivery.channels.smtp import SmtpProvider
-from optibridge.delivery.channels.twilio import TwilioSmsProvider
-from optibridge.delivery.channels.webhook import WebhookProvider
-from optibridge.errors import ConfigError
+from optibridge.channels import Provider, build_provider, validate_settings
+from optibridge.channels.fcm import FcmPushProvider
+from optibridge.channels.generic_json import GenericJsonProvider
+from optibridge.channels.settings import SmtpSettings
+from optibridge.channels.smtp import SmtpProvider
+from optibridge.channels.twilio import TwilioSmsProvider
+from optibridge.channels.webhook import WebhookProvider
+from optibridge.core.errors import ConfigError
 
 SMTP = {"type": "smtp", "host": "smtp.example.com", "from_address": "news@shop.example"}
 TWILIO = {"type": "twilio", "account_sid": "AC1", "auth_token": "s3cr3t-value", "from_number": "+15005550006"}

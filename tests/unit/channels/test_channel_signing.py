@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from optibridge.delivery.channels.signing import sign, verify
+from optibridge.channels.signing import sign, verify
 
 SECRET = b"whsec-test-secret"
 BODY = b'{"customer": "c1", "text": "Zo\xc3\xab"}'

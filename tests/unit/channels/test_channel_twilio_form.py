@@ -7,8 +7,8 @@ from urllib.parse import parse_qsl, quote_plus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optibridge.delivery.channels import OutboundMessage, build_provider
-from optibridge.delivery.channels.twilio import TwilioSmsProvider
+from optibridge.channels import OutboundMessage, build_provider
+from optibridge.channels.twilio import TwilioSmsProvider
 
 PROVIDER = build_provider(
     "sms",

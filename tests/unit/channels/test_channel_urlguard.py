@@ -7,7 +7,7 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from optibridge.delivery.channels.urlguard import (
+from optibridge.channels.urlguard import (
     DestinationRefusedError,
     GuardedResolver,
     check_address,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pytest
 from multidict import CIMultiDict
 
-from optibridge.delivery.channels.http1 import USER_AGENT, Origin, parse_target, request_head
+from optibridge.channels.http1 import USER_AGENT, Origin, parse_target, request_head
 
 
 def head_of(

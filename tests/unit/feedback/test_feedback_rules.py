@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from optibridge.delivery.channels.base import SENT, Outcome, SendResult
+from optibridge.channels.base import SENT, Outcome, SendResult
 from optibridge.feedback.bots import is_suspect
 from optibridge.feedback.events import EventKind
 from optibridge.feedback.receipt_parsing import InvalidReceipt, generic_events, twilio_event
-from optibridge.feedback.receipts import send_result_events
+from optibridge.feedback.send_results import send_result_events
 from optibridge.feedback.suppression import normalize_address
-from optibridge.feedback.tracking import is_one_click_body
+from optibridge.web.tracking import is_one_click_body
 
 NOW = datetime(2024, 3, 1, 12, tzinfo=UTC)
 BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from optibridge.reporting.config import ReportingSettings
+from optibridge.core.reporting_settings import DEFAULT_INTERACTION_METRICS, ReportingSettings
+from optibridge.optimove.models import MetricID
 from optibridge.reporting.schedule import SchedulePolicy, next_push_after_failure, next_push_after_success
 
 F = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -39,3 +40,7 @@ def test_failures_back_off_doubling_up_to_the_interval_then_give_up() -> None:
     assert next_push_after_failure(now, 10, F, P) == now + 4 * H
     late = F + timedelta(days=8)
     assert next_push_after_failure(late, 1, F, P) is None
+
+
+def test_the_default_interaction_lists_are_every_metric_but_sent() -> None:
+    assert set(DEFAULT_INTERACTION_METRICS) == {int(m) for m in MetricID} - {int(MetricID.SENT)}

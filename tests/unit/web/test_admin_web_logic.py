@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from optibridge.web import auth, metrics
+from optibridge.core import telemetry as metrics
+from optibridge.web import auth
 from optibridge.web.api.common import decode_cursor, encode_cursor, page_of
 from optibridge.web.api.listeners import mask
 from optibridge.web.api.tenants import redact

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from optibridge.errors import ConflictError, NotFoundError
+from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.optimove.errors import OptimoveError
 from optibridge.reporting.ondemand import push_now
 from optibridge.runtime import Runtime

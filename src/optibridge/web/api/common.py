@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
 from pydantic import BaseModel, Field
 
-from optibridge.errors import ConflictError, NotFoundError
+from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.runtime import Runtime
 from optibridge.web.auth import ApiError, Principal, authenticate
 

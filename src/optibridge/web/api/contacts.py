@@ -12,7 +12,7 @@ import psycopg
 from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel
 
-from optibridge.errors import ConfigError
+from optibridge.core.errors import ConfigError
 from optibridge.runtime import Runtime
 from optibridge.store import contacts
 from optibridge.web.api.common import (

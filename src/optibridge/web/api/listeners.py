@@ -11,7 +11,7 @@ import asyncio
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from optibridge.errors import ConfigError, NotFoundError
+from optibridge.core.errors import ConfigError, NotFoundError
 from optibridge.intake import registration
 from optibridge.optimove import OptimoveError
 from optibridge.runtime import Runtime

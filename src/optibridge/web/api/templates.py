@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from optibridge.catalog import store as catalog
 from optibridge.catalog.models import TemplateSpec, parts_for
-from optibridge.errors import ConfigError, ConflictError, NotFoundError
+from optibridge.core.errors import ConfigError, ConflictError, NotFoundError
 from optibridge.rendering import (
     BUILTIN_VARIABLES,
     CompiledTemplate,

@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from optibridge.config import ChannelConfig
-from optibridge.errors import ConflictError, NotFoundError
-from optibridge.secretbox import SecretBox
+from optibridge.core.config import ChannelConfig
+from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.core.secretbox import SecretBox
 from optibridge.store import tenants as tenant_store
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]

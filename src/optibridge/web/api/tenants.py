@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from optibridge.config import SECRET_FIELD, TenantConfig
-from optibridge.errors import ConflictError, NotFoundError
+from optibridge.core.config import SECRET_FIELD, TenantConfig
+from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.runtime import Runtime
 from optibridge.store import tenants as tenant_store
 from optibridge.web.api.common import (

@@ -20,10 +20,11 @@ from fastapi.templating import Jinja2Templates
 from optibridge import __version__
 from optibridge.catalog import store as catalog
 from optibridge.catalog.models import TemplateSpec
-from optibridge.errors import ConflictError, NotFoundError
+from optibridge.core import telemetry
+from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.runtime import Runtime
 from optibridge.web import campaigns as campaign_store
-from optibridge.web import metrics, queue
+from optibridge.web import queue
 from optibridge.web.api.campaigns import parse_after
 from optibridge.web.api.common import encode_cursor
 from optibridge.web.api.templates import PreviewRequest, check_template, render_preview
@@ -456,7 +457,7 @@ def router(runtime: Runtime) -> APIRouter:
             return ui.login_redirect(request)
         async with runtime.pool.connection() as conn:
             tenants = await load_tenants(conn, viewer.principal.tenant_id, None, 1000)
-        errors = sorted(metrics.provider_error_totals().items())
+        errors = sorted(telemetry.provider_error_totals().items())
         return ui.page(
             request, "tenants.html", viewer=viewer, nav="tenants", tenants=tenants, provider_errors=errors
         )

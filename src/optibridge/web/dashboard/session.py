@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from optibridge.secretbox import SecretBox
+from optibridge.core.secretbox import SecretBox
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 SECRET_SETTING = "dashboard_session_secret"  # noqa: S105 (a settings row name, not a secret)

@@ -1,0 +1,1 @@
+"""Campaign progress and the operator actions on a campaign: pause, resume, cancel."""

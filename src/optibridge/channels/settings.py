@@ -1,0 +1,220 @@
+"""Validated settings of each provider type, as stored per channel (a mapping with a `type`).
+
+Keys ending in password/secret/token/api_key/private_key/credentials are stored encrypted by the
+product, so every secret here is named that way. Validation happens once, when a provider is
+built; nothing here runs per message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from optibridge.channels.mime import check_address
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
+
+
+def _check_headers(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if _HEADER_NAME.fullmatch(name) is None:
+            raise ValueError(f"invalid header name {name!r}")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name!r} contains a line break")
+    return headers
+
+
+def _check_http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return url.rstrip("/")
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, description="Label in logs and metrics; defaults to the type.")
+
+
+class HttpOptions(_Settings):
+    max_connections: int = Field(default=16, ge=1, le=1024)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)  # one whole request, connect to last byte
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+
+
+class SmtpSettings(_Settings):
+    type: Literal["smtp"]
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)  # default: 465 implicit, 587 starttls, else 25
+    tls: Literal["starttls", "implicit", "opportunistic", "none"] = "starttls"
+    validate_certs: bool = True
+    cert_bundle: str | None = None  # CA file to verify the server with (a private CA); default: system CAs
+    username: str | None = None
+    password: str | None = None
+    from_address: str
+    from_name: str | None = None
+    envelope_from: str | None = None  # MAIL FROM (bounce address); default from_address
+    message_id_domain: str | None = None  # default: the domain of from_address
+    local_hostname: str | None = None  # EHLO name; default: this host's FQDN
+    pool_size: int = Field(default=16, ge=1, le=512)
+    max_messages_per_connection: int | None = Field(default=None, ge=1)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    throttle_retry_after_s: float = Field(default=30.0, ge=0)
+
+    @field_validator("from_address", "envelope_from")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else check_address(value)
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> SmtpSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return {"implicit": 465, "starttls": 587}.get(self.tls, 25)
+
+    @property
+    def effective_message_id_domain(self) -> str:
+        return self.message_id_domain or self.from_address.rpartition("@")[2]
+
+
+class TwilioSettings(HttpOptions):
+    type: Literal["twilio"]
+    account_sid: str = Field(min_length=1, pattern=r"^[A-Za-z0-9]+$")
+    auth_token: str = Field(min_length=1)
+    from_number: str | None = None  # E.164 sender, or:
+    messaging_service_sid: str | None = None
+    base_url: str = "https://api.twilio.com"
+    status_callback: bool = True  # ask for delivery receipts (needs the product's callback base URL)
+    status_callback_path: str = "/receipts/twilio"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @model_validator(mode="after")
+    def _one_sender(self) -> TwilioSettings:
+        if (self.from_number is None) == (self.messaging_service_sid is None):
+            raise ValueError("give exactly one of from_number and messaging_service_sid")
+        return self
+
+
+class JsonSettings(HttpOptions):
+    """Any HTTP API that takes one JSON request per message (SMS or push)."""
+
+    type: Literal["json"]
+    url: str
+    method: Literal["POST", "PUT"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth_token: str | None = None  # sent as "<auth_header>: <auth_scheme> <auth_token>"
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    body_template: str = Field(min_length=2)  # JSON with {{placeholders}} inside strings
+    success_statuses: list[int] | None = None  # default: any 2xx
+    provider_id_path: str | None = None  # dot path into the response JSON, e.g. "data.id"
+    recipient_error_statuses: list[int] = Field(default_factory=list)  # -> PERMANENT bounce
+    status_callback_path: str = "/receipts/json"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_ok(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_headers(value)
+
+    @field_validator("auth_header")
+    @classmethod
+    def _auth_header(cls, value: str) -> str:
+        if _HEADER_NAME.fullmatch(value) is None:
+            raise ValueError(f"invalid header name {value!r}")
+        return value
+
+
+class FcmSettings(HttpOptions):
+    type: Literal["fcm"]
+    credentials: str | dict[str, Any]  # the service-account JSON (text or object)
+    project_id: str | None = None  # default: the service account's project_id
+    base_url: str = "https://fcm.googleapis.com"
+    token_uri: str | None = None  # default: the service account's token_uri (tests point it at a fake)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("credentials")
+    @classmethod
+    def _service_account(cls, value: str | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError("credentials must be a service-account JSON document") from None
+            if not isinstance(value, dict):
+                raise ValueError("credentials must be a service-account JSON object")
+        missing = [k for k in ("client_email", "private_key") if not isinstance(value.get(k), str)]
+        if missing:
+            raise ValueError(f"credentials lack {', '.join(missing)}")
+        return value
+
+    @model_validator(mode="after")
+    def _project(self) -> FcmSettings:
+        if not self.effective_project_id:
+            raise ValueError("project_id is missing (and not in the credentials)")
+        return self
+
+    @property
+    def service_account(self) -> dict[str, Any]:
+        assert isinstance(self.credentials, dict)  # normalised by the validator
+        return self.credentials
+
+    @property
+    def effective_project_id(self) -> str:
+        return self.project_id or str(self.service_account.get("project_id") or "")
+
+
+class WebhookSettings(HttpOptions):
+    type: Literal["webhook"]
+    url: str
+    signing_secret: str = Field(min_length=16)
+    headers: dict[str, str] = Field(default_factory=dict)
+    allow_private: bool = False  # allow loopback/private destinations (tests, on-premise receivers)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_ok(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_headers(value)
+
+
+ProviderSettings = SmtpSettings | TwilioSettings | JsonSettings | FcmSettings | WebhookSettings
+
+SETTINGS_BY_TYPE: dict[str, type[ProviderSettings]] = {
+    "smtp": SmtpSettings,
+    "twilio": TwilioSettings,
+    "json": JsonSettings,
+    "fcm": FcmSettings,
+    "webhook": WebhookSettings,
+}
+TYPES_BY_KIND: dict[str, tuple[str, ...]] = {
+    "email": ("smtp",),
+    "sms": ("twilio", "json"),
+    "push": ("fcm", "json"),
+    "webhook": ("webhook",),
+}

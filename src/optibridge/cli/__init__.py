@@ -1,0 +1,1 @@
+"""The `optibridge` command: one module per command group; `app.main` is the entry point."""

@@ -1,0 +1,1 @@
+"""Foundation every layer may import: settings, errors, logging, the clock, secrets, states, telemetry."""

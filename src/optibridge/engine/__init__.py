@@ -1,0 +1,1 @@
+"""The job engine: procrastinate app, deferral, retries, heartbeat, stalled-job re-queue."""

@@ -1,0 +1,141 @@
+"""The job engine: procrastinate on our own database, sharing our connection pool.
+
+Tasks are registered on an App made per process by `create_job_app`, so settings (such as the
+heartbeat schedule) are read at start-up, not at import. Modules named in `task_modules` add their
+own tasks by exposing `register(app)`; that is how plugins (and tests) bring work to every worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import procrastinate
+import psycopg
+from procrastinate import JobContext
+
+from optibridge.core.config import Settings
+from optibridge.core.errors import ConfigError
+from optibridge.core.logs import get_logger
+
+log = get_logger(__name__)
+
+HEARTBEAT_TASK = "optibridge.engine.heartbeat"
+ENGINE_QUEUE = "engine"
+TICK_RETENTION = timedelta(days=2)
+
+
+class TransientRetry(procrastinate.BaseRetryStrategy):
+    """Retry what may pass (errors that say `retryable`, network and database trouble), with
+    exponential backoff; never what will fail the same way again (bad credentials, bad request)."""
+
+    def __init__(self, max_attempts: int = 8, base_s: float = 2.0, cap_s: float = 600.0) -> None:
+        self.max_attempts = max_attempts
+        self.base_s = base_s
+        self.cap_s = cap_s
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        flag = getattr(exc, "retryable", None)
+        if flag is not None:
+            return bool(flag)
+        return isinstance(exc, (OSError, TimeoutError, psycopg.OperationalError))
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: procrastinate.jobs.Job
+    ) -> procrastinate.RetryDecision | None:
+        if job.attempts + 1 >= self.max_attempts or not self.is_transient(exception):
+            return None
+        delay = min(self.cap_s, self.base_s * 2**job.attempts)
+        return procrastinate.RetryDecision(retry_in={"seconds": int(delay)})
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def record_tick(conn: psycopg.AsyncConnection[Any], period: datetime, worker: str) -> None:
+    async with conn.transaction():
+        await conn.execute("INSERT INTO engine_ticks (period, worker) VALUES (%s, %s)", (period, worker))
+        await conn.execute("DELETE FROM engine_ticks WHERE period < %s", (period - TICK_RETENTION,))
+
+
+REAPER_TASK = "optibridge.engine.retry_stalled_jobs"
+STALLED_AFTER_S = 30.0
+
+
+async def retry_stalled_jobs(app: procrastinate.App) -> int:
+    """Jobs left 'doing' by a worker that stopped heartbeating (killed, machine lost) run again.
+
+    Every job is idempotent, so running one again is safe; leaving it would lose its work.
+    """
+    stalled = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S))
+    for job in stalled:
+        log.warning("retrying a job of a dead worker", job_id=job.id, task=job.task_name)
+        await app.job_manager.retry_job(job)
+    return len(stalled)
+
+
+def _register_builtin(app: procrastinate.App, settings: Settings) -> None:
+    @app.periodic(cron=settings.stalled_jobs_cron, periodic_id="")
+    @app.task(name=REAPER_TASK, queue=ENGINE_QUEUE, pass_context=True)
+    async def reaper(context: JobContext, timestamp: int) -> None:
+        await retry_stalled_jobs(context.app)
+
+    @app.periodic(cron=settings.heartbeat_cron, periodic_id="")
+    @app.task(name=HEARTBEAT_TASK, queue=ENGINE_QUEUE, pass_context=True)
+    async def heartbeat(context: JobContext, timestamp: int) -> None:
+        """Proves that periodic scheduling and workers run; health reads the last tick."""
+        pool = context.app.connector.pool  # type: ignore[attr-defined]
+        async with pool.connection() as conn:
+            await record_tick(conn, datetime.fromtimestamp(timestamp, UTC), worker_name())
+
+
+def create_engine_app(settings: Settings) -> procrastinate.App:
+    """A procrastinate App with the engine's own tasks (heartbeat, stalled-job re-queue); the flows'
+    tasks are added by `optibridge.bootstrap.create_job_app`."""
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector())
+    _register_builtin(app, settings)
+    return app
+
+
+def register_task_modules(app: procrastinate.App, module_names: list[str]) -> None:
+    """Modules named in the `task_modules` setting add their own tasks through `register(app)`:
+    that is how plugins (and tests) bring work to every worker."""
+    for module_name in module_names:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError(f"task module {module_name!r} cannot be imported: {exc}") from None
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise ConfigError(f"task module {module_name!r} has no register(app) function")
+        register(app)
+
+
+async def defer(
+    conn: psycopg.AsyncConnection[Any],
+    app: procrastinate.App,
+    task_name: str,
+    *,
+    schedule_at: datetime | None = None,
+    lock: str | None = None,
+    queueing_lock: str | None = None,
+    **task_kwargs: Any,
+) -> int:
+    """Enqueue a job on `conn`, inside whatever transaction `conn` is in.
+
+    This is how work is enqueued together with the rows it acts on: if the transaction rolls
+    back, the job was never there; if it commits, both are.
+    """
+    task = app.tasks.get(task_name)
+    if task is None:
+        raise KeyError(f"no task named {task_name!r} is registered")
+    deferrer = task.configure(
+        connection=conn, schedule_at=schedule_at, lock=lock, queueing_lock=queueing_lock
+    )
+    job_id: int = await deferrer.defer_async(**task_kwargs)
+    return job_id
