@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from optibridge.channels.base import Outcome, SendResult
+from optibridge.core.states import FINAL_STATES as STATES_FINAL
 
-FINAL_STATES = frozenset({"sent", "failed", "suppressed", "canceled", "expired"})
+FINAL_STATES = frozenset(s.value for s in STATES_FINAL)
 
 
 @dataclass(frozen=True, slots=True)
