@@ -18,5 +18,5 @@ async def test_the_migrated_message_state_enum_matches_message_state(conn: Any) 
 
 
 def test_every_state_is_either_open_or_final() -> None:
-    assert OPEN_STATES | FINAL_STATES == set(MessageState)
+    assert set(MessageState) == OPEN_STATES | FINAL_STATES
     assert not OPEN_STATES & FINAL_STATES
