@@ -421,7 +421,7 @@ def campaigns_list(
     limit: Annotated[int, typer.Option(help="Newest first, at most this many")] = 50,
 ) -> None:
     """Campaigns with their progress (sent/total)."""
-    from optibridge.web.campaigns import CampaignFilter, list_campaigns
+    from optibridge.campaigns import CampaignFilter, list_campaigns
 
     async def go(rt: Runtime) -> list[Any]:
         async with rt.pool.connection() as conn:
@@ -440,7 +440,7 @@ def campaigns_list(
 @campaigns_app.command("show")
 def campaigns_show(tenant: Tenant, channel: Channel, campaign_id: CampaignId) -> None:
     """Progress of one campaign: counts by state, per template, failures by reason."""
-    from optibridge.web.campaigns import get_campaign
+    from optibridge.campaigns import get_campaign
 
     async def go(rt: Runtime) -> Any:
         async with rt.pool.connection() as conn:
@@ -461,7 +461,7 @@ def campaigns_show(tenant: Tenant, channel: Channel, campaign_id: CampaignId) ->
 
 def _act(action: str) -> Callable[..., None]:
     def command(tenant: Tenant, channel: Channel, campaign_id: CampaignId) -> None:
-        from optibridge.web.campaigns import act
+        from optibridge.campaigns import act
 
         async def go(rt: Runtime) -> str:
             async with rt.pool.connection() as conn:

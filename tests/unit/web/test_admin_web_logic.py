@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
+from optibridge.campaigns import compute_progress
 from optibridge.core import telemetry as metrics
 from optibridge.web import auth
 from optibridge.web.api.common import decode_cursor, encode_cursor, page_of
 from optibridge.web.api.listeners import mask
 from optibridge.web.api.tenants import redact
 from optibridge.web.auth import ApiError, Principal
-from optibridge.web.campaigns import compute_progress
 from optibridge.web.dashboard import duration, number, parse_sample
 from optibridge.web.dashboard.session import MAX_AGE_S, SessionSigner
 from optibridge.web.optimove_probe import scrub

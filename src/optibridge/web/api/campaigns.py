@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from optibridge import campaigns as ops
 from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.optimove.errors import OptimoveError
 from optibridge.reporting.ondemand import push_now
 from optibridge.runtime import Runtime
-from optibridge.web import campaigns as store
 from optibridge.web.api.common import (
     CONFLICT,
     MAX_BIGINT,
@@ -55,7 +55,7 @@ class ProgressOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, p: store.Progress) -> ProgressOut:
+    def of(cls, p: ops.Progress) -> ProgressOut:
         return cls(**p.__dict__)
 
 
@@ -84,7 +84,7 @@ class CampaignOut(BaseModel):
     progress: ProgressOut
 
     @classmethod
-    def of(cls, c: store.Campaign) -> CampaignOut:
+    def of(cls, c: ops.Campaign) -> CampaignOut:
         return cls(
             tenant_id=c.tenant_id,
             channel=c.channel,
@@ -129,7 +129,7 @@ class ActionOut(BaseModel):
     campaign: CampaignDetailOut
 
 
-def detail_out(d: store.CampaignDetail) -> CampaignDetailOut:
+def detail_out(d: ops.CampaignDetail) -> CampaignDetailOut:
     base = CampaignOut.of(d.campaign)
     return CampaignDetailOut(
         **base.__dict__,
@@ -184,9 +184,9 @@ def router(runtime: Runtime) -> APIRouter:
             principal.require_tenant(tenant_id)
         else:
             tenant_id = principal.tenant_id
-        flt = store.CampaignFilter(tenant_id, channel, status, paused, campaign_id)
+        flt = ops.CampaignFilter(tenant_id, channel, status, paused, campaign_id)
         async with runtime.pool.connection() as conn:
-            rows = await store.list_campaigns(conn, flt, after=after, limit=limit + 1)
+            rows = await ops.list_campaigns(conn, flt, after=after, limit=limit + 1)
         items = [CampaignOut.of(c) for c in rows]
         return page_of(
             items, limit, lambda c: [c.created_at.isoformat(), c.tenant_id, c.channel_id, c.campaign_id]
@@ -231,15 +231,15 @@ def router(runtime: Runtime) -> APIRouter:
         principal.require_tenant(tenant_id)
         async with runtime.pool.connection() as conn:
             try:
-                return detail_out(await store.get_campaign(conn, tenant_id, channel, campaign_id))
+                return detail_out(await ops.get_campaign(conn, tenant_id, channel, campaign_id))
             except NotFoundError as exc:
                 raise translate(exc) from None
 
-    async def action(tenant_id: str, channel: str, campaign_id: int, what: store.Action) -> ActionOut:
+    async def action(tenant_id: str, channel: str, campaign_id: int, what: ops.Action) -> ActionOut:
         async with runtime.pool.connection() as conn:
             try:
-                outcome = await store.act(conn, tenant_id, channel, campaign_id, what)
-                detail = await store.get_campaign(conn, tenant_id, channel, campaign_id)
+                outcome = await ops.act(conn, tenant_id, channel, campaign_id, what)
+                detail = await ops.get_campaign(conn, tenant_id, channel, campaign_id)
             except (NotFoundError, ConflictError) as exc:
                 raise translate(exc) from None
         return ActionOut(outcome=outcome, campaign=detail_out(detail))

@@ -18,12 +18,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from optibridge import __version__
+from optibridge import campaigns as campaign_store
 from optibridge.catalog import store as catalog
 from optibridge.catalog.models import TemplateSpec
 from optibridge.core import telemetry
 from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.runtime import Runtime
-from optibridge.web import campaigns as campaign_store
 from optibridge.web import queue
 from optibridge.web.api.campaigns import parse_after
 from optibridge.web.api.common import encode_cursor
