@@ -291,3 +291,98 @@ async def channel_provider_settings(
     return merge_provider_settings(
         row["settings"], box.decrypt_json(row["secrets"]) if row["secrets"] else {}
     )
+
+
+async def exists(conn: Conn, tenant_id: str) -> bool:
+    row = await (await conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,))).fetchone()
+    return row is not None
+
+
+async def channel_exists(conn: Conn, tenant_id: str, channel_id: int) -> bool:
+    """Whether the tenant has a channel with this Optimove ChannelID."""
+    row = await (
+        await conn.execute(
+            "SELECT 1 FROM channels WHERE tenant_id = %s AND optimove_channel_id = %s",
+            (tenant_id, channel_id),
+        )
+    ).fetchone()
+    return row is not None
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    """A channel as the admin API shows it: settings without secrets, and whether secrets are stored."""
+
+    tenant_id: str
+    name: str
+    kind: str
+    optimove_channel_id: int
+    settings: dict[str, Any]
+    options: dict[str, Any]
+    has_secrets: bool
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    """A tenant's own columns, without channels or credentials."""
+
+    id: str
+    name: str
+    api_base_url: str
+    auth_kind: str
+    source: str
+    created_at: datetime
+    updated_at: datetime
+
+
+async def list_page(conn: Conn, *, only: str | None, after: str | None, limit: int) -> list[TenantRow]:
+    """Tenants by id order after `after`; `only` restricts to one tenant."""
+    rows = await (
+        await conn.execute(
+            "SELECT id, name, api_base_url, auth_kind, source, created_at, updated_at FROM tenants "
+            "WHERE (%(after)s::text IS NULL OR id > %(after)s) AND (%(own)s::text IS NULL OR id = %(own)s) "
+            "ORDER BY id LIMIT %(n)s",
+            {"after": after, "own": only, "n": limit},
+        )
+    ).fetchall()
+    return [TenantRow(**r) for r in rows]
+
+
+async def channel_views(conn: Conn, tenant_ids: list[str]) -> list[ChannelView]:
+    """The channels of these tenants, by tenant then name."""
+    rows = await (
+        await conn.execute(
+            "SELECT tenant_id, name, kind, optimove_channel_id, settings, options, "
+            "secrets IS NOT NULL AS has_secrets FROM channels WHERE tenant_id = ANY(%s) "
+            "ORDER BY tenant_id, name",
+            (tenant_ids,),
+        )
+    ).fetchall()
+    return [ChannelView(**r) for r in rows]
+
+
+async def lock_source(conn: Conn, tenant_id: str) -> str | None:
+    """The tenant's source, its row locked until the transaction ends; None: no such tenant."""
+    row = await (
+        await conn.execute("SELECT source FROM tenants WHERE id = %s FOR UPDATE", (tenant_id,))
+    ).fetchone()
+    return None if row is None else str(row["source"])
+
+
+async def update_fields(
+    conn: Conn,
+    tenant_id: str,
+    *,
+    name: str | None,
+    api_base_url: str | None,
+    auth_kind: str | None,
+    encrypted_credentials: bytes | None,
+) -> None:
+    """Set the fields given (None: keep the stored value)."""
+    await conn.execute(
+        """UPDATE tenants SET name = coalesce(%s, name), api_base_url = coalesce(%s, api_base_url),
+                  auth_kind = coalesce(%s, auth_kind), credentials = coalesce(%s, credentials),
+                  updated_at = now()
+           WHERE id = %s""",
+        (name, api_base_url, auth_kind, encrypted_credentials, tenant_id),
+    )

@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.store import apikeys, tenants
+from optibridge.store.apikeys import Conn
+from optibridge.store.apikeys import StoredKey as StoredKey  # re-exported: the CLI names it
 
-Conn = psycopg.AsyncConnection[dict[str, Any]]
 KEY_PREFIX = "obk_"
 MAX_KEY_LENGTH = 200
 SHOWN_PREFIX = 12  # "obk_" and 8 characters: enough to tell keys apart, far too few to guess one
@@ -94,79 +93,40 @@ class Principal:
             raise ApiError(403, "forbidden", f"{action} needs an admin API key (one with no tenant)")
 
 
-@dataclass(frozen=True)
-class StoredKey:
-    id: int
-    name: str
-    tenant_id: str | None
-    prefix: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-
 async def create_key(conn: Conn, name: str, tenant_id: str | None) -> tuple[StoredKey, str]:
     """Store a new key; returns it with the clear key, which is never available again."""
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise ConflictError("a key name is 1 to 200 characters")
-    if tenant_id is not None:
-        row = await (await conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,))).fetchone()
-        if row is None:
-            raise NotFoundError(f"no tenant {tenant_id!r}")
+    if tenant_id is not None and not await tenants.exists(conn, tenant_id):
+        raise NotFoundError(f"no tenant {tenant_id!r}")
     key = new_key()
-    row = await (
-        await conn.execute(
-            """INSERT INTO api_keys (name, tenant_id, key_hash, prefix) VALUES (%s, %s, %s, %s)
-               RETURNING id, name, tenant_id, prefix, created_at, last_used_at, revoked_at""",
-            (name, tenant_id, hash_key(key), key[:SHOWN_PREFIX]),
-        )
-    ).fetchone()
-    assert row is not None
-    return StoredKey(**row), key
+    return await apikeys.insert(conn, name, tenant_id, hash_key(key), key[:SHOWN_PREFIX]), key
 
 
 async def list_keys(conn: Conn, *, include_revoked: bool = False) -> list[StoredKey]:
-    rows = await (
-        await conn.execute(
-            "SELECT id, name, tenant_id, prefix, created_at, last_used_at, revoked_at FROM api_keys "
-            "WHERE %s OR revoked_at IS NULL ORDER BY id",
-            (include_revoked,),
-        )
-    ).fetchall()
-    return [StoredKey(**r) for r in rows]
+    return await apikeys.list_keys(conn, include_revoked=include_revoked)
 
 
 async def revoke_key(conn: Conn, key_id: int) -> bool:
     """Revoke a key at once; False if it was already revoked. NotFoundError if there is no such key."""
-    row = await (await conn.execute("SELECT revoked_at FROM api_keys WHERE id = %s", (key_id,))).fetchone()
-    if row is None:
+    stored = await apikeys.get(conn, key_id)
+    if stored is None:
         raise NotFoundError(f"no API key with id {key_id}")
-    if row["revoked_at"] is not None:
+    if stored.revoked_at is not None:
         return False
-    await conn.execute(
-        "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (key_id,)
-    )
+    await apikeys.revoke(conn, key_id)
     return True
 
 
 async def principal_for_hash(conn: Conn, key_hash: bytes) -> Principal | None:
     """The live (not revoked) key with this hash, recording its use at most once a minute."""
-    row = await (
-        await conn.execute(
-            "SELECT id, name, tenant_id, key_hash, "
-            "(last_used_at IS NULL OR last_used_at < now() - make_interval(secs => %s)) AS stale "
-            "FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-            (LAST_USED_EVERY_S, key_hash),
-        )
-    ).fetchone()
-    if row is None:
+    found = await apikeys.live_by_hash(conn, key_hash, stale_after_s=LAST_USED_EVERY_S)
+    if found is None:
         return None
-    if row["stale"]:
-        await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (row["id"],))
-    return Principal(
-        key_id=int(row["id"]), name=row["name"], tenant_id=row["tenant_id"], key_hash=bytes(row["key_hash"])
-    )
+    if found.stale:
+        await apikeys.touch(conn, found.id)
+    return Principal(key_id=found.id, name=found.name, tenant_id=found.tenant_id, key_hash=found.key_hash)
 
 
 async def authenticate(conn: Conn, authorization: str | None) -> Principal:

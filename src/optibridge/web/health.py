@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from optibridge import __version__
+from optibridge.store import stats
 
 STALLED_WORKER_S = 30.0
 PROBE_TIMEOUT_S = 3.0
@@ -63,39 +64,23 @@ def assess(p: Probe, *, embedded: bool, expect_workers: bool) -> tuple[int, dict
     return (200 if ok else 503), body
 
 
-async def _query(conn: psycopg.AsyncConnection[dict[str, Any]]) -> Probe:
+async def _query(conn: stats.Conn) -> Probe:
     start = time.perf_counter()
-    row = await (await conn.execute("SELECT current_setting('server_version') AS v")).fetchone()
+    version = await stats.server_version(conn)
     latency = (time.perf_counter() - start) * 1000
-    version = str(row["v"]) if row else None
-    exists = await (
-        await conn.execute("SELECT to_regclass('procrastinate_workers') IS NOT NULL AS ok")
-    ).fetchone()
-    if not exists or not exists["ok"]:
+    if not await stats.table_exists(conn, "procrastinate_workers"):
         return Probe(db_ok=True, db_latency_ms=round(latency, 2), server_version=version)
-    stats = await (
-        await conn.execute(
-            """SELECT
-                 (SELECT count(*) FROM procrastinate_workers
-                   WHERE last_heartbeat > now() - make_interval(secs => %s)) AS workers,
-                 (SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo') AS todo,
-                 (SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing') AS doing,
-                 (SELECT count(*) FROM procrastinate_jobs WHERE status = 'failed') AS failed,
-                 (SELECT max(ran_at) FROM engine_ticks) AS last_tick""",
-            (STALLED_WORKER_S,),
-        )
-    ).fetchone()
-    assert stats is not None
+    engine = await stats.engine_stats(conn, stall_s=STALLED_WORKER_S)
     return Probe(
         db_ok=True,
         db_latency_ms=round(latency, 2),
         server_version=version,
         engine_schema=True,
-        live_workers=int(stats["workers"]),
-        jobs_todo=int(stats["todo"]),
-        jobs_doing=int(stats["doing"]),
-        jobs_failed=int(stats["failed"]),
-        last_tick=stats["last_tick"],
+        live_workers=engine.live_workers,
+        jobs_todo=engine.jobs_todo,
+        jobs_doing=engine.jobs_doing,
+        jobs_failed=engine.jobs_failed,
+        last_tick=engine.last_tick,
     )
 
 

@@ -22,7 +22,7 @@ from optibridge.core.logs import get_logger
 from optibridge.intake import notifications
 from optibridge.intake.accept import accept
 from optibridge.runtime import Runtime
-from optibridge.store import listener_tokens
+from optibridge.store import listener_tokens, tenants
 
 log = get_logger(__name__)
 
@@ -67,15 +67,8 @@ def router(runtime: Runtime) -> APIRouter:
         async with runtime.pool.connection() as conn:
             if not await listener_tokens.is_valid(conn, tenant, token, datetime.now(UTC)):
                 return NOT_FOUND
-            if channel_id is not None:
-                known = await (
-                    await conn.execute(
-                        "SELECT 1 FROM channels WHERE tenant_id = %s AND optimove_channel_id = %s",
-                        (tenant, channel_id),
-                    )
-                ).fetchone()
-                if known is None:
-                    return NOT_FOUND
+            if channel_id is not None and not await tenants.channel_exists(conn, tenant, channel_id):
+                return NOT_FOUND
             body = await _read_json(request)
             if isinstance(body, JSONResponse):
                 return body

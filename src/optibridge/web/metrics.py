@@ -24,7 +24,6 @@ import asyncio
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -35,13 +34,12 @@ from prometheus_client.registry import Collector
 from optibridge.core.logs import get_logger
 from optibridge.core.telemetry import process_registry
 from optibridge.runtime import Runtime
-from optibridge.web.queue import job_counts
+from optibridge.store import stats
 
 log = get_logger(__name__)
 
 SNAPSHOT_TTL_S = 5.0
 QUERY_TIMEOUT_MS = 3000
-MESSAGE_STATES = ("pending", "claimed", "sent", "failed", "suppressed", "canceled", "expired")
 
 SNAPSHOT_ERRORS = Counter(
     "optibridge_metrics_snapshot_errors", "Scrapes whose database numbers could not be refreshed"
@@ -60,35 +58,16 @@ class Snapshot:
     jobs: list[tuple[str, str, int]] = field(default_factory=list)
 
 
-async def _take(conn: Any) -> Snapshot:
+async def _take(conn: stats.Conn) -> Snapshot:
     snap = Snapshot()
     async with conn.transaction():
-        await conn.execute(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}")
-        rows = await (
-            await conn.execute(
-                """SELECT m.tenant_id, coalesce(c.name, m.channel_id::text) AS channel, m.state, m.n
-                   FROM (SELECT tenant_id, channel_id, state::text AS state, count(*) AS n
-                         FROM messages GROUP BY 1, 2, 3) m
-                   LEFT JOIN channels c
-                     ON c.tenant_id = m.tenant_id AND c.optimove_channel_id = m.channel_id"""
-            )
-        ).fetchall()
-        counts = {(r["tenant_id"], r["channel"], r["state"]): int(r["n"]) for r in rows}
+        await stats.set_statement_timeout(conn, QUERY_TIMEOUT_MS)
         # Every channel shows every state, 0 included, so rates and alerts see a series from the start.
-        channels = await (await conn.execute("SELECT tenant_id, name FROM channels")).fetchall()
-        for ch in channels:
-            for state in MESSAGE_STATES:
-                counts.setdefault((ch["tenant_id"], ch["name"], state), 0)
-        snap.messages = sorted((t, c, s, n) for (t, c, s), n in counts.items())
-        rows = await (
-            await conn.execute(
-                "SELECT status, count(*) AS n, count(*) FILTER (WHERE paused) AS paused "
-                "FROM campaigns GROUP BY 1"
-            )
-        ).fetchall()
-        snap.campaigns = {r["status"]: int(r["n"]) for r in rows}
-        snap.paused = sum(int(r["paused"]) for r in rows)
-        snap.jobs = await job_counts(conn)
+        snap.messages = await stats.message_counts(conn)
+        campaigns = await stats.campaign_counts(conn)
+        snap.campaigns = campaigns.by_status
+        snap.paused = campaigns.paused
+        snap.jobs = await stats.job_counts(conn)
     snap.taken = time.monotonic()
     return snap
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from optibridge.runtime import Runtime
+from optibridge.store import stats
 from optibridge.store.migrate import our_migrations
 
 PROBE_TIMEOUT_S = 3.0
@@ -50,28 +51,12 @@ async def readiness(url: str) -> tuple[bool, dict[str, Any]]:
                 url, autocommit=True, row_factory=psycopg.rows.dict_row, connect_timeout=3
             )
             async with conn:
-                exists = await (
-                    await conn.execute(
-                        "SELECT to_regclass('schema_migrations') IS NOT NULL AS m, "
-                        "to_regclass('schema_components') IS NOT NULL AS c"
-                    )
-                ).fetchone()
-                applied: set[int] = set()
-                engine: str | None = None
-                if exists and exists["m"]:
-                    rows = await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()
-                    applied = {int(r["version"]) for r in rows}
-                if exists and exists["c"]:
-                    row = await (
-                        await conn.execute(
-                            "SELECT version FROM schema_components WHERE component = 'procrastinate'"
-                        )
-                    ).fetchone()
-                    engine = str(row["version"]) if row else None
+                schema = await stats.schema_state(conn)
     except (psycopg.Error, OSError, TimeoutError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         return False, {"status": "unavailable", "database": False, "error": f"database: {reason[:300]}"}
-    problems = judge(applied, engine)
+    applied = schema.applied
+    problems = judge(applied, schema.procrastinate)
     if problems:
         return False, {"status": "unavailable", "database": True, "error": "; ".join(problems)}
     return True, {"status": "ready", "database": True, "schema_version": max(applied, default=0)}

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.runtime import Runtime
+from optibridge.store import tenants as tenant_store
 from optibridge.web.auth import ApiError, Principal, authenticate
 
 T = TypeVar("T")
@@ -199,6 +200,6 @@ async def tenant_exists(runtime: Runtime, principal: Principal, tenant_id: str) 
     """403 if the key may not see the tenant (whether or not it exists), then 404 if it does not exist."""
     principal.require_tenant(tenant_id)
     async with runtime.pool.connection() as conn:
-        row = await (await conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,))).fetchone()
-    if row is None:
+        found = await tenant_store.exists(conn, tenant_id)
+    if not found:
         raise ApiError(404, "not found", f"no tenant {tenant_id!r}")

@@ -62,29 +62,22 @@ class TenantUpdate(BaseModel):
 async def update(conn: Conn, box: SecretBox, tenant_id: str, change: TenantUpdate) -> bool:
     """Apply the change; returns whether the credentials changed (cached clients must go)."""
     async with conn.transaction():
-        row = await (
-            await conn.execute("SELECT source FROM tenants WHERE id = %s FOR UPDATE", (tenant_id,))
-        ).fetchone()
-        if row is None:
+        source = await tenant_store.lock_source(conn, tenant_id)
+        if source is None:
             raise NotFoundError(f"no tenant {tenant_id!r}")
-        if row["source"] == "config":
+        if source == "config":
             raise ConflictError(
                 f"tenant {tenant_id!r} is defined in the config file, which would overwrite this change "
                 "at the next start; edit the file instead"
             )
         creds = change.credentials()
-        await conn.execute(
-            """UPDATE tenants SET name = coalesce(%s, name), api_base_url = coalesce(%s, api_base_url),
-                      auth_kind = coalesce(%s, auth_kind), credentials = coalesce(%s, credentials),
-                      updated_at = now()
-               WHERE id = %s""",
-            (
-                change.name,
-                change.api_base_url,
-                creds[0] if creds else None,
-                box.encrypt_json(creds[1]) if creds else None,
-                tenant_id,
-            ),
+        await tenant_store.update_fields(
+            conn,
+            tenant_id,
+            name=change.name,
+            api_base_url=change.api_base_url,
+            auth_kind=creds[0] if creds else None,
+            encrypted_credentials=box.encrypt_json(creds[1]) if creds else None,
         )
         if change.channels is not None:
             await tenant_store.replace_channels(

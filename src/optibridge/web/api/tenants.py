@@ -65,44 +65,29 @@ def redact(value: Any) -> Any:
     return value
 
 
-async def _channels(conn: Any, tenant_ids: list[str]) -> dict[str, list[ChannelOut]]:
-    rows = await (
-        await conn.execute(
-            "SELECT tenant_id, name, kind, optimove_channel_id, settings, options, "
-            "secrets IS NOT NULL AS has_secrets FROM channels WHERE tenant_id = ANY(%s) "
-            "ORDER BY tenant_id, name",
-            (tenant_ids,),
-        )
-    ).fetchall()
+async def _channels(conn: tenant_store.Conn, tenant_ids: list[str]) -> dict[str, list[ChannelOut]]:
     out: dict[str, list[ChannelOut]] = {}
-    for r in rows:
-        out.setdefault(r["tenant_id"], []).append(
+    for c in await tenant_store.channel_views(conn, tenant_ids):
+        out.setdefault(c.tenant_id, []).append(
             ChannelOut(
-                name=r["name"],
-                kind=r["kind"],
-                channel_id=r["optimove_channel_id"],
-                settings=redact(r["settings"]),
-                options=r["options"],
-                has_secrets=r["has_secrets"],
+                name=c.name,
+                kind=c.kind,
+                channel_id=c.optimove_channel_id,
+                settings=redact(c.settings),
+                options=c.options,
+                has_secrets=c.has_secrets,
             )
         )
     return out
 
 
 async def load_tenants(
-    conn: Any, only: str | None, after: str | None = None, limit: int = 1
+    conn: tenant_store.Conn, only: str | None, after: str | None = None, limit: int = 1
 ) -> list[TenantOut]:
     """Tenants by id order after `after`; `only` restricts to one tenant (a tenant key's own)."""
-    rows = await (
-        await conn.execute(
-            "SELECT id, name, api_base_url, auth_kind, source, created_at, updated_at FROM tenants "
-            "WHERE (%(after)s::text IS NULL OR id > %(after)s) AND (%(own)s::text IS NULL OR id = %(own)s) "
-            "ORDER BY id LIMIT %(n)s",
-            {"after": after, "own": only, "n": limit},
-        )
-    ).fetchall()
-    channels = await _channels(conn, [r["id"] for r in rows])
-    return [TenantOut(**r, channels=channels.get(r["id"], [])) for r in rows]
+    rows = await tenant_store.list_page(conn, only=only, after=after, limit=limit)
+    channels = await _channels(conn, [r.id for r in rows])
+    return [TenantOut(**r.__dict__, channels=channels.get(r.id, [])) for r in rows]
 
 
 def router(runtime: Runtime) -> APIRouter:

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from optibridge.core.secretbox import SecretBox
+from optibridge.store import sessions
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 SECRET_SETTING = "dashboard_session_secret"  # noqa: S105 (a settings row name, not a secret)
@@ -85,12 +86,5 @@ class SessionSigner:
 
 async def load_secret(conn: Conn, box: SecretBox) -> bytes:
     """The signing secret, made on first use; stored encrypted, shared by every process."""
-    await conn.execute(
-        "INSERT INTO settings (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
-        (SECRET_SETTING, box.encrypt(secrets.token_bytes(32))),
-    )
-    row = await (
-        await conn.execute("SELECT value FROM settings WHERE key = %s", (SECRET_SETTING,))
-    ).fetchone()
-    assert row is not None
-    return box.decrypt(bytes(row["value"]))
+    stored = await sessions.setting_once(conn, SECRET_SETTING, box.encrypt(secrets.token_bytes(32)))
+    return box.decrypt(stored)
