@@ -55,9 +55,8 @@ from optibridge.optimove.observe import request_done
 from optibridge.optimove.paging import iterate_pages
 from optibridge.optimove.ratelimit import (
     DEFAULT_REGISTRY,
-    RateLimiterRegistry,
-    SlidingWindowScheduler,
-    wait_for_slot,
+    Limiter,
+    LimiterSource,
 )
 from optibridge.optimove.retry import backoff_delay, parse_retry_after
 from optibridge.optimove.timefmt import format_optimove_date
@@ -86,7 +85,8 @@ class OptimoveClient:
     Use as `async with OptimoveClient(config) as client: ...`, or call `aclose()` when done.
     `clock`, `rng` and `limiters` exist for tests: a `ManualClock` makes every wait instant,
     a seeded `random.Random` makes jitter repeatable, and a private `RateLimiterRegistry`
-    keeps one test's budget from leaking into another's.
+    keeps one test's budget from leaking into another's (the service passes a
+    `SharedLimiters`, which shares each key's budget across processes through PostgreSQL).
     """
 
     def __init__(
@@ -96,7 +96,7 @@ class OptimoveClient:
         session: aiohttp.ClientSession | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
-        limiters: RateLimiterRegistry | None = None,
+        limiters: LimiterSource | None = None,
     ) -> None:
         self.config = config
         self._session = session
@@ -105,10 +105,10 @@ class OptimoveClient:
         self._rng = rng or random.Random()
         registry = limiters or DEFAULT_REGISTRY
         key = config.auth.limiter_key(config.base_url)
-        self._limiter: SlidingWindowScheduler | None = (
-            registry.scheduler(key, config.rate_limit) if config.rate_limit else None
+        self._limiter: Limiter | None = (
+            registry.limiter(key, config.rate_limit, self._clock) if config.rate_limit else None
         )
-        self._login_limiter = registry.scheduler(f"login:{key}", config.login_rate_limit)
+        self._login_limiter = registry.limiter(f"login:{key}", config.login_rate_limit, self._clock)
         self._token = TokenState(ttl_s=config.token_ttl_s, margin_s=config.token_refresh_margin_s)
         self._login_lock: asyncio.Lock | None = None
         self._base = config.base_url.rstrip("/") + "/" + config.path_prefix.strip("/")
@@ -203,9 +203,9 @@ class OptimoveClient:
                 auth_headers, token = await self._auth_headers()
                 headers.update(auth_headers)
             if login:
-                await wait_for_slot(self._login_limiter, self._clock)
+                await self._login_limiter.wait()
             if self._limiter is not None:
-                await wait_for_slot(self._limiter, self._clock)
+                await self._limiter.wait()
             retry_after: float | None = None
             error: OptimoveError
             started = time.perf_counter()

@@ -1,8 +1,9 @@
 """One Optimove client per tenant per process, built from the tenant's stored credentials.
 
 Clients are kept, not rebuilt per job: each holds its login token (legacy auth) and its HTTP
-connections, and the client-side rate limit is shared by every client of the same API key in the
-process. `invalidate` drops a client after its tenant's credentials change.
+connections, and the client-side rate limit is shared, through PostgreSQL, by every client of the
+same API key in every process and machine (optimove.shared_limit). `invalidate` drops a client
+after its tenant's credentials change.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from optibridge.optimove import (
     RateLimit,
     Timeouts,
 )
+from optibridge.optimove.shared_limit import SharedLimiters
 from optibridge.store import tenants as tenant_store
 
 
@@ -49,6 +51,8 @@ class OptimoveClients:
         self._settings = settings
         self._pool = pool
         self._box = box
+        # Every client of one credential, in every process, shares one budget (optimove-api §2).
+        self._limiters = SharedLimiters(pool, margin_s=settings.optimove_rate_margin_s)
         self._clients: dict[str, OptimoveClient] = {}
         self._lock = asyncio.Lock()
 
@@ -62,7 +66,9 @@ class OptimoveClients:
                 async with self._pool.connection() as conn:
                     tenant = await tenant_store.get(conn, tenant_id)
                     creds = await tenant_store.credentials(conn, self._box, tenant_id)
-                client = OptimoveClient(client_config(self._settings, tenant.api_base_url, creds))
+                client = OptimoveClient(
+                    client_config(self._settings, tenant.api_base_url, creds), limiters=self._limiters
+                )
                 self._clients[tenant_id] = client
             return client
 

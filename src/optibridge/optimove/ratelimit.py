@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from optibridge.optimove.clock import Clock
 
@@ -30,6 +32,32 @@ class RateLimit:
             raise ValueError("a rate limit needs requests >= 1 and window_s > 0")
 
 
+def next_slot(recent: Sequence[float], now: float, limit: RateLimit) -> float:
+    """The earliest send time (>= now) for one more request, given the send times already
+    reserved inside the last window (`recent`, oldest first)."""
+    n, window = limit.requests, limit.window_s
+    live = [t for t in recent if t > now - window]
+    # The new send and the n-1 before it must span more than one window.
+    at = now if len(live) < n else max(now, live[-n] + window)
+    if live and at < live[-1]:
+        at = live[-1]  # keep slots sorted: FIFO behind already-delayed callers
+    return at
+
+
+class Limiter(Protocol):
+    """Something that makes a caller wait for its turn under a rate limit."""
+
+    async def wait(self) -> float:
+        """Sleep until this caller may send; return how long it waited."""
+        ...
+
+
+class LimiterSource(Protocol):
+    """Hands out the limiter of a credential: every client of one API key must share it."""
+
+    def limiter(self, key: str, limit: RateLimit, clock: Clock) -> Limiter: ...
+
+
 class SlidingWindowScheduler:
     """Reserves send times so that no window of `window_s` seconds holds more than `limit`."""
 
@@ -41,16 +69,12 @@ class SlidingWindowScheduler:
 
     def reserve(self, now: float) -> float:
         """Reserve a send slot; return the time (>= now) at which the request may go."""
-        n, window = self.limit.requests, self.limit.window_s
         with self._lock:
             slots = self._slots
-            horizon = now - window
+            horizon = now - self.limit.window_s
             while slots and slots[0] <= horizon:
                 slots.popleft()
-            # The new send and the n-1 before it must span more than one window.
-            at = now if len(slots) < n else max(now, slots[-n] + window)
-            if slots and at < slots[-1]:
-                at = slots[-1]  # keep slots sorted: FIFO behind already-delayed callers
+            at = next_slot(slots, now, self.limit)
             slots.append(at)
             return at
 
@@ -60,8 +84,20 @@ class SlidingWindowScheduler:
             return sum(1 for slot in self._slots if slot > now)
 
 
+class LocalLimiter:
+    """A limiter on this process's own scheduler."""
+
+    def __init__(self, scheduler: SlidingWindowScheduler, clock: Clock) -> None:
+        self.scheduler = scheduler
+        self._clock = clock
+
+    async def wait(self) -> float:
+        return await wait_for_slot(self.scheduler, self._clock)
+
+
 class RateLimiterRegistry:
-    """Schedulers shared by every client in a process that uses the same credential."""
+    """Schedulers shared by every client in a process that uses the same credential (a
+    `LimiterSource`; optibridge.optimove.shared_limit shares them across processes instead)."""
 
     def __init__(self) -> None:
         self._schedulers: dict[tuple[str, int, float], SlidingWindowScheduler] = {}
@@ -75,6 +111,9 @@ class RateLimiterRegistry:
             if found is None:
                 found = self._schedulers[ident] = SlidingWindowScheduler(limit)
             return found
+
+    def limiter(self, key: str, limit: RateLimit, clock: Clock) -> Limiter:
+        return LocalLimiter(self.scheduler(key, limit), clock)
 
 
 # The process-wide default. Tests that use a ManualClock pass their own registry, since slots
