@@ -203,6 +203,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     optimove_page_size: int = Field(default=10_000, ge=1, le=100_000, description="$top per page")
+    optimove_page_end: Literal["empty", "short"] = Field(
+        default="empty",
+        description="Paging ends at an empty page (safe whatever the server's page cap) or at the "
+        "first page shorter than $top (one request less; truncates if the server caps pages)",
+    )
     optimove_rate_limit: int = Field(
         default=50, ge=0, description="Requests per 10 s per API key (0: no client-side limit)"
     )

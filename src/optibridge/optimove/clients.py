@@ -41,6 +41,7 @@ def client_config(settings: Settings, base_url: str, credentials: dict[str, str]
         timeouts=Timeouts(total_s=settings.optimove_timeout_s),
         rate_limit=RateLimit(settings.optimove_rate_limit, 10.0) if settings.optimove_rate_limit else None,
         page_size=settings.optimove_page_size,
+        stop_on_short_page=settings.optimove_page_end == "short",
     )
 
 

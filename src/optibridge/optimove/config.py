@@ -27,7 +27,9 @@ class OptimoveClientConfig:
     rate_limit: RateLimit | None = field(default_factory=RateLimit)
     login_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(1, 1.0))
     page_size: int = 10_000
-    stop_on_short_page: bool = True
+    # Page to the empty page: a server that caps pages below `$top` must never truncate an
+    # audience. True saves one request per campaign, and is safe only against a known page size.
+    stop_on_short_page: bool = False
     prefetch_pages: bool = True
     max_pages: int = 100_000
     token_ttl_s: float = 1200.0

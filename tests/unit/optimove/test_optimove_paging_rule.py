@@ -6,12 +6,13 @@ from optibridge.optimove.errors import OptimoveResponseError
 from optibridge.optimove.paging import is_last_page, iterate_pages
 
 
-def test_short_or_empty_page_ends_the_data() -> None:
+def test_by_default_only_an_empty_page_ends_the_data() -> None:
     assert is_last_page(0, 100)
-    assert is_last_page(99, 100)
+    assert not is_last_page(99, 100)
     assert not is_last_page(100, 100)
-    assert not is_last_page(99, 100, stop_on_short_page=False)
-    assert is_last_page(0, 100, stop_on_short_page=False)
+    assert is_last_page(99, 100, stop_on_short_page=True)
+    assert is_last_page(0, 100, stop_on_short_page=True)
+    assert not is_last_page(100, 100, stop_on_short_page=True)
 
 
 class FakeSource:
@@ -34,11 +35,19 @@ async def collect(source: FakeSource, page_size: int, **kw: object) -> list[list
 
 
 @pytest.mark.parametrize("prefetch", [True, False])
-async def test_stops_after_a_short_page_without_asking_again(prefetch: bool) -> None:
+async def test_by_default_a_short_page_is_followed_by_one_more_request(prefetch: bool) -> None:
     source = FakeSource(250)
     pages = await collect(source, 100, prefetch=prefetch)
     assert [len(p) for p in pages] == [100, 100, 50]
     assert [r for p in pages for r in p] == list(range(250))
+    assert source.calls == [(0, 100), (100, 100), (200, 100), (250, 100)]
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+async def test_the_short_page_rule_stops_without_asking_again(prefetch: bool) -> None:
+    source = FakeSource(250)
+    pages = await collect(source, 100, prefetch=prefetch, stop_on_short_page=True)
+    assert [len(p) for p in pages] == [100, 100, 50]
     assert source.calls == [(0, 100), (100, 100), (200, 100)]
 
 
@@ -61,12 +70,12 @@ async def test_start_skip_resumes_mid_campaign() -> None:
     assert [r for p in pages for r in p] == list(range(150, 250))
 
 
-async def test_without_short_page_rule_a_server_cap_loses_nothing() -> None:
+async def test_by_default_a_server_cap_below_top_loses_nothing() -> None:
     """If the server caps pages below $top, only the empty-page rule reads everything."""
     capped = FakeSource(250, cap=60)
-    assert sum(map(len, await collect(capped, 100, stop_on_short_page=False))) == 250
-    capped_default = FakeSource(250, cap=60)
-    assert sum(map(len, await collect(capped_default, 100))) == 60  # the documented risk
+    assert sum(map(len, await collect(capped, 100))) == 250
+    capped_short = FakeSource(250, cap=60)
+    assert sum(map(len, await collect(capped_short, 100, stop_on_short_page=True))) == 60  # its risk
 
 
 async def test_paging_is_bounded_by_max_pages() -> None:

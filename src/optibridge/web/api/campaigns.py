@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from optibridge import campaigns as ops
 from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.core.logs import get_logger
 from optibridge.optimove.errors import OptimoveError
-from optibridge.reporting.ondemand import push_now
+from optibridge.reporting.ondemand import ChannelPush, push_now
 from optibridge.runtime import Runtime
 from optibridge.web.api.common import (
     CONFLICT,
@@ -153,6 +156,11 @@ def parse_after(cursor: str | None) -> tuple[datetime, str, int, int] | None:
     return created, values[1], values[2], values[3]
 
 
+log = get_logger(__name__)
+# How long the API waits for an on-demand push before answering 202 (it goes on regardless).
+REPORT_PUSH_WAIT_S = 5.0
+
+
 class ReportPushOut(BaseModel):
     channel_id: int
     metrics_sent: int = Field(description="Metric totals sent (UpdateCampaignMetrics items)")
@@ -273,15 +281,44 @@ def router(runtime: Runtime) -> APIRouter:
         principal.require_tenant(tenant_id)
         return await action(tenant_id, channel, campaign_id, "cancel")
 
+    # Pushes that outlived their request: kept referenced until they end (asyncio holds only weak
+    # references to tasks), their failures logged.
+    running: set[asyncio.Task[list[ChannelPush]]] = set()
+
+    def finished(task: asyncio.Task[list[ChannelPush]]) -> None:
+        running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("on-demand report push failed", error=str(task.exception())[:300])
+
     @api.post(
         "/tenants/{tenant_id}/campaigns/{campaign_id}/report-push",
         summary="Push this campaign's results to Optimove now, outside the schedule (every channel)",
-        responses={**NOT_FOUND, **CONFLICT, 502: {"description": "Optimove refused or did not answer"}},
+        response_model=ReportPushesOut,
+        responses={
+            **NOT_FOUND,
+            **CONFLICT,
+            202: {
+                "description": "Still pushing (Optimove is slow or retrying); it goes on in the background"
+            },
+            502: {"description": "Optimove refused the push"},
+        },
     )
-    async def report_push(principal: Auth, tenant_id: TenantId, campaign_id: CampaignId) -> ReportPushesOut:
+    async def report_push(
+        principal: Auth, tenant_id: TenantId, campaign_id: CampaignId
+    ) -> ReportPushesOut | JSONResponse:
         principal.require_tenant(tenant_id)
+        # The push is never cancelled with the request: cut between Optimove's acceptance of an
+        # interaction list and our record of it, it would send those customers again next time.
+        task = asyncio.create_task(push_now(runtime, campaign_id, tenant_id=tenant_id, now=datetime.now(UTC)))
+        running.add(task)
+        task.add_done_callback(finished)
+        done, _ = await asyncio.wait({task}, timeout=REPORT_PUSH_WAIT_S)
+        if not done:
+            return JSONResponse(
+                {"tenant_id": tenant_id, "campaign_id": campaign_id, "status": "running"}, status_code=202
+            )
         try:
-            done = await push_now(runtime, campaign_id, tenant_id=tenant_id, now=datetime.now(UTC))
+            pushed = task.result()
         except (NotFoundError, ConflictError) as exc:
             raise translate(exc) from None
         except OptimoveError as exc:
@@ -299,7 +336,7 @@ def router(runtime: Runtime) -> APIRouter:
                     interactions_sent=p.interactions_sent,
                     complete=p.complete,
                 )
-                for p in done
+                for p in pushed
             ],
         )
 
