@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import procrastinate
 from procrastinate import JobContext
@@ -19,9 +18,10 @@ from procrastinate import JobContext
 from optibridge.core.config import ChannelOptions
 from optibridge.core.logs import bind, get_logger, unbind
 from optibridge.delivery import dispatcher as dsp
+from optibridge.delivery.reconcile import DEAD_WORKER_AFTER, reconcile
 from optibridge.engine import jobs
-from optibridge.feedback.keys import TrackingKeys
-from optibridge.runtime import runtime_of
+from optibridge.runtime import Runtime, runtime_of
+from optibridge.store import messages as message_store
 
 log = get_logger(__name__)
 
@@ -31,66 +31,39 @@ SEND_QUEUE = "delivery"
 BUDGET_S = 20.0
 
 
-def dispatcher_of(runtime: Any) -> dsp.Dispatcher:
-    found = runtime.extras.get("dispatcher")
-    if found is None:
-        found = dsp.Dispatcher(
-            pool=runtime.pool,
-            box=runtime.box,
-            settings=runtime.settings,
-            keys=TrackingKeys.from_settings(runtime.settings),
-        )
-        runtime.extras["dispatcher"] = found
-    return found  # type: ignore[no-any-return]
-
-
 async def run_send(
-    runtime: Any, tenant_id: str, channel_id: int, me: str, budget_s: float = BUDGET_S
+    runtime: Runtime, tenant_id: str, channel_id: int, me: str, budget_s: float = BUDGET_S
 ) -> dsp.SliceStats:
-    d = dispatcher_of(runtime)
+    d = dsp.dispatcher_of(runtime)
     ch = await d.channel(tenant_id, channel_id)
     total = dsp.SliceStats()
     deadline = time.monotonic() + budget_s
     async with runtime.pool.connection() as conn:
-        await dsp.reconcile(conn, ch, datetime.now(UTC))
+        await reconcile(conn, ch, datetime.now(UTC))
         while time.monotonic() < deadline:
             rows = await dsp.claim(conn, ch, me, datetime.now(UTC))
             if not rows:
                 break
-            stats = await dsp.send_slice(d, conn, ch, rows, me)
-            for name in ("claimed", "sent", "retried", "failed", "suppressed", "expired"):
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
+            total.merge(await dsp.send_slice(d, conn, ch, rows, me))
     return total
 
 
-DUE_SQL = """
-SELECT ch.tenant_id, ch.optimove_channel_id AS channel_id, ch.options FROM channels ch
-WHERE EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = ch.tenant_id
-              AND m.channel_id = ch.optimove_channel_id AND m.state = 'pending' AND m.send_at <= %(now)s)
-   OR EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = ch.tenant_id
-              AND m.channel_id = ch.optimove_channel_id AND m.state = 'claimed'
-              AND (m.claimed_until < %(now)s OR NOT EXISTS (
-                   SELECT 1 FROM procrastinate_workers w WHERE w.id::text = m.claimed_by
-                   AND w.last_heartbeat > %(now)s - %(dead)s)))
-"""
-
-
-async def tick(runtime: Any, now: datetime | None = None) -> int:
+async def tick(runtime: Runtime, now: datetime | None = None) -> int:
     """Enqueue send jobs for every channel with due work; returns how many were enqueued."""
     now = now or datetime.now(UTC)
     queued = 0
     async with runtime.pool.connection() as conn:
-        rows = await (await conn.execute(DUE_SQL, {"now": now, "dead": dsp.DEAD_WORKER_AFTER})).fetchall()
-        for r in rows:
-            for lane in range(ChannelOptions.model_validate(r["options"]).lanes):
+        due = await message_store.channels_with_due_work(conn, now, dead_after=DEAD_WORKER_AFTER)
+        for r in due:
+            for lane in range(ChannelOptions.model_validate(r.options).lanes):
                 with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
                     await jobs.defer(
                         conn,
                         runtime.job_app,
                         SEND_TASK,
-                        queueing_lock=f"send:{r['tenant_id']}:{r['channel_id']}:{lane}",
-                        tenant_id=r["tenant_id"],
-                        channel_id=r["channel_id"],
+                        queueing_lock=f"send:{r.tenant_id}:{r.channel_id}:{lane}",
+                        tenant_id=r.tenant_id,
+                        channel_id=r.channel_id,
                         lane=lane,
                     )
                     queued += 1

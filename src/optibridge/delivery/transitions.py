@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from optibridge.channels.base import Outcome, SendResult
 from optibridge.core.states import FINAL_STATES as STATES_FINAL
+from optibridge.core.states import MessageState
 
 FINAL_STATES = frozenset(s.value for s in STATES_FINAL)
 
@@ -32,7 +33,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    state: str  # the new state
+    state: MessageState  # the new state
     reason: str | None = None
     send_at: datetime | None = None  # for a retry: when to try again
     attempts_delta: int = 0  # -1 gives back the attempt taken at claim time (throttling)
@@ -50,21 +51,24 @@ def after_send(
     and its attempt is given back; transient failures retry with backoff until attempts or
     lateness run out; permanent failures are final."""
     if result.outcome is Outcome.SENT:
-        return Transition("sent", provider_message_id=result.provider_message_id)
+        return Transition(MessageState.SENT, provider_message_id=result.provider_message_id)
     if result.outcome is Outcome.PERMANENT:
-        return Transition("failed", reason=result.reason or "permanent failure")
+        return Transition(MessageState.FAILED, reason=result.reason or "permanent failure")
     if result.uncertain and policy.assume_sent_when_uncertain:
-        return Transition("sent", reason=f"assumed sent (uncertain policy): {result.reason}")
+        return Transition(MessageState.SENT, reason=f"assumed sent (uncertain policy): {result.reason}")
     if too_late(send_at, now, policy):
         return Transition(
-            "expired", reason=f"could not be sent within {policy.max_lateness} ({result.reason})"
+            MessageState.EXPIRED, reason=f"could not be sent within {policy.max_lateness} ({result.reason})"
         )
     if result.outcome is Outcome.THROTTLED:
         wait = result.retry_after if result.retry_after is not None else policy.base_delay_s
         return Transition(
-            "pending", reason=result.reason, send_at=now + timedelta(seconds=wait), attempts_delta=-1
+            MessageState.PENDING,
+            reason=result.reason,
+            send_at=now + timedelta(seconds=wait),
+            attempts_delta=-1,
         )
     if attempts >= policy.max_attempts:
-        return Transition("failed", reason=f"gave up after {attempts} attempts: {result.reason}")
+        return Transition(MessageState.FAILED, reason=f"gave up after {attempts} attempts: {result.reason}")
     wait = max(policy.backoff(attempts), result.retry_after or 0.0)
-    return Transition("pending", reason=result.reason, send_at=now + timedelta(seconds=wait))
+    return Transition(MessageState.PENDING, reason=result.reason, send_at=now + timedelta(seconds=wait))

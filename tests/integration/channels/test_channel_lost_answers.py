@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from optibridge.channels import OutboundMessage, Outcome, SendResult, build_provider
-from optibridge.delivery.dispatcher import settle_uncertain
+from optibridge.delivery.lookup import settle_uncertain
 from optibridge.sinks.lookup import DeliveryLookup
 
 from servicekit import free_port

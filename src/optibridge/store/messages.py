@@ -1,0 +1,305 @@
+"""SQL of the send path: claiming due messages, writing what became of them, the campaigns that hold
+them back, reconciling the claims of dead workers, and the reads a send job needs (its channel, its
+templates).
+
+Every function runs on the caller's connection and inside the caller's transaction, if any: the
+transaction boundaries are the delivery flow's (`optibridge.delivery`), and they are what makes a
+send happen exactly once. `claim_due` and `lock_stale_claims` lock rows (`FOR UPDATE SKIP LOCKED`):
+concurrent workers share the work and never block on each other.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import psycopg
+
+from optibridge.core.states import MessageState
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+Hold = Literal["paused", "canceled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedMessage:
+    """A message this worker has claimed: everything needed to decide on it, render and send it."""
+
+    id: uuid.UUID
+    campaign_id: int
+    customer_id: str
+    template_id: int
+    send_at: datetime
+    address: str | None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 1  # counts the attempt this claim is for
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimOutcome:
+    """What becomes of one claimed message: its new state and what goes with it."""
+
+    message_id: uuid.UUID
+    state: MessageState
+    reason: str | None = None
+    send_at: datetime | None = None  # a retry's new time; None keeps the message's time
+    attempts_delta: int = 0  # -1 gives back the attempt taken at claim time
+    provider: str | None = None
+    provider_message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StaleClaim:
+    id: uuid.UUID
+    claimed_by: str | None
+    send_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendChannel:
+    name: str
+    kind: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DueChannel:
+    tenant_id: str
+    channel_id: int
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SendTemplate:
+    template_id: int
+    version: int
+    name: str
+    subject: str | None
+    body: str
+    text_body: str | None
+    app_id: str | None
+    defaults: dict[str, str]
+
+
+def _attrs(value: object) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return dict(value)
+    return dict(json.loads(value)) if isinstance(value, str | bytes) and value else {}
+
+
+# -- claiming ---------------------------------------------------------------------------------
+
+CLAIM_SQL = """
+WITH due AS (
+    SELECT m.id FROM messages m
+    JOIN campaigns c ON c.tenant_id = m.tenant_id AND c.channel_id = m.channel_id
+                    AND c.campaign_id = m.campaign_id
+    WHERE m.tenant_id = %(t)s AND m.channel_id = %(ch)s AND m.state = 'pending' AND m.send_at <= %(now)s
+      AND NOT c.paused AND NOT c.cancel_pending AND c.status <> 'canceled'
+      AND NOT EXISTS (SELECT 1 FROM campaign_holds h WHERE h.tenant_id = m.tenant_id
+                      AND h.campaign_id = m.campaign_id AND h.hold_until > %(now)s)
+    ORDER BY m.send_at
+    LIMIT %(n)s
+    FOR UPDATE OF m SKIP LOCKED
+)
+UPDATE messages m SET state = 'claimed', claimed_by = %(me)s, claimed_until = %(now)s + %(lease)s,
+                      attempts = attempts + 1, updated_at = %(now)s
+FROM due WHERE m.id = due.id
+RETURNING m.id, m.campaign_id, m.customer_id, m.template_id, m.send_at, m.address, m.attrs, m.attempts
+"""
+
+
+async def claim_due(
+    conn: Conn,
+    tenant_id: str,
+    channel_id: int,
+    worker: str,
+    now: datetime,
+    *,
+    limit: int,
+    lease: timedelta,
+) -> list[ClaimedMessage]:
+    """Claim up to `limit` due messages of a channel whose campaign may send, oldest first."""
+    params = {"t": tenant_id, "ch": channel_id, "now": now, "n": limit, "me": worker, "lease": lease}
+    rows = await (await conn.execute(CLAIM_SQL, params)).fetchall()
+    return [
+        ClaimedMessage(
+            id=r["id"],
+            campaign_id=r["campaign_id"],
+            customer_id=r["customer_id"],
+            template_id=r["template_id"],
+            send_at=r["send_at"],
+            address=r["address"],
+            attrs=_attrs(r["attrs"]),
+            attempts=r["attempts"],
+        )
+        for r in rows
+    ]
+
+
+RELEASE_SQL = """
+UPDATE messages m SET state = u.state::message_state, reason = u.reason,
+       send_at = COALESCE(u.send_at, m.send_at), attempts = m.attempts + u.delta,
+       provider = COALESCE(u.provider, m.provider),
+       provider_message_id = COALESCE(u.pmid, m.provider_message_id),
+       sent_at = CASE WHEN u.state = 'sent' THEN %(now)s ELSE m.sent_at END,
+       claimed_by = NULL, claimed_until = NULL, updated_at = %(now)s
+FROM unnest(%(ids)s::uuid[], %(states)s::text[], %(reasons)s::text[], %(send_at)s::timestamptz[],
+            %(deltas)s::int[], %(providers)s::text[], %(pmids)s::text[])
+     AS u(id, state, reason, send_at, delta, provider, pmid)
+WHERE m.id = u.id AND m.state = 'claimed' AND m.claimed_by = %(me)s
+"""
+
+
+async def release_claims(conn: Conn, outcomes: Sequence[ClaimOutcome], worker: str, now: datetime) -> int:
+    """Write the outcome of messages this worker still holds claimed; one statement for all.
+
+    A message no longer claimed by `worker` (reconciled meanwhile) is left alone. Returns how many
+    were written.
+    """
+    if not outcomes:
+        return 0
+    cur = await conn.execute(
+        RELEASE_SQL,
+        {
+            "ids": [o.message_id for o in outcomes],
+            "states": [str(o.state) for o in outcomes],
+            "reasons": [o.reason for o in outcomes],
+            "send_at": [o.send_at for o in outcomes],
+            "deltas": [o.attempts_delta for o in outcomes],
+            "providers": [o.provider for o in outcomes],
+            "pmids": [o.provider_message_id for o in outcomes],
+            "me": worker,
+            "now": now,
+        },
+    )
+    return cur.rowcount
+
+
+# -- campaigns that hold their messages back ----------------------------------------------------
+
+
+async def held_campaigns(
+    conn: Conn, tenant_id: str, channel_id: int, campaign_ids: Collection[int]
+) -> dict[int, Hold]:
+    """Campaigns among these that must not send now: 'paused' (or pausing) or 'canceled'."""
+    rows = await (
+        await conn.execute(
+            """SELECT campaign_id, CASE WHEN status = 'canceled' THEN 'canceled' ELSE 'paused' END AS why
+               FROM campaigns
+               WHERE tenant_id = %s AND channel_id = %s AND campaign_id = ANY(%s)
+                 AND (paused OR cancel_pending OR status = 'canceled')""",
+            (tenant_id, channel_id, list(campaign_ids)),
+        )
+    ).fetchall()
+    return {int(r["campaign_id"]): "canceled" if r["why"] == "canceled" else "paused" for r in rows}
+
+
+# -- reconciliation -----------------------------------------------------------------------------
+
+STALE_SQL = """
+SELECT m.id, m.claimed_by, m.send_at, m.attempts FROM messages m
+WHERE m.tenant_id = %(t)s AND m.channel_id = %(ch)s AND m.state = 'claimed'
+  AND (m.claimed_until < %(now)s OR NOT EXISTS (
+        SELECT 1 FROM procrastinate_workers w
+        WHERE w.id::text = m.claimed_by AND w.last_heartbeat > %(now)s - %(dead)s))
+LIMIT 10000
+FOR UPDATE OF m SKIP LOCKED
+"""
+
+
+async def lock_stale_claims(
+    conn: Conn, tenant_id: str, channel_id: int, now: datetime, *, dead_after: timedelta
+) -> list[StaleClaim]:
+    """Lock the claims of dead workers (no heartbeat for `dead_after`) or past their lease.
+
+    Call inside a transaction: the locks keep other workers off these rows until it ends.
+    """
+    params = {"t": tenant_id, "ch": channel_id, "now": now, "dead": dead_after}
+    rows = await (await conn.execute(STALE_SQL, params)).fetchall()
+    return [
+        StaleClaim(id=r["id"], claimed_by=r["claimed_by"], send_at=r["send_at"], attempts=r["attempts"])
+        for r in rows
+    ]
+
+
+async def settle_stale_claims(
+    conn: Conn, ids: Sequence[str], states: Sequence[MessageState], now: datetime, reason: str
+) -> None:
+    """Settle locked stale claims: each to `sent` or back to `pending`, with one reason for all."""
+    await conn.execute(
+        """UPDATE messages m SET state = u.state::message_state, claimed_by = NULL, claimed_until = NULL,
+                  sent_at = CASE WHEN u.state = 'sent' THEN %(now)s ELSE m.sent_at END,
+                  reason = %(why)s, updated_at = %(now)s
+           FROM unnest(%(ids)s::uuid[], %(states)s::text[]) AS u(id, state)
+           WHERE m.id = u.id AND m.state = 'claimed'""",
+        {"ids": list(ids), "states": [str(s) for s in states], "now": now, "why": reason},
+    )
+
+
+DUE_SQL = """
+SELECT ch.tenant_id, ch.optimove_channel_id AS channel_id, ch.options FROM channels ch
+WHERE EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = ch.tenant_id
+              AND m.channel_id = ch.optimove_channel_id AND m.state = 'pending' AND m.send_at <= %(now)s)
+   OR EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = ch.tenant_id
+              AND m.channel_id = ch.optimove_channel_id AND m.state = 'claimed'
+              AND (m.claimed_until < %(now)s OR NOT EXISTS (
+                   SELECT 1 FROM procrastinate_workers w WHERE w.id::text = m.claimed_by
+                   AND w.last_heartbeat > %(now)s - %(dead)s)))
+"""
+
+
+async def channels_with_due_work(conn: Conn, now: datetime, *, dead_after: timedelta) -> list[DueChannel]:
+    """Channels with due pending messages or stale claims (see `lock_stale_claims`)."""
+    rows = await (await conn.execute(DUE_SQL, {"now": now, "dead": dead_after})).fetchall()
+    return [
+        DueChannel(tenant_id=r["tenant_id"], channel_id=r["channel_id"], options=r["options"]) for r in rows
+    ]
+
+
+# -- what a send job reads ----------------------------------------------------------------------
+
+
+async def send_channel(conn: Conn, tenant_id: str, channel_id: int) -> SendChannel | None:
+    """A channel's name, kind and options (its provider settings: `tenants.channel_provider_settings`)."""
+    row = await (
+        await conn.execute(
+            "SELECT name, kind, options FROM channels WHERE tenant_id = %s AND optimove_channel_id = %s",
+            (tenant_id, channel_id),
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    return SendChannel(name=row["name"], kind=row["kind"], options=row["options"])
+
+
+async def send_templates(
+    conn: Conn, tenant_id: str, channel_name: str, template_ids: Collection[int]
+) -> list[SendTemplate]:
+    """The current (not deleted) templates among these ids; a missing id is simply not returned."""
+    rows = await (
+        await conn.execute(
+            "SELECT template_id, version, name, subject, body, text_body, app_id, defaults "
+            "FROM templates WHERE tenant_id = %s AND channel_name = %s AND template_id = ANY(%s) "
+            "AND deleted_at IS NULL",
+            (tenant_id, channel_name, list(template_ids)),
+        )
+    ).fetchall()
+    return [
+        SendTemplate(
+            template_id=r["template_id"],
+            version=r["version"],
+            name=r["name"],
+            subject=r["subject"],
+            body=r["body"],
+            text_body=r["text_body"],
+            app_id=r["app_id"],
+            defaults=r["defaults"],
+        )
+        for r in rows
+    ]
