@@ -135,6 +135,18 @@ def test_a_valid_notification_is_stored_with_its_job_and_a_repeat_only_recorded(
     assert listener.stored() == (3, 1)
 
 
+def test_unreadable_optional_fields_never_cost_the_campaign(listener: Listener) -> None:
+    """Optimove does not resend after a 400: a notification is refused only for what it needs."""
+    path = listener.channel_path()
+    odd = {"EventTypeID": "1", "CampaignID": "43", "TimeStamp": "19/07/2022 08:54", "ChannelID": "x"}
+    status, body = listener.post(path, json.dumps(odd).encode())
+    assert (status, body) == (200, {"status": "accepted", "outcome": ["channel 504: ingest queued"]})
+    with psycopg.connect(listener.db_url) as conn:
+        row = conn.execute("SELECT campaign_id, channel_id FROM notifications").fetchone()
+    assert row == (43, 504)
+    assert listener.stored() == (1, 1)
+
+
 def test_a_rotated_token_works_until_its_grace_ends(listener: Listener, test_secret_key: str) -> None:
     from datetime import UTC, datetime, timedelta
 

@@ -48,11 +48,29 @@ def test_daily_events_need_no_campaign() -> None:
         ({"EventTypeID": 4, "CampaignID": 0}, "out of range"),
         ({"EventTypeID": 1, "CampaignID": 2**70}, "out of range"),
         ({"EventTypeID": 13, "CampaignID": 1, "ChannelID": "abc"}, "ChannelID"),
-        ({"EventTypeID": 1, "CampaignID": 1, "TimeStamp": "yesterday"}, "unreadable date-time"),
+        ({"EventTypeID": 5, "CampaignID": 1, "ClearanceRequiredBy": "soon"}, "unreadable date-time"),
     ],
 )
 def test_bad_payloads_are_refused_with_a_reason(body: Any, reason: str) -> None:
     with pytest.raises(InvalidNotification, match=reason):
+        parse(body)
+
+
+@pytest.mark.parametrize("stamp", ["19/07/2022 08:54", "yesterday", 1658220840, {"t": 1}])
+def test_an_unreadable_timestamp_is_stored_as_null_not_a_lost_campaign(stamp: Any) -> None:
+    n = parse({"EventTypeID": 1, "CampaignID": 7, "TimeStamp": stamp})
+    assert (n.event_type, n.campaign_id, n.timestamp) == (EventType.CAMPAIGN_PROCESSED, 7, None)
+    assert len(n.problems) == 1
+    assert n.problems[0].startswith("TimeStamp")
+
+
+def test_an_unreadable_channel_is_needed_only_where_nothing_else_names_it() -> None:
+    body = {"EventTypeID": 13, "CampaignID": 1, "ChannelID": "email"}
+    n = parse(body, channel_known=True)  # the listener URL names the channel
+    assert (n.channel_id, n.campaign_id) == (None, 1)
+    assert "ChannelID" in n.problems[0]
+    assert parse({**body, "EventTypeID": 1}).channel_id is None  # event 1 needs none
+    with pytest.raises(InvalidNotification, match="ChannelID"):
         parse(body)
 
 

@@ -2,7 +2,11 @@
 
 Optimove's payload casing is not documented for every event (see docs/optimove-api-notes.md), so
 keys are matched case-insensitively (`EventTypeID`, `eventTypeId`) and numbers may arrive as strings.
-Anything that cannot be understood is rejected with a reason, so the listener can answer 400.
+A notification is refused (400) only when what it needs cannot be read: the event type, the
+campaign of a campaign event, the channel of event 13 when the listener URL names none, the
+clearance time of a hold. Optimove does not resend after our 400, so an unreadable optional field
+(a `TimeStamp` of `19/07/2022 08:54`) never costs the campaign: it is stored as null and named in
+`problems`, which the listener logs.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Notification:
     channel_id: int | None
     timestamp: datetime | None
     clearance_required_by: datetime | None
+    problems: tuple[str, ...] = ()  # optional fields that could not be read (stored as null)
 
 
 def parse_optimove_time(value: str) -> datetime:
@@ -78,7 +83,8 @@ def _int(name: str, value: Any) -> int:
     return number
 
 
-def parse(body: Any) -> Notification:
+def parse(body: Any, *, channel_known: bool = False) -> Notification:
+    """Read a notification; `channel_known`: the listener URL names the channel."""
     if not isinstance(body, dict):
         raise InvalidNotification("the body must be a JSON object")
     fields = {str(k).lower(): v for k, v in body.items()}
@@ -94,14 +100,28 @@ def parse(body: Any) -> Notification:
         campaign_id = _int("CampaignID", fields["campaignid"])
     elif event_type in CAMPAIGN_EVENTS:
         raise InvalidNotification(f"CampaignID is missing (EventTypeID {raw_type})")
-    channel_id = _int("ChannelID", fields["channelid"]) if fields.get("channelid") is not None else None
+    problems: list[str] = []
+    channel_id = None
+    if fields.get("channelid") is not None:
+        try:
+            channel_id = _int("ChannelID", fields["channelid"])
+        except InvalidNotification as exc:
+            if event_type is EventType.CHANNEL_EXECUTED and not channel_known:
+                raise
+            problems.append(f"{exc}; ignored")
     timestamp = None
-    if isinstance(fields.get("timestamp"), str) and fields["timestamp"].strip():
-        timestamp = parse_optimove_time(fields["timestamp"])
+    raw_time = fields.get("timestamp")
+    if raw_time is not None and raw_time != "":
+        try:
+            if not isinstance(raw_time, str):
+                raise InvalidNotification("TimeStamp must be a string")
+            timestamp = parse_optimove_time(raw_time) if raw_time.strip() else None
+        except InvalidNotification as exc:
+            problems.append(f"TimeStamp: {exc}; stored as null")
     clearance = None
     if event_type is EventType.CAMPAIGN_ON_HOLD:
         raw = fields.get("clearancerequiredby")
         if not isinstance(raw, str) or not raw.strip():
             raise InvalidNotification("ClearanceRequiredBy is missing (EventTypeID 5)")
         clearance = parse_optimove_time(raw)
-    return Notification(event_type, campaign_id, channel_id, timestamp, clearance)
+    return Notification(event_type, campaign_id, channel_id, timestamp, clearance, tuple(problems))

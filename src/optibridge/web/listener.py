@@ -73,10 +73,14 @@ def router(runtime: Runtime) -> APIRouter:
             if isinstance(body, JSONResponse):
                 return body
             try:
-                note = notifications.parse(body)
+                note = notifications.parse(body, channel_known=channel_id is not None)
             except notifications.InvalidNotification as exc:
                 log.warning("listener: rejected notification", tenant=tenant, reason=str(exc))
                 return _bad(str(exc))
+            if note.problems:
+                log.warning(
+                    "listener: unreadable optional fields", tenant=tenant, problems=list(note.problems)
+                )
             outcomes = await accept(conn, runtime.job_app, tenant, channel_id, note, body)
         log.info(
             "listener: notification",
