@@ -103,3 +103,19 @@ def test_unknown_tenant_and_wrong_secret_key(service_env: dict[str, str]) -> Non
 def test_worker_refuses_an_unmigrated_database(service_env: dict[str, str], empty_db_url: str) -> None:
     proc = run(service_env | {"OPTIBRIDGE_DATABASE_URL": empty_db_url}, "worker")
     assert_one_line_error(proc, "optibridge db upgrade")
+
+
+def test_a_missing_or_wrong_argument_prints_the_usage_line(service_env: dict[str, str]) -> None:
+    for args, says in (
+        (["listeners", "list"], "Missing argument 'TENANT'"),
+        (["tenants", "show"], "Missing argument 'ID'"),
+        (["campaigns", "pause"], "Missing argument"),
+        (["reports", "push", "not-a-number"], "Invalid value for 'CAMPAIGN'"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+    ):
+        proc = run(service_env, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith("Usage: optibridge"), proc.stderr
+        assert says in proc.stderr, proc.stderr
+        assert "unexpected" not in proc.stderr
+        assert "Traceback" not in proc.stderr

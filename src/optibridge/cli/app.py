@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from pydantic import ValidationError
 
@@ -465,15 +464,10 @@ _register_plugins()
 def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="optibridge", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        # Standalone mode lets the command-line library answer its own errors (a missing or wrong
+        # argument prints the usage line and exits 2; Ctrl-C at a prompt, "Aborted!") whichever
+        # click it uses: typer now ships its own copy, whose exceptions `click` does not know.
+        command.main(args=argv, prog_name="optibridge", standalone_mode=True)
     except OptibridgeError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
