@@ -20,6 +20,7 @@ import psycopg
 from optibridge.catalog.store import channel_kind
 from optibridge.core.logs import get_logger
 from optibridge.optimove import ChannelApp, ChannelTemplate, OptimoveClient
+from optibridge.store import apps, templates
 
 log = get_logger(__name__)
 Conn = psycopg.AsyncConnection[dict[str, Any]]
@@ -65,16 +66,10 @@ async def sync_channel(
     conn: Conn, client: OptimoveClient, tenant_id: str, channel_name: str, *, delete_foreign: bool = False
 ) -> SyncReport:
     kind, channel_id = await channel_kind(conn, tenant_id, channel_name)
-    rows = await (
-        await conn.execute(
-            "SELECT template_id, name, deleted_at, pushed_name, updated_at FROM templates "
-            "WHERE tenant_id = %s AND channel_name = %s",
-            (tenant_id, channel_name),
-        )
-    ).fetchall()
-    ours = {int(r["template_id"]): str(r["name"]) for r in rows if r["deleted_at"] is None}
-    tombstones = {int(r["template_id"]) for r in rows if r["deleted_at"] is not None}
-    seen_at = {int(r["template_id"]): r["updated_at"] for r in rows}
+    rows = await templates.sync_rows(conn, tenant_id, channel_name)
+    ours = {r.template_id: r.name for r in rows if r.deleted_at is None}
+    tombstones = {r.template_id for r in rows if r.deleted_at is not None}
+    seen_at = {r.template_id: r.updated_at for r in rows}
     remote = {t.template_id: t.template_name for t in await client.get_channel_templates(channel_id)}
     plan = plan_templates(ours, tombstones, remote, delete_foreign=delete_foreign)
 
@@ -88,17 +83,11 @@ async def sync_channel(
         # Record what Optimove now holds, but only for rows nobody changed while we were talking to
         # Optimove: a row changed meanwhile keeps its pending state for the next sync to push.
         for tid, name in ours.items():
-            await conn.execute(
-                "UPDATE templates SET pushed_name = %s, pushed_at = now() WHERE tenant_id = %s "
-                "AND channel_name = %s AND template_id = %s AND updated_at = %s",
-                (name, tenant_id, channel_name, tid, seen_at[tid]),
-            )
+            await templates.mark_pushed(conn, tenant_id, channel_name, tid, name, seen_at[tid])
         gone = sorted(tombstones)
         if gone:
-            await conn.execute(
-                "DELETE FROM templates WHERE tenant_id = %s AND channel_name = %s "
-                "AND template_id = ANY(%s) AND deleted_at IS NOT NULL AND updated_at <= %s",
-                (tenant_id, channel_name, gone, max(seen_at[t] for t in gone)),
+            await templates.purge_tombstones(
+                conn, tenant_id, channel_name, gone, max(seen_at[t] for t in gone)
             )
     apps_added, apps_deleted = (
         ([], []) if kind != "push" else await _sync_apps(conn, client, tenant_id, channel_name, channel_id)
@@ -120,30 +109,16 @@ async def sync_channel(
 async def _sync_apps(
     conn: Conn, client: OptimoveClient, tenant_id: str, channel_name: str, channel_id: int
 ) -> tuple[list[str], list[str]]:
-    rows = await (
-        await conn.execute(
-            "SELECT app_id, name, deleted_at, pushed_name, updated_at FROM push_apps "
-            "WHERE tenant_id = %s AND channel_name = %s",
-            (tenant_id, channel_name),
-        )
-    ).fetchall()
-    to_add = [r for r in rows if r["deleted_at"] is None and r["pushed_name"] != r["name"]]
-    to_delete = [r for r in rows if r["deleted_at"] is not None]
+    rows = await apps.sync_rows(conn, tenant_id, channel_name)
+    to_add = [r for r in rows if r.deleted_at is None and r.pushed_name != r.name]
+    to_delete = [r for r in rows if r.deleted_at is not None]
     if to_add:
-        await client.add_channel_apps(channel_id, [ChannelApp(r["app_id"], r["name"]) for r in to_add])
+        await client.add_channel_apps(channel_id, [ChannelApp(r.app_id, r.name) for r in to_add])
     if to_delete:
-        await client.delete_channel_apps(channel_id, [r["app_id"] for r in to_delete])
+        await client.delete_channel_apps(channel_id, [r.app_id for r in to_delete])
     async with conn.transaction():
         for r in to_add:
-            await conn.execute(
-                "UPDATE push_apps SET pushed_name = %s, pushed_at = now() WHERE tenant_id = %s "
-                "AND channel_name = %s AND app_id = %s AND updated_at = %s",
-                (r["name"], tenant_id, channel_name, r["app_id"], r["updated_at"]),
-            )
+            await apps.mark_pushed(conn, tenant_id, channel_name, r.app_id, r.name, r.updated_at)
         for r in to_delete:
-            await conn.execute(
-                "DELETE FROM push_apps WHERE tenant_id = %s AND channel_name = %s AND app_id = %s "
-                "AND updated_at = %s",
-                (tenant_id, channel_name, r["app_id"], r["updated_at"]),
-            )
-    return [r["app_id"] for r in to_add], [r["app_id"] for r in to_delete]
+            await apps.purge(conn, tenant_id, channel_name, r.app_id, r.updated_at)
+    return [r.app_id for r in to_add], [r.app_id for r in to_delete]

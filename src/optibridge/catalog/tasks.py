@@ -10,6 +10,7 @@ from optibridge.catalog.sync import SyncReport, sync_channel
 from optibridge.core.logs import bind, unbind
 from optibridge.engine.jobs import TransientRetry
 from optibridge.runtime import Runtime, runtime_of
+from optibridge.store import channels
 
 RECONCILE_TASK = "optibridge.catalog.reconcile"
 SYNC_RETRY = TransientRetry(max_attempts=12)
@@ -26,9 +27,9 @@ async def run_sync(
 async def request_all(runtime: Runtime) -> int:
     """Queue a sync of every channel of every tenant (already-queued ones are not doubled)."""
     async with runtime.pool.connection() as conn:
-        rows = await (await conn.execute("SELECT tenant_id, name FROM channels ORDER BY 1, 2")).fetchall()
-        for r in rows:
-            await store.request_sync(conn, runtime.job_app, r["tenant_id"], r["name"])
+        rows = await channels.all_names(conn)
+        for tenant_id, channel_name in rows:
+            await store.request_sync(conn, runtime.job_app, tenant_id, channel_name)
     return len(rows)
 
 
