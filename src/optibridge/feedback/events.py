@@ -23,6 +23,9 @@ import psycopg
 
 from optibridge.core.feedback_settings import channel_feedback_options
 from optibridge.feedback import suppression
+from optibridge.store import events as event_store
+from optibridge.store import preferences as preference_store
+from optibridge.store.events import EventColumns
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -70,22 +73,8 @@ class Recorded:
     kind: EventKind
 
 
-_INSERT = """
-INSERT INTO message_events (tenant_id, message_id, channel_id, campaign_id, template_id, customer_id,
-                            kind, source, dedupe_key, suspect, occurred_at, url, reason)
-SELECT m.tenant_id, m.id, m.channel_id, m.campaign_id, m.template_id, m.customer_id,
-       e.kind, e.source, e.dedupe_key, e.suspect, e.occurred_at, e.url, e.reason
-FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::boolean[], %s::timestamptz[],
-            %s::text[], %s::text[], %s::text[])
-     AS e(message_id, kind, source, dedupe_key, suspect, occurred_at, url, reason, tenant_id)
-JOIN messages m ON m.id = e.message_id AND (e.tenant_id IS NULL OR m.tenant_id = e.tenant_id)
-ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
-"""
-_RETURNING = " RETURNING tenant_id, message_id, channel_id, kind"
-
-
-def _params(events: Sequence[Event]) -> tuple[list[Any], ...]:
-    return (
+def _columns(events: Sequence[Event]) -> EventColumns:
+    return EventColumns(
         [e.message_id for e in events],
         [str(e.kind) for e in events],
         [str(e.source) for e in events],
@@ -105,13 +94,11 @@ async def record_events(conn: Conn, events: Sequence[Event]) -> int:
     if not any(e.kind in SUPPRESSING for e in events):
         # Opens, clicks, deliveries: nothing follows from them, so nothing to read back (this is
         # the tracking endpoints' hot path).
-        cur = await conn.execute(_INSERT, _params(events))
-        return max(cur.rowcount, 0)
+        return await event_store.insert(conn, _columns(events))
     async with conn.transaction():
-        rows = await (await conn.execute(_INSERT + _RETURNING, _params(events))).fetchall()
         recorded = [
-            Recorded(r["tenant_id"], r["message_id"], int(r["channel_id"]), EventKind(r["kind"]))
-            for r in rows
+            Recorded(r.tenant_id, r.message_id, r.channel_id, EventKind(r.kind))
+            for r in await event_store.insert_returning(conn, _columns(events))
         ]
         consequential = [r for r in recorded if r.kind in SUPPRESSING]
         if consequential:
@@ -121,44 +108,26 @@ async def record_events(conn: Conn, events: Sequence[Event]) -> int:
 
 async def _apply_consequences(conn: Conn, recorded: Sequence[Recorded]) -> None:
     kinds = {r.message_id: r.kind for r in recorded}
-    rows = await (
-        await conn.execute(
-            """SELECT m.id, m.tenant_id, m.channel_id, m.customer_id, m.address,
-                      ch.name AS channel_name, ch.kind AS channel_kind, ch.options
-               FROM messages m
-               JOIN channels ch ON ch.tenant_id = m.tenant_id AND ch.optimove_channel_id = m.channel_id
-               WHERE m.id = ANY(%s)""",
-            (list(kinds),),
-        )
-    ).fetchall()
-    outbox: list[tuple[str, int, str, int, str]] = []
-    for row in rows:
-        kind = kinds[row["id"]]
+    outbox: list[preference_store.OptOut] = []
+    for row in await event_store.recipients(conn, list(kinds)):
+        kind = kinds[row.id]
         by_customer = kind in (EventKind.UNSUBSCRIBED, EventKind.COMPLAINED)
         await suppression.add(
             conn,
-            row["tenant_id"],
-            row["channel_name"],
-            addresses=[row["address"]] if row["address"] else [],
-            customer_ids=[row["customer_id"]] if by_customer else [],
+            row.tenant_id,
+            row.channel_name,
+            addresses=[row.address] if row.address else [],
+            customer_ids=[row.customer_id] if by_customer else [],
             reason=str(kind),  # type: ignore[arg-type]  # a SUPPRESSING kind is a Reason
             source="feedback",
-            message_id=row["id"],
+            message_id=row.id,
         )
-        options = channel_feedback_options(row["options"])
+        options = channel_feedback_options(row.channel_options)
         if options.report_preferences and (by_customer or options.report_bounces_as_opt_out):
             outbox.append(
-                (
-                    row["tenant_id"],
-                    int(row["channel_id"]),
-                    row["customer_id"],
-                    options.opt_out_mode,
-                    str(kind),
+                preference_store.OptOut(
+                    row.tenant_id, row.channel_id, row.customer_id, options.opt_out_mode, str(kind)
                 )
             )
     if outbox:
-        await conn.cursor().executemany(
-            """INSERT INTO preference_outbox (tenant_id, channel_id, customer_id, communication_mode, reason)
-               VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-            outbox,
-        )
+        await preference_store.queue(conn, outbox)

@@ -18,6 +18,7 @@ import psycopg_pool
 from optibridge.core.logs import get_logger
 from optibridge.optimove import OptimoveClient
 from optibridge.optimove.batching import MAX_PREFERENCE_CUSTOMERS
+from optibridge.store import preferences as outbox
 
 log = get_logger(__name__)
 
@@ -35,33 +36,19 @@ async def push_preferences(
     pool: Pool, get_client: GetClient, *, now: datetime, max_groups: int = 100
 ) -> PreferencePush:
     async with pool.connection() as conn:
-        groups = await (
-            await conn.execute(
-                """SELECT DISTINCT tenant_id, channel_id, communication_mode FROM preference_outbox
-                   WHERE sent_at IS NULL ORDER BY tenant_id, channel_id, communication_mode LIMIT %s""",
-                (max_groups,),
-            )
-        ).fetchall()
+        groups = await outbox.pending_groups(conn, max_groups)
     sent = failed = 0
     for group in groups:
-        tenant, channel, mode = group["tenant_id"], int(group["channel_id"]), int(group["communication_mode"])
+        tenant, channel, mode = group.tenant_id, group.channel_id, group.communication_mode
         async with pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    """SELECT id, customer_id FROM preference_outbox
-                       WHERE tenant_id = %s AND channel_id = %s AND communication_mode = %s
-                         AND sent_at IS NULL
-                       ORDER BY id LIMIT %s""",
-                    (tenant, channel, mode, MAX_PREFERENCE_CUSTOMERS),
-                )
-            ).fetchall()
+            rows = await outbox.pending(conn, group, MAX_PREFERENCE_CUSTOMERS)
         if not rows:
             continue
-        ids = [r["id"] for r in rows]
+        ids = [row_id for row_id, _ in rows]
         try:
             client = await get_client(tenant)
             await client.set_customer_channel_preference(
-                channel_id=channel, customer_ids=[r["customer_id"] for r in rows], communication_mode=mode
+                channel_id=channel, customer_ids=[customer for _, customer in rows], communication_mode=mode
             )
         except Exception as exc:
             # One tenant's trouble (credentials, outage) must not hold back the others.
@@ -70,17 +57,9 @@ async def push_preferences(
                 "preferences: push failed; will retry", tenant=tenant, channel=channel, error=str(exc)[:300]
             )
             async with pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE preference_outbox SET attempts = attempts + 1, last_error = %s "
-                    "WHERE id = ANY(%s)",
-                    (str(exc)[:500], ids),
-                )
+                await outbox.mark_failed(conn, ids, str(exc)[:500])
             continue
         async with pool.connection() as conn:
-            await conn.execute(
-                "UPDATE preference_outbox SET sent_at = %s, last_error = NULL "
-                "WHERE id = ANY(%s) AND sent_at IS NULL",
-                (now, ids),
-            )
+            await outbox.mark_sent(conn, ids, now)
         sent += len(ids)
     return PreferencePush(sent, failed)

@@ -13,15 +13,16 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
 
+from optibridge.store import suppressions
+from optibridge.store.suppressions import Kind as Kind
+from optibridge.store.suppressions import Suppression as Suppression
+
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 Reason = Literal["unsubscribed", "bounced", "complained", "manual"]
-Kind = Literal["address", "customer"]
 
 _PHONE = re.compile(r"^\+?[\d\s().\-]{4,40}$")
 
@@ -34,19 +35,6 @@ def normalize_address(address: str) -> str:
         digits = re.sub(r"\D", "", value)
         return ("+" if value.startswith("+") else "") + digits
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class Suppression:
-    tenant_id: str
-    channel_name: str
-    kind: Kind
-    value: str
-    reason: str
-    source: str
-    message_id: uuid.UUID | None
-    note: str | None
-    created_at: datetime
 
 
 async def suppressed(
@@ -69,20 +57,12 @@ async def suppressed(
     customers = [c for c in set(customer_ids) if c]
     if not by_norm and not customers:
         return set()
-    rows = await (
-        await conn.execute(
-            """SELECT kind, value FROM suppressions
-               WHERE tenant_id = %s AND channel_name = %s
-                 AND ((kind = 'address' AND value = ANY(%s)) OR (kind = 'customer' AND value = ANY(%s)))""",
-            (tenant_id, channel_name, list(by_norm), customers),
-        )
-    ).fetchall()
     found: set[str] = set()
-    for row in rows:
-        if row["kind"] == "address":
-            found.update(by_norm.get(row["value"], ()))
+    for kind, value in await suppressions.matching(conn, tenant_id, channel_name, list(by_norm), customers):
+        if kind == "address":
+            found.update(by_norm.get(value, ()))
         else:
-            found.add(row["value"])
+            found.add(value)
     return found
 
 
@@ -99,27 +79,15 @@ async def add(
     message_id: uuid.UUID | None = None,
 ) -> int:
     """Add entries (existing ones are kept as they are); returns how many were new."""
-    entries = [("address", normalize_address(a)) for a in addresses if a and a.strip()]
+    entries: list[tuple[Kind, str]] = [
+        ("address", normalize_address(a)) for a in addresses if a and a.strip()
+    ]
     entries += [("customer", c) for c in customer_ids if c]
     if not entries:
         return 0
-    cur = await conn.execute(
-        """INSERT INTO suppressions (tenant_id, channel_name, kind, value, reason, source, note, message_id)
-           SELECT %s, %s, e.kind, e.value, %s, %s, %s, %s
-           FROM unnest(%s::text[], %s::text[]) AS e(kind, value)
-           ON CONFLICT DO NOTHING""",
-        (
-            tenant_id,
-            channel_name,
-            reason,
-            source,
-            note,
-            message_id,
-            [k for k, _ in entries],
-            [v for _, v in entries],
-        ),
+    return await suppressions.insert(
+        conn, tenant_id, channel_name, entries, reason=reason, source=source, note=note, message_id=message_id
     )
-    return cur.rowcount
 
 
 async def remove(
@@ -133,12 +101,7 @@ async def remove(
     """Remove entries (an operator re-enabling a recipient); returns how many were removed."""
     norm = [normalize_address(a) for a in addresses if a]
     customers = [c for c in customer_ids if c]
-    cur = await conn.execute(
-        """DELETE FROM suppressions WHERE tenant_id = %s AND channel_name = %s
-             AND ((kind = 'address' AND value = ANY(%s)) OR (kind = 'customer' AND value = ANY(%s)))""",
-        (tenant_id, channel_name, norm, customers),
-    )
-    return cur.rowcount
+    return await suppressions.delete(conn, tenant_id, channel_name, norm, customers)
 
 
 async def list_entries(
@@ -150,13 +113,6 @@ async def list_entries(
     offset: int = 0,
 ) -> list[Suppression]:
     """Newest first, paged with limit/offset."""
-    rows = await (
-        await conn.execute(
-            """SELECT tenant_id, channel_name, kind, value, reason, source, message_id, note, created_at
-               FROM suppressions
-               WHERE tenant_id = %s AND (%s::text IS NULL OR channel_name = %s)
-               ORDER BY created_at DESC, kind, value LIMIT %s OFFSET %s""",
-            (tenant_id, channel_name, channel_name, max(0, min(limit, 10_000)), max(0, offset)),
-        )
-    ).fetchall()
-    return [Suppression(**row) for row in rows]
+    return await suppressions.list_entries(
+        conn, tenant_id, channel_name, limit=max(0, min(limit, 10_000)), offset=max(0, offset)
+    )
