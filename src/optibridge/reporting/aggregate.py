@@ -1,4 +1,5 @@
-"""Read a campaign's messages and events and compute what to report (metric totals, new interactions).
+"""Read a campaign's messages and events (`optibridge.store.report_data`) and compute what to
+report (metric totals, new interactions).
 
 One streaming pass (a server-side cursor) over the campaign's messages joined with their events
 aggregated per message and with what Optimove has already accepted; memory holds the totals and
@@ -18,37 +19,10 @@ import psycopg
 from optibridge.core.feedback_settings import DeliveredFrom, channel_feedback_options
 from optibridge.optimove.models import MetricID
 from optibridge.reporting.metrics import MessageFacts, empty_counts, interaction_date, metric_times
+from optibridge.store import channels, report_data
+from optibridge.store.report_data import MessageFactRow
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
-
-_FACTS = """
-WITH ev AS (
-    SELECT message_id,
-           min(occurred_at) FILTER (WHERE kind = 'delivered') AS delivered_at,
-           min(occurred_at) FILTER (WHERE kind IN ('opened', 'clicked') AND NOT suspect) AS opened_at,
-           min(occurred_at) FILTER (WHERE kind = 'clicked' AND NOT suspect) AS clicked_at,
-           min(occurred_at) FILTER (WHERE kind = 'unsubscribed') AS unsubscribed_at,
-           min(occurred_at) FILTER (WHERE kind = 'bounced') AS bounced_at,
-           min(occurred_at) FILTER (WHERE kind = 'complained') AS complained_at,
-           min(occurred_at) FILTER (WHERE kind = 'failed') AS failed_at
-    FROM message_events
-    WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
-    GROUP BY message_id
-), rep AS (
-    SELECT message_id, array_agg(event_id) AS reported
-    FROM reported_interactions
-    WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
-    GROUP BY message_id
-)
-SELECT m.id, m.template_id, m.customer_id, m.state::text AS state, m.sent_at, m.updated_at,
-       ev.delivered_at, ev.opened_at, ev.clicked_at, ev.unsubscribed_at, ev.bounced_at,
-       ev.complained_at, ev.failed_at, rep.reported
-FROM messages m
-LEFT JOIN ev ON ev.message_id = m.id
-LEFT JOIN rep ON rep.message_id = m.id
-WHERE m.tenant_id = %(t)s AND m.channel_id = %(ch)s AND m.campaign_id = %(c)s
-  AND m.state NOT IN ('pending', 'claimed', 'canceled')
-"""
 
 
 @dataclass(slots=True)
@@ -82,16 +56,11 @@ class ChannelInfo:
 
 
 async def channel_info(conn: Conn, tenant_id: str, channel_id: int) -> ChannelInfo | None:
-    row = await (
-        await conn.execute(
-            "SELECT name, kind, options FROM channels WHERE tenant_id = %s AND optimove_channel_id = %s",
-            (tenant_id, channel_id),
-        )
-    ).fetchone()
+    row = await channels.options_by_id(conn, tenant_id, channel_id)
     if row is None:
         return None
-    options = channel_feedback_options(row["options"])
-    return ChannelInfo(row["name"], row["kind"], options.delivered_mode(row["kind"]))
+    options = channel_feedback_options(row.options)
+    return ChannelInfo(row.name, row.kind, options.delivered_mode(row.kind))
 
 
 async def compute_report(
@@ -107,36 +76,31 @@ async def compute_report(
 ) -> CampaignReport:
     wanted = frozenset(MetricID(m) for m in interaction_metrics)
     report = CampaignReport(tenant_id, channel_id, campaign_id, delivered_from)
-    params = {"t": tenant_id, "ch": channel_id, "c": campaign_id}
-    # A named (server-side) cursor streams the rows; it needs a transaction, read-only here.
-    async with conn.transaction(), conn.cursor(name="report_facts") as cur:
-        cur.itersize = 5000
-        await cur.execute(_FACTS, params)
-        async for row in cur:
-            _add_row(report, row, wanted, max_new, now)
+    async for row in report_data.message_facts(conn, tenant_id, channel_id, campaign_id):
+        _add_row(report, row, wanted, max_new, now)
     return report
 
 
 def _add_row(
-    report: CampaignReport, row: dict[str, Any], wanted: frozenset[MetricID], max_new: int, now: datetime
+    report: CampaignReport, row: MessageFactRow, wanted: frozenset[MetricID], max_new: int, now: datetime
 ) -> None:
     facts = MessageFacts(
-        state=row["state"],
-        sent_at=row["sent_at"],
-        state_at=row["updated_at"],
-        delivered_at=row["delivered_at"],
-        opened_at=row["opened_at"],
-        clicked_at=row["clicked_at"],
-        unsubscribed_at=row["unsubscribed_at"],
-        bounced_at=row["bounced_at"],
-        complained_at=row["complained_at"],
-        failed_at=row["failed_at"],
+        state=row.state,
+        sent_at=row.sent_at,
+        state_at=row.updated_at,
+        delivered_at=row.delivered_at,
+        opened_at=row.opened_at,
+        clicked_at=row.clicked_at,
+        unsubscribed_at=row.unsubscribed_at,
+        bounced_at=row.bounced_at,
+        complained_at=row.complained_at,
+        failed_at=row.failed_at,
     )
-    template = int(row["template_id"])
+    template = row.template_id
     counts = report.counts.get(template)
     if counts is None:
         counts = report.counts[template] = empty_counts()
-    reported = row["reported"] or ()
+    reported = row.reported or ()
     for metric, when in metric_times(facts, report.delivered_from).items():
         counts[metric] += 1
         if metric not in wanted or int(metric) in reported:
@@ -149,6 +113,6 @@ def _add_row(
         batch = report.interactions.get(key)
         if batch is None:
             batch = report.interactions[key] = InteractionBatch(template, int(metric), day)
-        batch.message_ids.append(row["id"])
-        batch.customer_ids.append(row["customer_id"])
+        batch.message_ids.append(row.id)
+        batch.customer_ids.append(row.customer_id)
         report.new_interactions += 1

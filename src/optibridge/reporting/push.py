@@ -19,6 +19,7 @@ from optibridge.optimove import OptimoveClient
 from optibridge.optimove.batching import chunked
 from optibridge.optimove.models import CampaignMetric
 from optibridge.reporting.aggregate import CampaignReport, channel_info, compute_report
+from optibridge.store import report_data
 
 Pool = psycopg_pool.AsyncConnectionPool[Any]
 INTERACTIONS_PER_CALL = 10_000
@@ -68,22 +69,13 @@ async def push_campaign(
     if metrics:
         await client.update_campaign_metrics(metrics)
         async with pool.connection() as conn:
-            await conn.execute(
-                """INSERT INTO reported_metrics
-                       (tenant_id, channel_id, campaign_id, template_id, metric_id, value, pushed_at)
-                   SELECT %s, %s, %s, t, m, v, %s
-                   FROM unnest(%s::int[], %s::int[], %s::bigint[]) AS x(t, m, v)
-                   ON CONFLICT (tenant_id, channel_id, campaign_id, template_id, metric_id)
-                   DO UPDATE SET value = EXCLUDED.value, pushed_at = EXCLUDED.pushed_at""",
-                (
-                    tenant_id,
-                    channel_id,
-                    campaign_id,
-                    now,
-                    [m.template_id for m in metrics],
-                    [m.metric_id for m in metrics],
-                    [int(m.metric_value) for m in metrics],
-                ),
+            await report_data.record_metrics(
+                conn,
+                tenant_id,
+                channel_id,
+                campaign_id,
+                [(m.template_id, m.metric_id, int(m.metric_value)) for m in metrics],
+                now,
             )
     sent = 0
     for key in sorted(report.interactions):
@@ -99,21 +91,15 @@ async def push_campaign(
                 customer_ids=[customer for _, customer in chunk],
             )
             async with pool.connection() as conn:
-                await conn.execute(
-                    """INSERT INTO reported_interactions
-                           (message_id, event_id, tenant_id, channel_id, campaign_id,
-                            interaction_date, pushed_at)
-                       SELECT mid, %s, %s, %s, %s, %s, %s FROM unnest(%s::uuid[]) AS x(mid)
-                       ON CONFLICT DO NOTHING""",
-                    (
-                        batch.event_id,
-                        tenant_id,
-                        channel_id,
-                        campaign_id,
-                        batch.interaction_date,
-                        now,
-                        [mid for mid, _ in chunk],
-                    ),
+                await report_data.record_interactions(
+                    conn,
+                    tenant_id,
+                    channel_id,
+                    campaign_id,
+                    event_id=batch.event_id,
+                    interaction_date=batch.interaction_date,
+                    message_ids=[mid for mid, _ in chunk],
+                    at=now,
                 )
             sent += len(chunk)
     return PushResult(len(report.counts), len(metrics), sent, report.truncated)

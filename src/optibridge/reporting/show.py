@@ -7,6 +7,8 @@ from typing import Any
 
 from optibridge.reporting.aggregate import Conn, channel_info, compute_report
 from optibridge.reporting.metrics import ALL_METRICS
+from optibridge.store import report_data
+from optibridge.store import reports as report_store
 
 METRIC_NAMES = {
     0: "sent",
@@ -23,21 +25,10 @@ METRIC_NAMES = {
 async def campaign_overview(
     conn: Conn, campaign_id: int, tenant_id: str | None, *, now: datetime
 ) -> list[dict[str, Any]]:
-    campaigns = await (
-        await conn.execute(
-            """SELECT c.tenant_id, c.channel_id, c.channel_name, c.status, s.state AS schedule_state,
-                      s.finished_at, s.final_at, s.next_push_at, s.last_push_at, s.pushes, s.failures,
-                      s.last_error
-               FROM campaigns c
-               LEFT JOIN report_schedules s USING (tenant_id, channel_id, campaign_id)
-               WHERE c.campaign_id = %s AND (%s::text IS NULL OR c.tenant_id = %s)
-               ORDER BY c.tenant_id, c.channel_id""",
-            (campaign_id, tenant_id, tenant_id),
-        )
-    ).fetchall()
+    campaigns = await report_store.campaign_schedules(conn, campaign_id, tenant_id)
     out = []
     for c in campaigns:
-        tenant, channel = c["tenant_id"], int(c["channel_id"])
+        tenant, channel = c.tenant_id, c.channel_id
         info = await channel_info(conn, tenant, channel)
         report = await compute_report(
             conn,
@@ -49,45 +40,28 @@ async def campaign_overview(
             max_new=0,
             now=now,
         )
-        reported_rows = await (
-            await conn.execute(
-                """SELECT template_id, metric_id, value, pushed_at FROM reported_metrics
-                   WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s""",
-                (tenant, channel, campaign_id),
-            )
-        ).fetchall()
-        reported: dict[int, dict[int, int]] = {}
-        for r in reported_rows:
-            reported.setdefault(int(r["template_id"]), {})[int(r["metric_id"])] = int(r["value"])
-        extra = await (
-            await conn.execute(
-                """SELECT (SELECT count(*) FROM message_events WHERE tenant_id = %(t)s AND channel_id = %(ch)s
-                             AND campaign_id = %(c)s AND suspect) AS suspect_hits,
-                          (SELECT count(*) FROM reported_interactions WHERE tenant_id = %(t)s
-                             AND channel_id = %(ch)s AND campaign_id = %(c)s) AS interactions_reported""",
-                {"t": tenant, "ch": channel, "c": campaign_id},
-            )
-        ).fetchone()
+        reported = await report_data.reported_metrics(conn, tenant, channel, campaign_id)
+        extra = await report_data.side_counts(conn, tenant, channel, campaign_id)
         templates = sorted(set(report.counts) | set(reported))
         out.append(
             {
                 "tenant": tenant,
                 "channel_id": channel,
-                "channel": c["channel_name"],
-                "campaign_status": c["status"],
+                "channel": c.channel_name,
+                "campaign_status": c.status,
                 "delivered_from": report.delivered_from,
                 "schedule": {
-                    "state": c["schedule_state"] or "not started (still sending?)",
-                    "finished_at": c["finished_at"],
-                    "next_push_at": c["next_push_at"],
-                    "final_at": c["final_at"],
-                    "last_push_at": c["last_push_at"],
-                    "pushes": c["pushes"] or 0,
-                    "failures": c["failures"] or 0,
-                    "last_error": c["last_error"],
+                    "state": c.schedule_state or "not started (still sending?)",
+                    "finished_at": c.finished_at,
+                    "next_push_at": c.next_push_at,
+                    "final_at": c.final_at,
+                    "last_push_at": c.last_push_at,
+                    "pushes": c.pushes or 0,
+                    "failures": c.failures or 0,
+                    "last_error": c.last_error,
                 },
-                "suspect_hits": int(extra["suspect_hits"]) if extra else 0,
-                "interactions_reported": int(extra["interactions_reported"]) if extra else 0,
+                "suspect_hits": extra.suspect_hits,
+                "interactions_reported": extra.interactions_reported,
                 "templates": [
                     {
                         "template_id": t,

@@ -2,8 +2,8 @@
 campaigns that finished sending, pushes every due report, and sends pending opt-outs to Optimove.
 
 procrastinate's periodic deferral inserts one job per period whatever the number of workers; due
-schedule rows are moreover leased (`lease_until`, claimed with FOR UPDATE SKIP LOCKED), so even two
-ticks running at once never push the same campaign twice. Everything takes `now` as an argument:
+schedule rows are moreover leased (`optibridge.store.reports.claim_due`), so even two ticks running
+at once never push the same campaign twice. Everything takes `now` as an argument:
 tests drive days of schedule with an injected clock.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import procrastinate
 from procrastinate import JobContext
@@ -31,35 +30,6 @@ log = get_logger(__name__)
 TICK_TASK = "optibridge.reporting.tick"
 QUEUE = "reporting"
 
-_DISCOVER = """
-INSERT INTO report_schedules (tenant_id, channel_id, campaign_id, finished_at, final_at, next_push_at)
-SELECT c.tenant_id, c.channel_id, c.campaign_id, %(now)s, %(final)s, %(now)s
-FROM campaigns c
-WHERE c.status IN ('ingested', 'canceled') AND NOT c.cancel_pending
-  AND NOT EXISTS (SELECT 1 FROM report_schedules r
-                  WHERE r.tenant_id = c.tenant_id AND r.channel_id = c.channel_id
-                    AND r.campaign_id = c.campaign_id)
-  AND NOT EXISTS (SELECT 1 FROM messages m
-                  WHERE m.tenant_id = c.tenant_id AND m.channel_id = c.channel_id
-                    AND m.campaign_id = c.campaign_id AND m.state IN ('pending', 'claimed'))
-  AND EXISTS (SELECT 1 FROM messages m
-              WHERE m.tenant_id = c.tenant_id AND m.channel_id = c.channel_id
-                AND m.campaign_id = c.campaign_id AND m.state <> 'canceled')
-ON CONFLICT DO NOTHING
-"""
-
-_CLAIM = """
-UPDATE report_schedules s
-SET lease_until = %(until)s, leased_by = %(worker)s, updated_at = now()
-FROM (SELECT tenant_id, channel_id, campaign_id FROM report_schedules
-      WHERE state = 'active' AND next_push_at <= %(now)s
-        AND (lease_until IS NULL OR lease_until < %(now)s)
-      ORDER BY next_push_at LIMIT %(limit)s
-      FOR UPDATE SKIP LOCKED) due
-WHERE s.tenant_id = due.tenant_id AND s.channel_id = due.channel_id AND s.campaign_id = due.campaign_id
-RETURNING s.tenant_id, s.channel_id, s.campaign_id, s.finished_at, s.failures
-"""
-
 
 @dataclass
 class TickReport:
@@ -74,21 +44,19 @@ class TickReport:
 async def discover_finished(runtime: Runtime, now: datetime, policy: SchedulePolicy) -> int:
     """Start a schedule for every campaign that has finished sending; returns how many."""
     async with runtime.pool.connection() as conn:
-        cur = await conn.execute(_DISCOVER, {"now": now, "final": policy.final_at(now)})
-        return max(cur.rowcount, 0)
+        return await report_store.discover(conn, now, policy.final_at(now))
 
 
 async def _push_one(
     runtime: Runtime,
-    row: dict[str, Any],
+    row: report_store.DueSchedule,
     settings: ReportingSettings,
     policy: SchedulePolicy,
     now: datetime,
     worker: str,
 ) -> bool | None:
     """Push one leased campaign; None when its push lock was busy (lease given back untouched)."""
-    tenant, channel, campaign = row["tenant_id"], int(row["channel_id"]), int(row["campaign_id"])
-    key = {"t": tenant, "ch": channel, "c": campaign, "worker": worker, "now": now}
+    tenant, channel, campaign = row.tenant_id, row.channel_id, row.campaign_id
     try:
         async with report_store.push_lock(
             runtime.db, tenant, channel, campaign, wait_s=settings.push_lock_wait_s
@@ -102,8 +70,8 @@ async def _push_one(
                 runtime.pool, client, tenant, channel, campaign, settings=settings, now=now
             )
     except Exception as exc:
-        failures = int(row["failures"]) + 1
-        retry_at = next_push_after_failure(now, failures, row["finished_at"], policy)
+        failures = row.failures + 1
+        retry_at = next_push_after_failure(now, failures, row.finished_at, policy)
         log.warning(
             "report push failed",
             tenant=tenant,
@@ -114,32 +82,19 @@ async def _push_one(
             error=str(exc)[:300],
         )
         async with runtime.pool.connection() as conn:
-            await conn.execute(
-                """UPDATE report_schedules SET failures = %(f)s, last_error = %(err)s,
-                          next_push_at = %(next)s, state = %(state)s,
-                          lease_until = NULL, leased_by = NULL, updated_at = now()
-                   WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
-                     AND leased_by = %(worker)s""",
-                key
-                | {
-                    "f": failures,
-                    "err": f"{type(exc).__name__}: {exc}"[:1000],
-                    "next": retry_at,
-                    "state": "active" if retry_at else "abandoned",
-                },
+            await report_store.record_failure(
+                conn,
+                row,
+                worker,
+                failures=failures,
+                error=f"{type(exc).__name__}: {exc}"[:1000],
+                next_push_at=retry_at,
             )
         return False
     # More new interactions than one push may carry: continue at the next tick, off the grid.
-    following = now if result.truncated else next_push_after_success(row["finished_at"], now, policy)
+    following = now if result.truncated else next_push_after_success(row.finished_at, now, policy)
     async with runtime.pool.connection() as conn:
-        await conn.execute(
-            """UPDATE report_schedules SET pushes = pushes + 1, failures = 0, last_error = NULL,
-                      last_push_at = %(now)s, next_push_at = %(next)s, state = %(state)s,
-                      lease_until = NULL, leased_by = NULL, updated_at = now()
-               WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
-                 AND leased_by = %(worker)s""",
-            key | {"next": following, "state": "active" if following else "done"},
-        )
+        await report_store.record_success(conn, row, worker, now=now, next_push_at=following)
     log.info(
         "report pushed",
         tenant=tenant,
@@ -159,23 +114,15 @@ async def run_tick(runtime: Runtime, now: datetime, settings: ReportingSettings 
     report = TickReport(discovered=await discover_finished(runtime, now, policy))
     worker = worker_name()
     async with runtime.pool.connection() as conn:
-        due = await (
-            await conn.execute(
-                _CLAIM,
-                {
-                    "now": now,
-                    "until": now + timedelta(seconds=cfg.lease_s),
-                    "worker": worker,
-                    "limit": cfg.campaigns_per_tick,
-                },
-            )
-        ).fetchall()
+        due = await report_store.claim_due(
+            conn, now, now + timedelta(seconds=cfg.lease_s), worker, cfg.campaigns_per_tick
+        )
     gate = asyncio.Semaphore(cfg.concurrency)
 
-    async def one(row: dict[str, Any]) -> None:
+    async def one(row: report_store.DueSchedule) -> None:
         async with gate:
             ok = await _push_one(runtime, row, cfg, policy, now, worker)
-        target = (row["tenant_id"], int(row["channel_id"]), int(row["campaign_id"]))
+        target = (row.tenant_id, row.channel_id, row.campaign_id)
         (report.deferred if ok is None else report.pushed if ok else report.failed).append(target)
 
     await asyncio.gather(*(one(row) for row in due))
