@@ -27,7 +27,7 @@ from optibridge.optimove.clients import OptimoveClients
 from optibridge.optimove.observe import add_request_observer
 from optibridge.reporting import tasks as reporting_tasks
 from optibridge.runtime import Runtime
-from optibridge.store import migrate
+from optibridge.store import migrate, service_settings
 from optibridge.store import tenants as tenant_store
 from optibridge.store.database import Database, open_database
 
@@ -64,15 +64,8 @@ async def ensure_schema(db: Database, *, upgrade: bool) -> None:
 async def check_secret_key(db: Database, box: SecretBox) -> None:
     """Store a check value on first use; later, refuse to run with a key that does not match."""
     async with db.connect() as conn:
-        await conn.execute(
-            "INSERT INTO settings (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
-            (KEY_CHECK_SETTING, box.check_value()),
-        )
-        row = await (
-            await conn.execute("SELECT value FROM settings WHERE key = %s", (KEY_CHECK_SETTING,))
-        ).fetchone()
-    assert row is not None
-    box.verify_check_value(bytes(row["value"]))  # type: ignore[call-overload]
+        stored = await service_settings.first_value(conn, KEY_CHECK_SETTING, box.check_value())
+    box.verify_check_value(stored)
 
 
 async def sync_config_tenants(runtime: Runtime) -> None:

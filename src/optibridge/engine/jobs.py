@@ -20,6 +20,7 @@ from procrastinate import JobContext
 from optibridge.core.config import Settings
 from optibridge.core.errors import ConfigError
 from optibridge.core.logs import get_logger
+from optibridge.store import engine as engine_store
 
 log = get_logger(__name__)
 
@@ -58,9 +59,7 @@ def worker_name() -> str:
 
 
 async def record_tick(conn: psycopg.AsyncConnection[Any], period: datetime, worker: str) -> None:
-    async with conn.transaction():
-        await conn.execute("INSERT INTO engine_ticks (period, worker) VALUES (%s, %s)", (period, worker))
-        await conn.execute("DELETE FROM engine_ticks WHERE period < %s", (period - TICK_RETENTION,))
+    await engine_store.record_tick(conn, period, worker, drop_before=period - TICK_RETENTION)
 
 
 REAPER_TASK = "optibridge.engine.retry_stalled_jobs"
