@@ -7,15 +7,21 @@ response model stands between the send-details page generator and the socket.
 Each request passes, in order: routing (404), method (405), authentication (401, 403 expired),
 injected faults (latency, error status), the per-key rate limit (429), Content-Type and body
 checks (400), then the function itself. Write functions answer 200 with an empty body.
+
+Response shapes on record but not documented (`null` or an empty body for an empty list, an
+HTTP-date `Retry-After`, ScheduledTime without seconds or in ISO form, 200 with an error string)
+are produced when the config's realism switches say so (docs/optimove-api-notes.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
+from email.utils import format_datetime
 from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import unquote_plus
@@ -24,7 +30,14 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from optibridge.emulator.faults import FaultDecision
+from optibridge.emulator.generator import (
+    COUNTRIES,
+    FIRST_NAMES,
+    GeneratedCampaign,
+    format_time,
+)
 from optibridge.emulator.state import (
+    Campaign,
     EmulatorState,
     InteractionBucket,
     RequestRecord,
@@ -161,6 +174,25 @@ def _json(data: Any) -> Response:
     return Response(json.dumps(data, separators=(",", ":")), media_type=JSON)
 
 
+def _list_text(call: Call, text: str) -> Response:
+    """A JSON array answer; an empty one shaped as the `empty_list_body` switch says."""
+    if text == "[]":
+        shape = call.state.config.empty_list_body
+        if shape == "null":
+            return Response(b"null", media_type=JSON)
+        if shape == "empty":
+            return Response(b"", 200)
+    return Response(text.encode(), media_type=JSON)
+
+
+def _list(call: Call, items: list[Any]) -> Response:
+    return _list_text(call, json.dumps(items, separators=(",", ":")))
+
+
+def _time(call: Call, canonical: str) -> str:
+    return format_time(canonical, call.state.config.scheduled_time_format)
+
+
 _OK: Final = b""
 
 
@@ -212,7 +244,7 @@ def get_registered_event_listeners(call: Call) -> Response:
             call.tenant.listeners.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)
         )
     ]
-    return _json(items)
+    return _list(call, items)
 
 
 def get_last_data_update(call: Call) -> Response:
@@ -226,7 +258,7 @@ def get_last_data_update(call: Call) -> Response:
 def get_channel_templates(call: Call) -> Response:
     channel_id = _query_int(call, "ChannelID")
     templates = call.tenant.templates.get(channel_id, {})
-    return _json([templates[k] for k in sorted(templates)])
+    return _list(call, [templates[k] for k in sorted(templates)])
 
 
 def add_channel_templates(call: Call) -> Response:
@@ -304,22 +336,119 @@ def get_customer_send_details_by_channel(call: Call) -> Response:
     delimiter = call.query.get("customerattributesdelimiter") or ","
     campaign = call.tenant.campaigns.get(campaign_id)
     if campaign is None or channel_id not in campaign.channel_ids:
-        return Response(b"[]", media_type=JSON)
-    text = campaign.data.page_json(skip, top, names, delimiter)
-    return Response(text.encode(), media_type=JSON)
+        return _list_text(call, "[]")
+    style = call.state.config.scheduled_time_format
+    text = campaign.audience(channel_id).page_json(skip, top, names, delimiter, style)
+    return _list_text(call, text)
+
+
+def _send_id(campaign_id: int, channel_id: int, template_id: int, when: str) -> str:
+    """A stable SendID per (campaign, channel, template, time): the doc samples look like "HG65D"."""
+    digest = zlib.crc32(f"{campaign_id}:{channel_id}:{template_id}:{when}".encode())
+    return f"{digest:08X}"[:6]
+
+
+def get_customer_send_details_by_campaign(call: Call) -> Response:
+    """Every (customer, channel) of the campaign, channel by channel (§7.2)."""
+    campaign_id = _query_int(call, "CampaignID")
+    include_templates = call.query.get("includetemplateids", "").strip().lower() == "true"
+    top, skip = _paging(call)
+    campaign = call.tenant.campaigns.get(campaign_id)
+    if campaign is None:
+        return _list(call, [])
+    n = campaign.data.count
+    rows: list[dict[str, Any]] = []
+    position = skip
+    stop = min(skip + top, n * len(campaign.channel_ids))
+    while position < stop:  # bounded: each pass takes one channel's slice
+        channel_id = campaign.channel_ids[position // n]
+        first = position % n
+        last = min(n, first + (stop - position))
+        audience = campaign.audience(channel_id)
+        for row in json.loads(audience.page_json(first, last - first)):
+            when = row["ScheduledTime"]
+            item: dict[str, Any] = {
+                "CustomerID": row["CustomerID"],
+                "ChannelID": channel_id,
+                "ScheduledTime": _time(call, when),
+                "SendID": _send_id(campaign_id, channel_id, row["TemplateID"], when),
+            }
+            if include_templates:
+                item["TemplateID"] = row["TemplateID"]
+            rows.append(item)
+        position += last - first
+    return _list(call, rows)
+
+
+def _attribute_names(call: Call) -> list[str]:
+    raw = call.query.get("customerattributes", "")
+    return [n.strip() for n in raw.split(";") if n.strip()]
+
+
+def get_customer_execution_details_by_campaign(call: Call) -> Response:
+    """Customers of a campaign on a channel, for promo systems (§7.3; field list from real code)."""
+    campaign_id = _query_int(call, "CampaignID")
+    channel_id = _query_int(call, "ChannelID")
+    top, skip = _paging(call)
+    names = _attribute_names(call)
+    campaign = call.tenant.campaigns.get(campaign_id)
+    if campaign is None or channel_id not in campaign.channel_ids:
+        return _list(call, [])
+    templates = call.tenant.templates.get(channel_id, {})
+    promo = campaign.data.spec.promo_code
+    rows = []
+    for row in json.loads(campaign.audience(channel_id).page_json(skip, top, names)):
+        template_id = row["TemplateID"]
+        item: dict[str, Any] = {
+            "CustomerID": row["CustomerID"],
+            "ActionID": 1,
+            "ChannelID": channel_id,
+            "TemplateID": template_id,
+            "TemplateName": templates.get(template_id, {}).get("TemplateName", ""),
+            "ScheduleTime": _time(call, row["ScheduledTime"]),  # sic: "ScheduleTime" [CODE-promo]
+        }
+        if promo is not None:
+            item["PromoCode"] = promo
+        if names:
+            item["CustomerAttributes"] = row["CustomerAttributes"]
+        rows.append(item)
+    return _list(call, rows)
+
+
+# Attribute names the generator gives typed values to (generator.GeneratedCampaign._column).
+_KNOWN_ATTRIBUTES: Final = (
+    ("Alias", "Customer alias"),
+    ("Country", f"Country of residence ({', '.join(COUNTRIES)})"),
+    ("Email", "Email address"),
+    ("FirstName", f"First name (one of {len(FIRST_NAMES)})"),
+    ("Language", "Preferred language"),
+    ("LastName", "Last name"),
+    ("MobilePhone", "Mobile phone number"),
+    ("TimeZone", "IANA time zone"),
+)
+
+
+def get_customer_attribute_list(call: Call) -> Response:
+    """`[{"RealFieldName","Description"}]` ([GH-nr] fixture; not in the reference: UNCONFIRMED)."""
+    known = {name.lower(): (name, text) for name, text in _KNOWN_ATTRIBUTES}
+    for campaign in call.tenant.campaigns.values():
+        for name in campaign.data.spec.attribute_values:
+            known.setdefault(name.lower(), (name, "Campaign attribute"))
+    items = [{"RealFieldName": n, "Description": d} for n, d in sorted(known.values())]
+    return _list(call, items)
 
 
 def get_canceled_campaign_customers(call: Call) -> Response:
     campaign_id = _query_int(call, "CampaignID")
     campaign = call.tenant.campaigns.get(campaign_id)
     if campaign is None or campaign.canceled_at is None:
-        return _json([])
+        return _list(call, [])
     if call.state.clock.monotonic() - campaign.canceled_at > call.state.config.canceled_data_ttl_s:
-        return _json([])  # "available for 2 hours after the notification"
+        return _list(call, [])  # "available for 2 hours after the notification"
     data = campaign.data
     top = _query_int(call, "$top", data.canceled_count)
     skip = _query_int(call, "$skip", 0)
-    return _json(data.canceled_customers(skip, top))
+    return _list(call, data.canceled_customers(skip, top))
 
 
 # -- actions --------------------------------------------------------------------------------
@@ -349,6 +478,48 @@ def get_campaign_details(call: Call) -> Response:
     }
     details.update(spec.details)
     return _json(details)
+
+
+def _combos(audience: GeneratedCampaign) -> list[tuple[int, str]]:
+    return [(t, w) for t in audience.template_ids for w in audience.scheduled_times]
+
+
+def _executed_on(campaign: Campaign, channel_id: int, day: str) -> bool:
+    return any(w.startswith(day) for _, w in _combos(campaign.audience(channel_id)))
+
+
+def get_executed_campaigns_by_channel(call: Call) -> Response:
+    """Campaigns on the channel with a ScheduledTime on `Date` (UTC): `[{"CampaignID":12}]` (§8)."""
+    channel_id = _query_int(call, "ChannelID")
+    raw = call.query.get("date", "").strip()
+    try:
+        day = date.fromisoformat(raw[:10]).isoformat()
+    except ValueError:
+        raise ApiError(400, "GetExecutedCampaignsByChannel: Date must be YYYY-MM-DD") from None
+    ids = sorted(
+        c.campaign_id
+        for c in call.tenant.campaigns.values()
+        if channel_id in c.channel_ids and _executed_on(c, channel_id, day)
+    )
+    return _list(call, [{"CampaignID": i} for i in ids])
+
+
+def get_executed_campaign_channel_details(call: Call) -> Response:
+    """One row per (template, scheduled time) the campaign sent on the channel (§8)."""
+    campaign_id = _query_int(call, "CampaignID")
+    channel_id = _query_int(call, "ChannelID")
+    campaign = call.tenant.campaigns.get(campaign_id)
+    if campaign is None or channel_id not in campaign.channel_ids:
+        return _list(call, [])
+    rows = [
+        {
+            "SendID": _send_id(campaign_id, channel_id, tid, when),
+            "TemplateID": tid,
+            "ScheduledTime": _time(call, when),
+        }
+        for tid, when in _combos(campaign.audience(channel_id))
+    ]
+    return _list(call, rows)
 
 
 def get_execution_channels(call: Call) -> Response:
@@ -402,6 +573,29 @@ def update_campaign_interactions(call: Call) -> Response:
     return _ok()
 
 
+def update_customer_promotion_status(call: Call) -> Response:
+    """`{"TimeStamp","CampaignID","PromosUpdated":[{"CustomerId","Status"}]}` (§10, [CODE-go])."""
+    what = "UpdateCustomerPromotionStatus"
+    body = _body_object(call, what)
+    campaign_id = _as_int(_need(body, "CampaignID", what), "CampaignID")
+    campaign = call.tenant.campaigns.get(campaign_id)
+    if campaign is None:
+        raise ApiError(400, f"{what}: unknown CampaignID {campaign_id}")
+    updates = _need(body, "PromosUpdated", what)
+    if not isinstance(updates, list):
+        raise ApiError(400, f"{what}: PromosUpdated must be an array")
+    parsed = []
+    for raw in updates:
+        item = _lower(raw, what)
+        customer = _need_text(item, "CustomerId", what)
+        status = _need(item, "Status", what)
+        if not isinstance(status, bool):
+            raise ApiError(400, f"{what}: Status must be true or false")
+        parsed.append((customer, status))
+    campaign.promotion_statuses.update(parsed)
+    return _ok()
+
+
 def set_customer_channel_preference(call: Call) -> Response:
     what = "SetCustomerChannelPreference"
     body = _body_object(call, what)
@@ -432,10 +626,17 @@ ENDPOINTS: Final[dict[tuple[str, str], Endpoint]] = {
         ("integrations", "UpdateCampaignMetrics", "POST", update_campaign_metrics),
         ("integrations", "UpdateCampaignInteractions", "POST", update_campaign_interactions),
         ("integrations", "SetCustomerChannelPreference", "POST", set_customer_channel_preference),
+        ("integrations", "UpdateCustomerPromotionStatus", "POST", update_customer_promotion_status),
         ("customers", "GetCustomerSendDetailsByChannel", "GET", get_customer_send_details_by_channel),
         ("customers", "GetCanceledCampaignCustomers", "GET", get_canceled_campaign_customers),
+        ("customers", "GetCustomerSendDetailsByCampaign", "GET", get_customer_send_details_by_campaign),
+        ("customers", "GetCustomerExecutionDetailsByCampaign", "GET",
+         get_customer_execution_details_by_campaign),
+        ("model", "GetCustomerAttributeList", "GET", get_customer_attribute_list),
         ("actions", "GetCampaignDetails", "GET", get_campaign_details),
         ("actions", "GetExecutionChannels", "GET", get_execution_channels),
+        ("actions", "GetExecutedCampaignsByChannel", "GET", get_executed_campaigns_by_channel),
+        ("actions", "GetExecutedCampaignChannelDetails", "GET", get_executed_campaign_channel_details),
     ]
 }  # fmt: skip
 
@@ -453,10 +654,24 @@ def resolve(path: str) -> Endpoint | None:
 # -- the pipeline ---------------------------------------------------------------------------
 
 
+def retry_after_value(retry_after: float, now: datetime, style: str = "seconds") -> str:
+    """A Retry-After header: whole delta-seconds (rounded up, at least 1) or an HTTP date.
+
+    The date is rounded up to the next whole second, so a client that honours it never comes
+    back before the window reopens.
+    """
+    if style == "http-date":
+        when = now + timedelta(seconds=max(0.0, retry_after))
+        when = when.replace(microsecond=0) + timedelta(seconds=1 if when.microsecond else 0)
+        return format_datetime(when, usegmt=True)
+    return str(max(1, int(retry_after + 0.999)))
+
+
 def _rate_limited(state: EmulatorState, retry_after: float) -> ApiError:
     headers = None
     if state.config.send_retry_after:
-        headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+        value = retry_after_value(retry_after, state.clock.now(), state.config.retry_after_format)
+        headers = {"Retry-After": value}
     return ApiError(429, body=RATE_LIMIT_BODY, headers=headers)
 
 
@@ -579,6 +794,9 @@ async def handle(request: Request) -> Response:
 async def _apply_faults(request: Request, state: EmulatorState, faults: FaultDecision) -> None:
     if faults.latency_s > 0:
         await _delay(request, faults.latency_s)
+    if faults.error_string is not None:
+        # "200 with an error string": a bare JSON string instead of the answer ([CODE-go]).
+        raise ApiError(200, body=json.dumps(faults.error_string).encode())
     status = faults.status
     if status is None:
         return

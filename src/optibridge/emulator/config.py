@@ -36,6 +36,32 @@ class EmulatorConfig(BaseModel):
     canceled_data_ttl_s: float = Field(7200.0, gt=0)
     notification_timeout_s: float = Field(10.0, gt=0)
     listener_payload_casing: Literal["pascal", "camel"] = "pascal"
+    # -- realism switches ("Emulator realism" in docs/optimove-api-notes.md) ------------------
+    strict_templates: bool = Field(
+        False,
+        description="refuse (409) a campaign whose TemplateIDs are not registered for its channels "
+        "(AddChannelTemplates); off: such campaigns are created and flagged",
+    )
+    notification_id_key: Literal["ID", "Id"] = Field(
+        "ID", description='PascalCase notification keys end in "ID" (ChannelID) or "Id" (ChannelId)'
+    )
+    notification_ids_as_strings: bool = Field(
+        False, description='IDs in notifications as JSON strings ("CampaignID": "123")'
+    )
+    notification_time_format: Literal["seconds", "minutes", "iso"] = Field(
+        "seconds", description="notification TimeStamp (and ClearanceRequiredBy) format"
+    )
+    scheduled_time_format: Literal["seconds", "minutes", "iso"] = Field(
+        "seconds",
+        description='ScheduledTime in answers: "2026-12-01 10:00:00", "2026-12-01 10:00" or '
+        '"2026-12-01T10:00:00Z"',
+    )
+    empty_list_body: Literal["array", "null", "empty"] = Field(
+        "array", description="an empty list answers [] (array), null, or an empty 200 body"
+    )
+    retry_after_format: Literal["seconds", "http-date"] = Field(
+        "seconds", description="Retry-After on 429: delta-seconds or an HTTP date"
+    )
     request_log_size: int = Field(10_000, ge=0)
     delivery_log_size: int = Field(10_000, ge=0)
     tenants: list[TenantSpec] = Field(default_factory=list)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from optibridge.emulator.config import TenantSpec
 from optibridge.emulator.faults import FaultRule
-from optibridge.emulator.generator import CampaignSpec
+from optibridge.emulator.generator import CampaignSpec, format_time
 from optibridge.emulator.notifier import CAMPAIGN_EVENTS, CHANNEL_EVENT, plan_notifications
 from optibridge.emulator.notifier import deliver as deliver_notifications
 from optibridge.emulator.state import Campaign, DeliveryRecord, EmulatorState, Tenant
@@ -44,6 +44,13 @@ class CampaignInfo(BaseModel):
     customer_count: int
     seed: int
     template_ids: list[int]
+    channel_template_ids: dict[int, list[int]] = Field(
+        description="the TemplateIDs each channel's rows carry"
+    )
+    unregistered_template_ids: dict[int, list[int]] = Field(
+        description="per channel, TemplateIDs not registered (AddChannelTemplates) at creation: "
+        "a real campaign could not use them (refused when strict_templates is on)"
+    )
     scheduled_times: list[str]
     canceled_customers: int
     created_at: str
@@ -59,6 +66,8 @@ class NotifyRequest(BaseModel):
     duplicates: int = Field(1, ge=1, le=10, description="send each notification n times")
     shuffle: bool = Field(False, description="deliver in a seeded random order")
     casing: Literal["pascal", "camel"] | None = None
+    id_key: Literal["ID", "Id"] | None = Field(None, description="default: notification_id_key")
+    ids_as_strings: bool | None = Field(None, description="default: notification_ids_as_strings")
     wait: bool = Field(True, description="answer after delivery, with the listeners' statuses")
 
 
@@ -159,6 +168,11 @@ class FaultCreate(BaseModel):
     latency_ms: float = Field(0.0, ge=0, description="added before answering")
     hang_s: float = Field(0.0, ge=0, description="hold the request this long (beyond the client's timeout)")
     retry_after_s: float | None = Field(None, ge=0, description="Retry-After on injected 429")
+    error_string: str | None = Field(
+        None,
+        description='answer 200 with this bare JSON string (e.g. "Error: ...") instead of the '
+        "call's answer; ignored when status_codes are given",
+    )
 
 
 class StormCreate(BaseModel):
@@ -179,7 +193,14 @@ class FaultInfo(BaseModel):
     active_for_s: float | None
     latency_s: float
     retry_after_s: float | None
+    error_string: str | None
     fired: int
+
+
+class PromotionStatusInfo(BaseModel):
+    campaign_id: int
+    customer_id: str
+    status: bool
 
 
 class SettingsPatch(BaseModel):
@@ -192,6 +213,13 @@ class SettingsPatch(BaseModel):
     token_ttl_s: float | None = Field(None, gt=0)
     max_page_size: int | None = Field(None, ge=1)
     listener_payload_casing: Literal["pascal", "camel"] | None = None
+    strict_templates: bool | None = None
+    notification_id_key: Literal["ID", "Id"] | None = None
+    notification_ids_as_strings: bool | None = None
+    notification_time_format: Literal["seconds", "minutes", "iso"] | None = None
+    scheduled_time_format: Literal["seconds", "minutes", "iso"] | None = None
+    empty_list_body: Literal["array", "null", "empty"] | None = None
+    retry_after_format: Literal["seconds", "http-date"] | None = None
     fault_seed: int | None = Field(None, description="reseed the fault generator")
 
 
@@ -236,6 +264,8 @@ def _campaign_info(tenant: Tenant, campaign: Campaign) -> CampaignInfo:
         customer_count=data.count,
         seed=data.seed,
         template_ids=data.template_ids,
+        channel_template_ids={ch: campaign.audience(ch).template_ids for ch in campaign.channel_ids},
+        unregistered_template_ids=campaign.unregistered_templates,
         scheduled_times=data.scheduled_times,
         canceled_customers=data.canceled_count if campaign.canceled_at is not None else 0,
         created_at=campaign.created_at,
@@ -268,6 +298,7 @@ def _fault_info(rule: FaultRule, now: float) -> FaultInfo:
         active_for_s=None if rule.until is None else max(0.0, rule.until - now),
         latency_s=rule.latency_s,
         retry_after_s=rule.retry_after_s,
+        error_string=rule.error_string,
         fired=rule.fired,
     )
 
@@ -285,14 +316,22 @@ async def _notify(request: Request, tenant: Tenant, body: NotifyRequest) -> Noti
         if body.channel_ids is not None:
             channel_ids = [ch for ch in body.channel_ids if ch in campaign.channel_ids]
     now_text = state.clock.now().strftime(TIME_FMT)
+    cfg = state.config
+    clearance = body.clearance_required_by
+    if clearance is not None and len(clearance) == 19:
+        clearance = format_time(clearance, cfg.notification_time_format)
     planned = plan_notifications(
         tenant.listeners,
         body.event_type_ids,
-        timestamp=body.timestamp or now_text,
+        timestamp=body.timestamp or format_time(now_text, cfg.notification_time_format),
         campaign_id=body.campaign_id,
         channel_ids=channel_ids,
-        clearance_required_by=body.clearance_required_by,
-        casing=body.casing or state.config.listener_payload_casing,
+        clearance_required_by=clearance,
+        casing=body.casing or cfg.listener_payload_casing,
+        id_key=body.id_key or cfg.notification_id_key,
+        ids_as_strings=cfg.notification_ids_as_strings
+        if body.ids_as_strings is None
+        else body.ids_as_strings,
         duplicates=body.duplicates,
         shuffle=random.Random(state.config.seed + len(tenant.deliveries)) if body.shuffle else None,
     )
@@ -446,6 +485,17 @@ async def preferences(request: Request, tenant_id: str) -> list[PreferenceInfo]:
     ]
 
 
+@router.get("/tenants/{tenant_id}/promotion-statuses")
+async def promotion_statuses(request: Request, tenant_id: str) -> list[PromotionStatusInfo]:
+    """What UpdateCustomerPromotionStatus reported, last status per campaign and customer."""
+    tenant = _tenant(request, tenant_id)
+    return [
+        PromotionStatusInfo(campaign_id=cid, customer_id=customer, status=status)
+        for cid, campaign in sorted(tenant.campaigns.items())
+        for customer, status in sorted(campaign.promotion_statuses.items())
+    ]
+
+
 @router.get("/tenants/{tenant_id}/listeners")
 async def listeners(request: Request, tenant_id: str) -> list[ListenerInfo]:
     tenant = _tenant(request, tenant_id)
@@ -529,6 +579,7 @@ async def add_fault(request: Request, body: FaultCreate) -> FaultInfo:
         duration_s=body.duration_s,
         latency_s=body.latency_ms / 1000 + body.hang_s,
         retry_after_s=body.retry_after_s,
+        error_string=body.error_string,
         now=now,
     )
     return _fault_info(rule, now)

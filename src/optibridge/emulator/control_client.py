@@ -126,6 +126,9 @@ class EmulatorControl:
     async def preferences(self, tenant_id: str) -> list[dict[str, Any]]:
         return await self._list(tenant_id, "preferences")
 
+    async def promotion_statuses(self, tenant_id: str) -> list[dict[str, Any]]:
+        return await self._list(tenant_id, "promotion-statuses")
+
     async def listeners(self, tenant_id: str) -> list[dict[str, Any]]:
         return await self._list(tenant_id, "listeners")
 

@@ -2,7 +2,8 @@
 
 A rule matches a function (or "*") and optionally a tenant; while active (triggers left, before
 its deadline) it fires with its probability, drawn from a seeded generator so a failing run can
-be repeated. When it fires it adds latency, and may answer with one of its status codes.
+be repeated. When it fires it adds latency, and may answer with one of its status codes, or with
+200 and a bare JSON string such as "Error: ..." instead of the call's answer (`error_string`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class FaultRule:
     until: float | None = None
     latency_s: float = 0.0
     retry_after_s: float | None = None
+    error_string: str | None = None
     fired: int = 0
 
     def matches(self, function: str, tenant_id: str | None) -> bool:
@@ -38,6 +40,7 @@ class FaultDecision:
     latency_s: float = 0.0
     status: int | None = None
     retry_after_s: float | None = None
+    error_string: str | None = None
     rule_ids: list[int] = field(default_factory=list)
 
 
@@ -58,6 +61,7 @@ class FaultBook:
         duration_s: float | None = None,
         latency_s: float = 0.0,
         retry_after_s: float | None = None,
+        error_string: str | None = None,
         now: float = 0.0,
     ) -> FaultRule:
         rule = FaultRule(
@@ -70,6 +74,7 @@ class FaultBook:
             until=None if duration_s is None else now + duration_s,
             latency_s=latency_s,
             retry_after_s=retry_after_s,
+            error_string=error_string,
         )
         self._rules[rule.fault_id] = rule
         self._next_id += 1
@@ -101,7 +106,10 @@ class FaultBook:
                 rule.remaining -= 1
             decision.rule_ids.append(rule.fault_id)
             decision.latency_s += rule.latency_s
-            if decision.status is None and rule.status_codes:
-                decision.status = self._rng.choice(rule.status_codes)
-                decision.retry_after_s = rule.retry_after_s
+            if decision.status is None and decision.error_string is None:
+                if rule.status_codes:
+                    decision.status = self._rng.choice(rule.status_codes)
+                    decision.retry_after_s = rule.retry_after_s
+                elif rule.error_string is not None:
+                    decision.error_string = rule.error_string
         return decision

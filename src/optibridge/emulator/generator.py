@@ -9,6 +9,7 @@ comprehensions), because the emulator must outrun the client in the ingest bench
 from __future__ import annotations
 
 import json
+import zlib
 from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,16 @@ COUNTRIES: Final = ("US", "GB", "DE", "FR", "IL", "JP", "AU", "BR", "IN", "ES")
 LANGUAGES: Final = ("en", "de", "fr", "he", "ja", "pt", "es")
 
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+TimeStyle = Literal["seconds", "minutes", "iso"]
+
+
+def format_time(canonical: str, style: TimeStyle = "seconds") -> str:
+    """A canonical "YYYY-MM-DD HH:MM:SS" (UTC) in one of the shapes Optimove is seen to use."""
+    if style == "minutes":
+        return canonical[:16]  # "2022-07-19 08:54" [GH-eng-js]
+    if style == "iso":
+        return canonical.replace(" ", "T", 1) + "Z"  # engagement metadata [GH-eng-js npm page]
+    return canonical
 
 
 def _escape(text: str) -> str:
@@ -67,8 +78,11 @@ class CampaignSpec(BaseModel):
     channel_ids: list[int] = Field(default_factory=lambda: [504], min_length=1)
     customer_count: int = Field(100, ge=0, le=1_000_000_000)
     seed: int | None = Field(None, description="default: derived from emulator seed + ID")
-    templates: list[WeightedTemplate] = Field(
-        default_factory=lambda: [WeightedTemplate(template_id=1)], min_length=1
+    templates: list[WeightedTemplate] | None = Field(
+        None,
+        min_length=1,
+        description="default: the templates registered for the campaign's channels "
+        "(AddChannelTemplates), or template 1 if none are and strict_templates is off",
     )
     scheduled_times: list[WeightedTime] | None = Field(
         None, description="default: the next full hour after creation"
@@ -107,19 +121,27 @@ class GeneratedCampaign:
         self._prefix_json = _escape(spec.customer_id_prefix)
         self._salt = (seed * 0xD1B54A32D192ED03 + 0x632BE59BD9B4E019) & _MASK64
         times = spec.scheduled_times or [WeightedTime(scheduled_time=_next_hour(now).strftime(TIME_FORMAT))]
-        self.template_ids = [t.template_id for t in spec.templates]
+        templates = spec.templates or [WeightedTemplate(template_id=1)]
+        self.template_ids = [t.template_id for t in templates]
         self.scheduled_times = [t.scheduled_time for t in times]
-        self._tcum = _cumulative([t.weight for t in spec.templates])
+        self._tcum = _cumulative([t.weight for t in templates])
         self._scum = _cumulative([t.weight for t in times])
-        self._fragments = [
-            f',"TemplateID":{tid},"ScheduledTime":"{when}"'
-            for tid in self.template_ids
-            for when in self.scheduled_times
-        ]
+        self._fragments_by_style: dict[str, list[str]] = {}
+        self._fragments = self._fragments_for("seconds")
         self._pools = {k.lower(): [_escape(v) for v in vs] for k, vs in spec.attribute_values.items()}
         self.canceled_count = 0
         self._perm_a = 1
         self._perm_b = 0
+
+    def _fragments_for(self, style: TimeStyle) -> list[str]:
+        fragments = self._fragments_by_style.get(style)
+        if fragments is None:
+            fragments = self._fragments_by_style[style] = [
+                f',"TemplateID":{tid},"ScheduledTime":"{format_time(when, style)}"'
+                for tid in self.template_ids
+                for when in self.scheduled_times
+            ]
+        return fragments
 
     # -- one customer (the reference definition; pages must agree with it) ------------------
 
@@ -148,14 +170,23 @@ class GeneratedCampaign:
 
     # -- pages ----------------------------------------------------------------------------
 
-    def _column(self, name: str, position: int, idx: range, hashes: list[int]) -> list[str]:
-        """The JSON-escaped values of attribute `name` for customers `idx`."""
+    def _column(self, name: str, idx: range, hashes: list[int]) -> list[str]:
+        """The JSON-escaped values of attribute `name` for customers `idx`.
+
+        A value depends only on (campaign seed, customer, attribute name): never on which other
+        attributes are asked for, nor in what order. Each name remixes the customer's hash with
+        its own key, so two attributes drawn from pools still look independent.
+        """
         key = name.lower().replace("_", "")
-        shift = 5 + 7 * (position % 5)  # different bits per attribute: values look independent
+        name_key = zlib.crc32(name.lower().encode()) * 0x2545F4914F6CDD1D & _MASK64
+
+        def picks(n: int) -> list[int]:
+            return [((((h ^ name_key) * _GOLDEN) & _MASK64) >> 32) % n for h in hashes]
+
         pool = self._pools.get(name.lower())
         if pool is not None:
             n = len(pool)
-            return [pool[(h >> shift) % n] for h in hashes] if n else ["" for _ in idx]
+            return [pool[k] for k in picks(n)] if n else ["" for _ in idx]
         p = self._prefix_json.lower()
         if key in ("email", "emailaddress"):
             return [f"{p}{i + 1}@example.com" for i in idx]
@@ -169,8 +200,7 @@ class GeneratedCampaign:
             "language": LANGUAGES,
         }.get(key)
         if choices is not None:
-            n = len(choices)
-            return [choices[(h >> shift) % n] for h in hashes]
+            return [choices[k] for k in picks(len(choices))]
         if key == "alias":
             return [f"{p}{i + 1}" for i in idx]
         label = _escape(name.lower())
@@ -182,6 +212,7 @@ class GeneratedCampaign:
         top: int,
         attribute_names: Sequence[str] = (),
         delimiter: str = ",",
+        time_style: TimeStyle = "seconds",
     ) -> str:
         """Customers [skip, skip+top) as the JSON text of a GetCustomerSendDetailsByChannel page."""
         start = max(0, skip)
@@ -191,7 +222,7 @@ class GeneratedCampaign:
         idx = range(start, stop)
         salt = self._salt
         hashes = [(((i + salt) * _GOLDEN) & _MASK64) >> 24 for i in idx]
-        fragments = self._fragments
+        fragments = self._fragments if time_style == "seconds" else self._fragments_for(time_style)
         if len(fragments) == 1:
             frags: list[str] = [fragments[0]] * len(idx)
         else:
@@ -202,7 +233,7 @@ class GeneratedCampaign:
                 for h in hashes
             ]
         if attribute_names:
-            cols = [self._column(n, k, idx, hashes) for k, n in enumerate(attribute_names)]
+            cols = [self._column(n, idx, hashes) for n in attribute_names]
             if self.spec.attribute_format == "array":
                 tails = [',"CustomerAttributes":["' + '","'.join(v) + '"]}' for v in zip(*cols, strict=True)]
             else:

@@ -18,6 +18,8 @@ import aiohttp
 from optibridge.emulator.state import DeliveryRecord
 
 Casing = Literal["pascal", "camel"]
+IdKey = Literal["ID", "Id"]
+_ID_FIELDS = ("EventTypeID", "CampaignID", "ChannelID")
 
 CAMPAIGN_EVENTS = frozenset({1, 4, 5, 11, 14})
 DAILY_EVENTS = frozenset({2, 3})
@@ -41,9 +43,15 @@ class Notification:
     payload: dict[str, Any]
 
 
-def _payload(fields: dict[str, Any], casing: Casing) -> dict[str, Any]:
+def _payload(
+    fields: dict[str, Any], casing: Casing, id_key: IdKey = "ID", ids_as_strings: bool = False
+) -> dict[str, Any]:
+    if ids_as_strings:  # "CampaignID": "123" (the live API returned string IDs elsewhere [GH-larvit])
+        fields = {k: str(v) if k in _ID_FIELDS and isinstance(v, int) else v for k, v in fields.items()}
     if casing == "camel":
         return {_CAMEL.get(k, k): v for k, v in fields.items()}
+    if id_key == "Id":
+        return {k[:-2] + "Id" if k in _ID_FIELDS else k: v for k, v in fields.items()}
     return fields
 
 
@@ -56,6 +64,8 @@ def plan_notifications(
     channel_ids: Sequence[int] = (),
     clearance_required_by: str | None = None,
     casing: Casing = "pascal",
+    id_key: IdKey = "ID",
+    ids_as_strings: bool = False,
     duplicates: int = 1,
     shuffle: random.Random | None = None,
 ) -> list[Notification]:
@@ -89,7 +99,11 @@ def plan_notifications(
                 fields["ChannelID"] = channel
             if event == 5 and clearance_required_by is not None:
                 fields["ClearanceRequiredBy"] = clearance_required_by
-            planned.append(Notification(url, event, campaign_id, channel, _payload(fields, casing)))
+            planned.append(
+                Notification(
+                    url, event, campaign_id, channel, _payload(fields, casing, id_key, ids_as_strings)
+                )
+            )
     planned = [n for n in planned for _ in range(max(1, duplicates))]
     if shuffle is not None:
         shuffle.shuffle(planned)

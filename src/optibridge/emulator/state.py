@@ -10,7 +10,7 @@ from typing import Any
 
 from optibridge.emulator.config import EmulatorConfig, TenantSpec
 from optibridge.emulator.faults import FaultBook
-from optibridge.emulator.generator import CampaignSpec, GeneratedCampaign
+from optibridge.emulator.generator import CampaignSpec, GeneratedCampaign, WeightedTemplate
 from optibridge.emulator.limits import SlidingWindowCounter
 from optibridge.optimove.clock import Clock
 
@@ -32,10 +32,19 @@ class Campaign:
     created_at: str
     canceled_at: float | None = None  # monotonic; canceled data is served for a limited time
     notified: int = 0
+    # Channels whose rows carry other templates than `data` (templates drawn per channel from the
+    # channel's registered ones). Same seed, so the same customers and attribute values.
+    by_channel: dict[int, GeneratedCampaign] = field(default_factory=dict)
+    # TemplateIDs the campaign uses that were not registered for the channel at creation.
+    unregistered_templates: dict[int, list[int]] = field(default_factory=dict)
+    promotion_statuses: dict[str, bool] = field(default_factory=dict)
 
     @property
     def campaign_id(self) -> int:
         return self.data.campaign_id
+
+    def audience(self, channel_id: int) -> GeneratedCampaign:
+        return self.by_channel.get(channel_id, self.data)
 
 
 @dataclass(slots=True)
@@ -178,12 +187,47 @@ class EmulatorState:
             raise ValueError(f"campaign {campaign_id} already exists")
         seed = spec.seed if spec.seed is not None else self.config.seed * 1_000_003 + campaign_id
         now = self.clock.now()
-        data = GeneratedCampaign(spec, campaign_id, seed, now)
+        per_channel = self._campaign_templates(tenant, spec)
+        unregistered = {
+            ch: sorted({t.template_id for t in tpls} - set(tenant.templates.get(ch, {})))
+            for ch, tpls in per_channel.items()
+        }
+        unregistered = {ch: ids for ch, ids in unregistered.items() if ids}
+        if unregistered and self.config.strict_templates:
+            listed = "; ".join(f"channel {ch}: {ids}" for ch, ids in sorted(unregistered.items()))
+            raise ValueError(f"templates not registered (AddChannelTemplates) for the campaign: {listed}")
+        first = spec.channel_ids[0]
+        data = GeneratedCampaign(
+            spec.model_copy(update={"templates": per_channel[first]}), campaign_id, seed, now
+        )
         campaign = Campaign(data, tuple(spec.channel_ids), now.strftime("%Y-%m-%d %H:%M:%S"))
+        campaign.unregistered_templates = unregistered
+        for channel_id, tpls in per_channel.items():
+            if tpls != per_channel[first]:
+                campaign.by_channel[channel_id] = GeneratedCampaign(
+                    spec.model_copy(update={"templates": tpls}), campaign_id, seed, now
+                )
         tenant.campaigns[campaign_id] = campaign
         for channel_id in spec.channel_ids:
             tenant.channels.setdefault(channel_id, f"Channel {channel_id}")
         return campaign
+
+    def _campaign_templates(self, tenant: Tenant, spec: CampaignSpec) -> dict[int, list[WeightedTemplate]]:
+        """The templates each channel's rows carry.
+
+        Explicit templates apply to every channel of the campaign. Without them each channel
+        draws, with equal weights, from the templates registered for it, as a real campaign can
+        only use a channel's registered templates; a channel with none falls back to template 1
+        (refused later when strict_templates is on).
+        """
+        out: dict[int, list[WeightedTemplate]] = {}
+        for channel_id in spec.channel_ids:
+            if spec.templates is not None:
+                out[channel_id] = list(spec.templates)
+                continue
+            registered = sorted(tenant.templates.get(channel_id, {}))
+            out[channel_id] = [WeightedTemplate(template_id=t) for t in registered or [1]]
+        return out
 
     # -- rate limits ------------------------------------------------------------------------
 
