@@ -46,7 +46,7 @@ from optibridge.runtime import Runtime
 from optibridge.service import listen_socket
 from optibridge.sinks.http_sink import HttpSink
 from optibridge.sinks.smtp_sink import SmtpSink
-from optibridge.store import tenants
+from optibridge.store import campaign_rows, tenants
 from optibridge.web.app import create_app
 
 TENANT = "demo"
@@ -152,24 +152,15 @@ async def _progress(runtime: Runtime, campaigns: list[Campaign], timeout_s: floa
     last_print = 0.0
     while True:
         async with runtime.pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    """SELECT c.campaign_id, c.status, c.customers,
-                              count(*) FILTER (WHERE m.state IN ('pending', 'claimed')) AS open,
-                              count(*) FILTER (WHERE m.state = 'sent') AS sent
-                       FROM campaigns c LEFT JOIN messages m USING (tenant_id, channel_id, campaign_id)
-                       WHERE c.tenant_id = %s GROUP BY 1, 2, 3""",
-                    (TENANT,),
-                )
-            ).fetchall()
-        by_id = {r["campaign_id"]: r for r in rows}
+            rows = await campaign_rows.tenant_progress(conn, TENANT)
+        by_id = {r.campaign_id: r for r in rows}
         parts = []
         finished = True
         for c in campaigns:
             r = by_id.get(c.campaign_id)
-            ingested = int(r["customers"]) if r else 0
-            sent = int(r["sent"]) if r else 0
-            done = r is not None and r["status"] == "ingested" and int(r["open"]) == 0
+            ingested = r.customers if r else 0
+            sent = r.sent if r else 0
+            done = r is not None and r.status == "ingested" and r.open == 0
             finished &= done
             stage = "done" if done else ("sending" if ingested == c.customers else "ingesting")
             parts.append(f"{c.channel:<5} {_bar(sent, c.customers)} {stage}")

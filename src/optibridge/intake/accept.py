@@ -18,10 +18,10 @@ from typing import Any
 
 import procrastinate
 import psycopg
-from psycopg.types.json import Jsonb
 
 from optibridge.engine import jobs
 from optibridge.intake.notifications import EventType, Notification
+from optibridge.store import campaign_rows, channels, notifications
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -43,13 +43,7 @@ async def _targets(
     conn: Conn, tenant_id: str, url_channel: int | None, n: Notification
 ) -> tuple[list[Target], str | None]:
     """The channels a notification concerns, or a reason why it concerns none of ours."""
-    rows = await (
-        await conn.execute(
-            "SELECT optimove_channel_id AS id, name FROM channels WHERE tenant_id = %s ORDER BY name",
-            (tenant_id,),
-        )
-    ).fetchall()
-    ours = {int(r["id"]): str(r["name"]) for r in rows}
+    ours = await channels.names_by_id(conn, tenant_id)
     if url_channel is not None:
         if n.channel_id is not None and n.channel_id != url_channel:
             return [], f"ChannelID {n.channel_id} is not this listener's channel {url_channel}"
@@ -69,29 +63,15 @@ async def _processed(
     conn: Conn, app: procrastinate.App, tenant_id: str, target: Target, n: Notification
 ) -> str:
     assert n.campaign_id is not None
-    row = await (
-        await conn.execute(
-            """INSERT INTO campaigns (tenant_id, channel_id, campaign_id, channel_name, first_event)
-               VALUES (%s, %s, %s, %s, %s)
-               ON CONFLICT (tenant_id, channel_id, campaign_id) DO NOTHING
-               RETURNING campaign_id""",
-            (tenant_id, target.channel_id, n.campaign_id, target.channel_name, int(n.event_type)),
-        )
-    ).fetchone()
-    if row is None:
-        # Known already. Start it only if nothing has started it yet (it was known only from a
-        # cancel or hold) or its ingest failed and this repeat is the chance to resume it.
-        restarted = await (
-            await conn.execute(
-                """UPDATE campaigns SET status = 'ingesting', error = NULL, updated_at = now()
-                   WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s
-                     AND status IN ('awaiting', 'failed')
-                   RETURNING campaign_id""",
-                (tenant_id, target.channel_id, n.campaign_id),
-            )
-        ).fetchone()
-        if restarted is None:
-            return f"channel {target.channel_id}: duplicate"
+    added = await campaign_rows.add_processed(
+        conn, tenant_id, target.channel_id, n.campaign_id, target.channel_name, int(n.event_type)
+    )
+    # Known already: start it only if nothing has started it yet (it was known only from a
+    # cancel or hold) or its ingest failed and this repeat is the chance to resume it.
+    if not added and not await campaign_rows.restart_ingest(
+        conn, tenant_id, target.channel_id, n.campaign_id
+    ):
+        return f"channel {target.channel_id}: duplicate"
     lock = ingest_lock(tenant_id, target.channel_id, n.campaign_id)
     try:
         # In a savepoint: a refused duplicate must not abort the listener's transaction.
@@ -116,13 +96,8 @@ async def _canceled(
 ) -> str:
     assert n.campaign_id is not None
     for target in targets:
-        await conn.execute(
-            """INSERT INTO campaigns
-                   (tenant_id, channel_id, campaign_id, channel_name, first_event, status, cancel_pending)
-               VALUES (%s, %s, %s, %s, 4, 'awaiting', true)
-               ON CONFLICT (tenant_id, channel_id, campaign_id)
-               DO UPDATE SET cancel_pending = campaigns.status <> 'canceled', updated_at = now()""",
-            (tenant_id, target.channel_id, n.campaign_id, target.channel_name),
+        await campaign_rows.flag_cancel_pending(
+            conn, tenant_id, target.channel_id, n.campaign_id, target.channel_name
         )
     try:
         async with conn.transaction():
@@ -142,12 +117,7 @@ async def _canceled(
 async def _on_hold(conn: Conn, tenant_id: str, n: Notification) -> str:
     assert n.campaign_id is not None
     assert n.clearance_required_by is not None
-    await conn.execute(
-        """INSERT INTO campaign_holds (tenant_id, campaign_id, hold_until) VALUES (%s, %s, %s)
-           ON CONFLICT (tenant_id, campaign_id)
-           DO UPDATE SET hold_until = GREATEST(campaign_holds.hold_until, EXCLUDED.hold_until)""",
-        (tenant_id, n.campaign_id, n.clearance_required_by),
-    )
+    await campaign_rows.hold(conn, tenant_id, n.campaign_id, n.clearance_required_by)
     return f"held until {n.clearance_required_by.isoformat()}"
 
 
@@ -177,16 +147,13 @@ async def accept(
             outcomes.append(await _on_hold(conn, tenant_id, n))
         else:
             outcomes.append("recorded")
-        await conn.execute(
-            """INSERT INTO notifications (tenant_id, channel_id, event_type, campaign_id, payload, outcome)
-               VALUES (%s, %s, %s, %s, %s, %s)""",
-            (
-                tenant_id,
-                n.channel_id if n.channel_id is not None else url_channel,
-                int(n.event_type),
-                n.campaign_id,
-                Jsonb(raw),
-                "; ".join(outcomes),
-            ),
+        await notifications.record(
+            conn,
+            tenant_id,
+            n.channel_id if n.channel_id is not None else url_channel,
+            int(n.event_type),
+            n.campaign_id,
+            raw,
+            "; ".join(outcomes),
         )
     return outcomes

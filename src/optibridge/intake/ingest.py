@@ -24,13 +24,14 @@ from optibridge.core.logs import get_logger
 from optibridge.core.quiet_hours import QuietHours
 from optibridge.intake.schedule import SendTimePolicy, send_time
 from optibridge.optimove import SendDetail
+from optibridge.store import campaign_rows, messages_ingest
+from optibridge.store.messages_ingest import CONTACT_COLUMN
 
 log = get_logger(__name__)
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
 # Fixed forever: message ids derive from it, and must stay the same across versions and machines.
 MESSAGE_NAMESPACE = uuid.UUID("5b0d6c1e-4f3a-5e8b-9a61-0f7b2d3c4e5a")
-CONTACT_COLUMN = {"email": "email", "sms": "phone", "push": "device_token", "webhook": None}
 
 
 def message_id(
@@ -111,8 +112,9 @@ _NAMESPACE_BYTES = MESSAGE_NAMESPACE.bytes
 
 @dataclass(frozen=True)
 class PageRows:
-    """One page as COPY text (tenant, channel, campaign, id, customer, template, scheduled, send_at,
-    address, attrs), built without an object per row: this loop runs a million times a campaign."""
+    """One page as COPY text (the columns of `store.messages_ingest.COPY_COLUMNS`: tenant, channel,
+    campaign, id, customer, template, scheduled, send_at, address, attrs), built without an object
+    per row: this loop runs a million times a campaign."""
 
     copy_text: str
     count: int
@@ -171,27 +173,11 @@ def build_rows(p: IngestPlan, details: Sequence[SendDetail]) -> PageRows:
     return PageRows("".join(lines), len(lines), unaddressed)
 
 
-COPY_COLUMNS = (
-    "tenant_id, channel_id, campaign_id, id, customer_id, template_id, scheduled_at, send_at, address, attrs"
-)
-STAGING_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
-    tenant_id text, channel_id integer, campaign_id bigint, id uuid, customer_id text, template_id integer,
-    scheduled_at timestamptz, send_at timestamptz, address text, attrs jsonb
-) ON COMMIT DELETE ROWS
-"""
-
-
 @dataclass(frozen=True)
 class PageResult:
     inserted: int
     no_address: int
     canceled: bool  # the campaign was canceled meanwhile: stop reading
-
-
-async def _copy(conn: Conn, table: str, text: str) -> None:
-    async with conn.cursor().copy(f"COPY {table} ({COPY_COLUMNS}) FROM STDIN") as copy:
-        await copy.write(text.encode())
 
 
 async def write_page(conn: Conn, p: IngestPlan, skip: int, page: PageRows) -> PageResult:
@@ -203,93 +189,40 @@ async def write_page(conn: Conn, p: IngestPlan, skip: int, page: PageRows) -> Pa
     a staging table and INSERT ... ON CONFLICT DO NOTHING, with contacts and cancellations applied.
     """
     async with conn.transaction():
-        state = await (
-            await conn.execute(
-                """SELECT status, ingest_skip FROM campaigns
-                   WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s FOR UPDATE""",
-                (p.tenant_id, p.channel_id, p.campaign_id),
-            )
-        ).fetchone()
-        if state is None or state["status"] == "canceled":
+        state = await campaign_rows.lock_for_page(conn, p.tenant_id, p.channel_id, p.campaign_id)
+        if state is None or state.status == "canceled":
             return PageResult(0, 0, canceled=True)
-        if int(state["ingest_skip"]) != skip:
+        if state.ingest_skip != skip:
             # Another run got here first (should not happen under the job lock): its rows stand.
-            log.warning("ingest: resume point moved under us", stored=state["ingest_skip"], ours=skip)
+            log.warning("ingest: resume point moved under us", stored=state.ingest_skip, ours=skip)
             return PageResult(0, 0, canceled=False)
-        # A statement of its own, after the lock: a cancel job that held the lock has committed by
-        # now, and only a new statement's snapshot sees its rows (a subquery in the locking
-        # statement would still see the world from before the wait).
-        partly = await (
-            await conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM campaign_cancellations WHERE tenant_id = %s "
-                "AND campaign_id = %s) AS yes",
-                (p.tenant_id, p.campaign_id),
-            )
-        ).fetchone()
-        partly_canceled = bool(partly and partly["yes"])
+        # A statement of its own, after the lock (see `has_cancellations`).
+        partly_canceled = await campaign_rows.has_cancellations(conn, p.tenant_id, p.campaign_id)
         inserted = no_address = -1
         if page.unaddressed == 0 and not partly_canceled:
             try:
                 async with conn.transaction():
-                    await _copy(conn, "messages", page.copy_text)
+                    await messages_ingest.copy_page(conn, page.copy_text)
                 inserted, no_address = page.count, 0
             except psycopg.errors.UniqueViolation:
                 log.info("ingest: page repeats known messages; taking the de-duplicating path")
         if inserted < 0:
-            inserted, no_address = await _insert_general(conn, p, page, partly_canceled)
-        await conn.execute(
-            """UPDATE campaigns SET ingest_skip = %s, ingest_pages = ingest_pages + 1,
-                      customers = customers + %s, messages = messages + %s,
-                      no_address = no_address + %s, updated_at = now()
-               WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s""",
-            (skip + page.count, page.count, inserted, no_address, p.tenant_id, p.channel_id, p.campaign_id),
+            inserted, no_address = await messages_ingest.insert_page(
+                conn,
+                p.tenant_id,
+                p.campaign_id,
+                page.copy_text,
+                contact_column=p.contact_column,
+                partly_canceled=partly_canceled,
+            )
+        await campaign_rows.advance_ingest(
+            conn,
+            p.tenant_id,
+            p.channel_id,
+            p.campaign_id,
+            skip_to=skip + page.count,
+            customers=page.count,
+            inserted=inserted,
+            no_address=no_address,
         )
     return PageResult(inserted, no_address, canceled=False)
-
-
-async def _insert_general(
-    conn: Conn, p: IngestPlan, page: PageRows, partly_canceled: bool
-) -> tuple[int, int]:
-    contact = p.contact_column
-    # Contacts are looked up per row only where Optimove gave no address: a join would scan the
-    # whole contacts table for every page (measured: half the ingest rate at 500k contacts).
-    address_sql = (
-        "CASE WHEN s.address IS NOT NULL THEN s.address ELSE (SELECT NULLIF(ct." + contact + ", '') "
-        "FROM contacts ct WHERE ct.tenant_id = %(t)s AND ct.customer_id = s.customer_id) END"
-        if contact
-        else "s.address"
-    )
-    canceled_sql = (
-        "EXISTS (SELECT 1 FROM campaign_cancellations cc WHERE cc.tenant_id = %(t)s "
-        "AND cc.campaign_id = %(c)s AND cc.customer_id = s.customer_id)"
-        if partly_canceled
-        else "false"
-    )
-    await conn.execute(STAGING_DDL)
-    await conn.execute("TRUNCATE ingest_staging")
-    await _copy(conn, "ingest_staging", page.copy_text)
-    counts = await (
-        await conn.execute(
-            f"""WITH src AS (
-                  SELECT s.*, {address_sql} AS addr, {canceled_sql} AS canceled FROM ingest_staging s
-                ), ins AS (
-                  INSERT INTO messages (id, tenant_id, channel_id, campaign_id, customer_id, template_id,
-                                        scheduled_at, send_at, address, attrs, state, reason)
-                  SELECT id, tenant_id, channel_id, campaign_id, customer_id, template_id, scheduled_at,
-                         send_at, addr, attrs,
-                         CASE WHEN canceled THEN 'canceled'
-                              WHEN addr IS NULL THEN 'failed'
-                              ELSE 'pending' END::message_state,
-                         CASE WHEN canceled THEN 'canceled by Optimove'
-                              WHEN addr IS NULL THEN 'no address' END
-                  FROM src
-                  ON CONFLICT (id) DO NOTHING
-                  RETURNING state)
-                SELECT count(*) AS inserted,
-                       count(*) FILTER (WHERE state = 'failed') AS no_address
-                FROM ins""",
-            {"t": p.tenant_id, "c": p.campaign_id},
-        )
-    ).fetchone()
-    assert counts is not None
-    return int(counts["inserted"]), int(counts["no_address"])

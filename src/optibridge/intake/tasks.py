@@ -19,6 +19,7 @@ from optibridge.engine.jobs import TransientRetry
 from optibridge.intake import accept, ingest
 from optibridge.optimove import OptimoveClientError
 from optibridge.runtime import Runtime, runtime_of
+from optibridge.store import campaign_rows, messages_ingest, templates
 
 log = get_logger(__name__)
 
@@ -30,43 +31,26 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
     """Ingest (or resume) one campaign on one channel; returns the campaign's final status."""
     pool = runtime.pool
     async with pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                """SELECT c.status, c.attributes, c.ingest_skip, ch.kind, ch.options, ch.name
-                   FROM campaigns c JOIN channels ch
-                     ON ch.tenant_id = c.tenant_id AND ch.optimove_channel_id = c.channel_id
-                   WHERE c.tenant_id = %s AND c.channel_id = %s AND c.campaign_id = %s""",
-                (tenant_id, channel_id, campaign_id),
-            )
-        ).fetchone()
-        if row is None:
+        start = await campaign_rows.ingest_start(conn, tenant_id, channel_id, campaign_id)
+        if start is None:
             log.warning("ingest: campaign or channel no longer exists")
             return "gone"
-        if row["status"] != "ingesting":
-            return str(row["status"])
-        skip = int(row["ingest_skip"])
-        templates = await (
-            await conn.execute(
-                "SELECT attributes FROM templates WHERE tenant_id = %s AND channel_name = %s "
-                "AND deleted_at IS NULL ORDER BY template_id",
-                (tenant_id, row["name"]),
-            )
-        ).fetchall()
-        used = [a for t in templates for a in t["attributes"]]
+        if start.status != "ingesting":
+            return start.status
+        skip = start.ingest_skip
+        used = await templates.live_attributes(conn, tenant_id, start.channel_name)
         plan = ingest.plan(
             tenant_id,
             channel_id,
             campaign_id,
-            row["kind"],
-            row["options"],
+            start.channel_kind,
+            start.channel_options,
             used,
-            fixed_attributes=row["attributes"] if skip > 0 else None,
+            fixed_attributes=start.attributes if skip > 0 else None,
         )
         if skip == 0:
-            await conn.execute(
-                "UPDATE campaigns SET attributes = %s WHERE tenant_id = %s AND channel_id = %s "
-                "AND campaign_id = %s",
-                (list(plan.attributes), tenant_id, channel_id, campaign_id),
+            await campaign_rows.fix_attributes(
+                conn, tenant_id, channel_id, campaign_id, list(plan.attributes)
             )
     client = await runtime.clients.get(tenant_id)
     pages = client.iter_send_details(campaign_id, channel_id, plan.attributes, start_skip=skip)
@@ -124,11 +108,7 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
     async with pool.connection() as conn:
-        await conn.execute(
-            """UPDATE campaigns SET status = 'ingested', ingested_at = now(), updated_at = now()
-               WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s AND status = 'ingesting'""",
-            (tenant_id, channel_id, campaign_id),
-        )
+        await campaign_rows.mark_ingested(conn, tenant_id, channel_id, campaign_id)
     log.info(
         "ingest: done",
         rows_this_run=total,
@@ -145,11 +125,7 @@ async def mark_failed(
     runtime: Runtime, tenant_id: str, channel_id: int, campaign_id: int, error: str
 ) -> None:
     async with runtime.pool.connection() as conn:
-        await conn.execute(
-            """UPDATE campaigns SET status = 'failed', error = %s, updated_at = now()
-               WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s AND status = 'ingesting'""",
-            (error[:1000], tenant_id, channel_id, campaign_id),
-        )
+        await campaign_rows.mark_ingest_failed(conn, tenant_id, channel_id, campaign_id, error)
 
 
 async def run_cancel(runtime: Runtime, tenant_id: str, campaign_id: int) -> str:
@@ -165,43 +141,16 @@ async def run_cancel(runtime: Runtime, tenant_id: str, campaign_id: int) -> str:
         log.info("cancel: no customer list from Optimove; canceling the whole campaign", reason=str(exc))
         canceled = []
     async with runtime.pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            "SELECT 1 FROM campaigns WHERE tenant_id = %s AND campaign_id = %s FOR UPDATE",
-            (tenant_id, campaign_id),
-        )
+        await campaign_rows.lock_campaign(conn, tenant_id, campaign_id)
         if canceled:
-            async with conn.cursor().copy(
-                "COPY campaign_cancellations (tenant_id, campaign_id, customer_id) FROM STDIN"
-            ) as copy:
-                for customer in set(canceled):
-                    await copy.write_row((tenant_id, campaign_id, customer))
-            cur = await conn.execute(
-                """UPDATE messages m
-                   SET state = 'canceled', reason = 'canceled by Optimove', updated_at = now()
-                   FROM campaign_cancellations cc
-                   WHERE m.tenant_id = %s AND m.campaign_id = %s AND m.state = 'pending'
-                     AND cc.tenant_id = m.tenant_id AND cc.campaign_id = m.campaign_id
-                     AND cc.customer_id = m.customer_id""",
-                (tenant_id, campaign_id),
-            )
-            outcome = f"canceled {cur.rowcount} message(s) of {len(set(canceled))} customer(s)"
+            await campaign_rows.add_cancellations(conn, tenant_id, campaign_id, set(canceled))
+            count = await messages_ingest.cancel_listed(conn, tenant_id, campaign_id)
+            outcome = f"canceled {count} message(s) of {len(set(canceled))} customer(s)"
         else:
-            await conn.execute(
-                """UPDATE campaigns SET status = 'canceled', canceled_at = now(), updated_at = now()
-                   WHERE tenant_id = %s AND campaign_id = %s AND cancel_pending""",
-                (tenant_id, campaign_id),
-            )
-            cur = await conn.execute(
-                """UPDATE messages SET state = 'canceled', reason = 'campaign canceled', updated_at = now()
-                   WHERE tenant_id = %s AND campaign_id = %s AND state = 'pending'""",
-                (tenant_id, campaign_id),
-            )
-            outcome = f"campaign canceled; {cur.rowcount} pending message(s) canceled"
-        await conn.execute(
-            "UPDATE campaigns SET cancel_pending = false, updated_at = now() "
-            "WHERE tenant_id = %s AND campaign_id = %s",
-            (tenant_id, campaign_id),
-        )
+            await campaign_rows.mark_canceled(conn, tenant_id, campaign_id)
+            count = await messages_ingest.cancel_all_pending(conn, tenant_id, campaign_id)
+            outcome = f"campaign canceled; {count} pending message(s) canceled"
+        await campaign_rows.clear_cancel_pending(conn, tenant_id, campaign_id)
     log.info("cancel: done", outcome=outcome)
     return outcome
 

@@ -245,6 +245,28 @@ async def credentials(conn: Conn, box: SecretBox, tenant_id: str) -> dict[str, s
     return creds
 
 
+async def seed_api_key_tenant(
+    conn: Conn, box: SecretBox, tenant_id: str, api_base_url: str, api_key: str
+) -> None:
+    """A bare tenant (no name, no channels) with an API key, for tests, demos and benchmarks."""
+    await conn.execute(
+        """INSERT INTO tenants (id, api_base_url, auth_kind, credentials, source)
+           VALUES (%s, %s, 'api_key', %s, 'cli')""",
+        (tenant_id, api_base_url, box.encrypt_json({"api_key": api_key})),
+    )
+
+
+async def seed_channel(
+    conn: Conn, tenant_id: str, name: str, kind: str, channel_id: int, options: dict[str, Any]
+) -> None:
+    """A channel with options and no provider settings, for tests, demos and benchmarks."""
+    await conn.execute(
+        """INSERT INTO channels (tenant_id, name, kind, optimove_channel_id, options)
+           VALUES (%s, %s, %s, %s, %s)""",
+        (tenant_id, name, kind, channel_id, Jsonb(options)),
+    )
+
+
 async def remove(conn: Conn, tenant_id: str) -> None:
     async with conn.transaction():
         # Messages carry no foreign key (ingest speed), so they go first, by hand.

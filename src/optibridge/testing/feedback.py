@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import psycopg
-from psycopg.types.json import Jsonb
 
 from optibridge.bootstrap import open_runtime
 from optibridge.core.config import Settings
@@ -25,6 +24,7 @@ from optibridge.emulator.testing import serving
 from optibridge.feedback.keys import TrackingKeys
 from optibridge.intake.ingest import message_id
 from optibridge.runtime import Runtime
+from optibridge.store import campaign_rows, messages_ingest, tenants
 from optibridge.web import receipts, tracking
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
@@ -39,11 +39,7 @@ class SeededMessage:
 
 
 async def add_tenant(conn: Conn, box: SecretBox, tenant_id: str, api_base_url: str, api_key: str) -> None:
-    await conn.execute(
-        """INSERT INTO tenants (id, api_base_url, auth_kind, credentials, source)
-           VALUES (%s, %s, 'api_key', %s, 'cli')""",
-        (tenant_id, api_base_url, box.encrypt_json({"api_key": api_key})),
-    )
+    await tenants.seed_api_key_tenant(conn, box, tenant_id, api_base_url, api_key)
 
 
 async def add_channel(
@@ -56,11 +52,7 @@ async def add_channel(
     feedback: dict[str, Any] | None = None,
 ) -> None:
     options = {"feedback": feedback} if feedback else {}
-    await conn.execute(
-        """INSERT INTO channels (tenant_id, name, kind, optimove_channel_id, options)
-           VALUES (%s, %s, %s, %s, %s)""",
-        (tenant_id, name, kind, channel_id, Jsonb(options)),
-    )
+    await tenants.seed_channel(conn, tenant_id, name, kind, channel_id, options)
 
 
 def address_for(kind: str, n: int) -> str:
@@ -87,12 +79,15 @@ async def seed_campaign(
     first: int = 1,
 ) -> list[SeededMessage]:
     """A campaign row and one message per customer, templates assigned round-robin."""
-    await conn.execute(
-        """INSERT INTO campaigns (tenant_id, channel_id, campaign_id, channel_name, status, first_event,
-                                  ingested_at, messages)
-           VALUES (%s, %s, %s, %s, %s, 1, %s, %s)
-           ON CONFLICT (tenant_id, channel_id, campaign_id) DO NOTHING""",
-        (tenant_id, channel_id, campaign_id, channel_name, campaign_status, sent_at, customers),
+    await campaign_rows.seed(
+        conn,
+        tenant_id=tenant_id,
+        channel_id=channel_id,
+        campaign_id=campaign_id,
+        channel_name=channel_name,
+        status=campaign_status,
+        ingested_at=sent_at,
+        messages=customers,
     )
     seeded = []
     for n in range(first, first + customers):
@@ -106,27 +101,15 @@ async def seed_campaign(
                 address_for(channel_kind, n),
             )
         )
-    async with conn.cursor().copy(
-        """COPY messages (id, tenant_id, channel_id, campaign_id, customer_id, template_id, scheduled_at,
-                          send_at, address, state, sent_at, updated_at) FROM STDIN"""
-    ) as copy:
-        for m in seeded:
-            await copy.write_row(
-                (
-                    m.id,
-                    tenant_id,
-                    channel_id,
-                    campaign_id,
-                    m.customer_id,
-                    m.template_id,
-                    sent_at,
-                    sent_at,
-                    m.address,
-                    state,
-                    sent_at if state == "sent" else None,
-                    sent_at,
-                )
-            )
+    await messages_ingest.seed(
+        conn,
+        tenant_id,
+        channel_id,
+        campaign_id,
+        [messages_ingest.SeedRow(m.id, m.customer_id, m.template_id, m.address) for m in seeded],
+        state=state,
+        at=sent_at,
+    )
     return seeded
 
 
