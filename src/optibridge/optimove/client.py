@@ -66,6 +66,9 @@ T = TypeVar("T")
 # Characters the attribute delimiter may not be (client-side rule of the reference client [GH-nr]).
 _FORBIDDEN_DELIMITER_CHARS: Final = frozenset(":/?&#%$+=;")
 _JSON_HEADERS: Final = {"Content-Type": "application/json"}
+# Calls whose answer may legitimately be a bare JSON string (Login's token; GetLastDataUpdate's
+# parser accepts a bare date). Any other 2xx string body is an error message, not data.
+_STRING_ANSWERS: Final = frozenset({"GetLastDataUpdate"})
 
 log = get_logger(__name__)
 
@@ -233,7 +236,8 @@ class OptimoveClient:
                     attempts=attempt,
                 )
             else:
-                if 200 <= status < 300:
+                message = None if login or call in _STRING_ANSWERS else responses.error_string(payload)
+                if 200 <= status < 300 and message is None:
                     if token is not None:
                         self._token.touch(token, self._clock.monotonic())
                     return payload
@@ -245,8 +249,11 @@ class OptimoveClient:
                     attempt -= 1
                     log.info("optimove.token_expired", call=call)
                     continue
-                error = error_for_status(call, status, payload, attempt)
-                retry_after = parse_retry_after(retry_after_header, self._clock.now())
+                if message is not None and 200 <= status < 300:
+                    error = _error_string_answer(call, status, message, attempt)
+                else:
+                    error = error_for_status(call, status, payload, attempt)
+                    retry_after = parse_retry_after(retry_after_header, self._clock.now())
             if not error.retryable or attempt >= policy.max_attempts:
                 raise error
             delay = backoff_delay(policy, attempt, self._rng.random(), retry_after)
@@ -508,6 +515,25 @@ class OptimoveClient:
             base["AppID"] = app_id
         for chunk in chunked(customer_ids, MAX_PREFERENCE_CUSTOMERS):
             await self._post(call, f"integrations/{call}", {**base, "CustomerIDs": chunk})
+
+
+def _error_string_answer(call: str, status: int, message: str, attempts: int) -> OptimoveResponseError:
+    """A 2xx whose body is a bare JSON string such as "Error: ...": never data.
+
+    Retryable: nothing says what such an answer means, and the one client that handles it
+    ([CODE-go]) treats it as a server-side failure message; like a 5xx, trying again later may
+    help, and the retry policy bounds how often. docs/optimove-api-notes.md, "Emulator realism".
+    """
+    text = excerpt(message)
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    return OptimoveResponseError(
+        f"Optimove {call} answered HTTP {status} with an error message instead of data{tries}: {text!r}",
+        call=call,
+        status=status,
+        body_excerpt=text,
+        attempts=attempts,
+        retryable=True,
+    )
 
 
 def _parse_token(data: Any) -> str:

@@ -4,10 +4,12 @@ Optimove's key casing is not reliable (`ChannelId` vs `ChannelID`, `UserName` vs
 small answers are read case-insensitively. Send-detail rows, a million per large campaign, take
 a fast path on the documented keys and fall back to case-insensitive lookup only for a row that
 misses them. Shape errors raise `ValueError`; the client turns it into `OptimoveResponseError`.
+An empty 200 body or `null` where a list is expected reads as the empty list.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -21,6 +23,22 @@ from optibridge.optimove.models import (
     SendDetail,
 )
 from optibridge.optimove.timefmt import parse_optimove_date, parse_optimove_time
+
+
+def error_string(payload: bytes) -> str | None:
+    """The message when a 2xx body is a bare JSON string ("Error: ..."), else None.
+
+    Some Optimove answers are a 200 whose body is a quoted string instead of the object or list
+    the call returns ([CODE-go] treats it as an error message, optimove-api.md §3.6). Only the
+    first bytes are looked at unless they open a string, so a large page costs nothing here.
+    """
+    if not payload[:64].lstrip().startswith(b'"'):
+        return None
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    return data if isinstance(data, str) else None
 
 
 def lower_keys(obj: Mapping[str, Any]) -> dict[str, Any]:

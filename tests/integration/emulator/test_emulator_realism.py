@@ -4,6 +4,7 @@ the response shapes on record behind switches, and the calls that used to be 404
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -13,6 +14,15 @@ import pytest
 
 from optibridge.emulator.control_client import EmulatorControlError
 from optibridge.emulator.testing import RunningEmulator
+from optibridge.optimove import (
+    ApiKeyAuth,
+    ChannelTemplate,
+    OptimoveClient,
+    OptimoveClientConfig,
+    OptimoveResponseError,
+    RateLimiterRegistry,
+    RetryPolicy,
+)
 
 TENANT = "t1"
 KEY = {"X-API-KEY": "key-1"}
@@ -250,3 +260,54 @@ async def test_execution_details_attribute_list_and_promotion_status(
     ]
     async with http.post(url, headers=KEY, json={**body, "CampaignID": 31}) as r:
         assert r.status == 400
+
+
+# -- our client against each shape ---------------------------------------------------------------
+
+
+def client_for(emu: RunningEmulator, attempts: int = 4) -> OptimoveClient:
+    config = OptimoveClientConfig(
+        emu.base_url,
+        ApiKeyAuth("key-1"),
+        retry=RetryPolicy(max_attempts=attempts, initial_delay_s=0.01, max_delay_s=0.05),
+        rate_limit=None,
+        page_size=3,
+    )
+    return OptimoveClient(config, limiters=RateLimiterRegistry())
+
+
+@pytest.mark.parametrize("shape", ["array", "null", "empty"])
+async def test_client_reads_null_and_empty_bodies_as_empty_lists(
+    emulator: RunningEmulator, shape: str
+) -> None:
+    await emulator.control.create_campaign(TENANT, campaign_id=40, customer_count=7)
+    await emulator.control.patch_settings(empty_list_body=shape)
+    async with client_for(emulator) as client:
+        assert await client.get_channel_templates(505) == []
+        pages = [p async for p in client.iter_send_details(40, 504)]
+        assert [len(p.rows) for p in pages] == [3, 3, 1]
+        assert await client.get_canceled_campaign_customers(40) == []
+
+
+async def test_client_retries_a_200_error_string_and_then_gives_a_clear_error(
+    emulator: RunningEmulator,
+) -> None:
+    await emulator.control.add_fault(function="GetChannelTemplates", error_string="Error: busy", times=2)
+    async with client_for(emulator) as client:
+        assert await client.get_channel_templates(504) == []
+        assert client.retries == 2
+    await emulator.control.add_fault(function="AddChannelTemplates", error_string="Error: nope")
+    async with client_for(emulator, attempts=2) as client:
+        with pytest.raises(OptimoveResponseError, match=r"error message instead of data.*Error: nope") as err:
+            await client.add_channel_templates(504, [ChannelTemplate(1, "T1")])
+    assert (err.value.retryable, err.value.status, err.value.attempts) == (True, 200, 2)
+
+
+async def test_client_honours_an_http_date_retry_after(emulator: RunningEmulator) -> None:
+    await emulator.control.patch_settings(retry_after_format="http-date")
+    await emulator.control.rate_limit_storm(requests=1, retry_after_s=1)
+    async with client_for(emulator) as client:
+        started = time.monotonic()
+        assert await client.get_channel_templates(504) == []
+        assert time.monotonic() - started >= 0.5
+        assert client.retries == 1
