@@ -103,6 +103,11 @@ async def insert_page(
 
 async def cancel_listed(conn: Conn, tenant_id: str, campaign_id: int) -> int:
     """Cancel the pending messages of the customers in `campaign_cancellations`; returns how many."""
+    # The cancellations were just copied in, so the planner's statistics say the table is empty
+    # and it joins with a nested loop that filters instead of looking up: 20,000 canceled
+    # customers against 20,000 messages took 38 s of CPU (4e8 comparisons); after ANALYZE of the
+    # small table, 0.4 s. ANALYZE samples at most 30,000 rows, so its cost is bounded.
+    await conn.execute("ANALYZE campaign_cancellations")
     cur = await conn.execute(
         """UPDATE messages m
            SET state = 'canceled', reason = 'canceled by Optimove', updated_at = now()
