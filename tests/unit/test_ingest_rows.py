@@ -97,3 +97,14 @@ def test_rows_get_local_send_times_from_the_zone_attribute() -> None:
     assert rows[0][7] == datetime(2026, 6, 1, 14, 0, tzinfo=UTC).isoformat()
     assert rows[1][7] == T0.isoformat()
     assert rows[0][6] == T0.isoformat()  # Optimove's own time is kept beside it
+
+
+def test_a_row_with_a_problem_carries_its_reason_and_no_attributes() -> None:
+    p = plan("acme", 504, 7, "email", {}, ["FirstName"])
+    bad = SendDetail("C2", 101, T0, (), "customer attributes: 3 values for 2 requested attributes")
+    page = build_rows(p, [SendDetail("C1", 101, T0, ("c1@example.com", "Ann")), bad])
+    assert (page.count, page.invalid) == (2, 1)
+    rows = fields(page.copy_text)
+    assert [r[10] for r in rows] == [None, "customer attributes: 3 values for 2 requested attributes"]
+    assert json.loads(str(rows[1][9])) == {}
+    assert rows[1][8] is None

@@ -119,6 +119,7 @@ class PageRows:
     copy_text: str
     count: int
     unaddressed: int
+    invalid: int = 0  # rows failed at ingest, with their reason (e.g. shifted legacy attributes)
 
 
 def _copy_text(value: str) -> str:
@@ -139,9 +140,14 @@ def build_rows(p: IngestPlan, details: Sequence[SendDetail]) -> PageRows:
     lead = f"{_copy_text(p.tenant_id)}\t{p.channel_id}\t{p.campaign_id}\t"
     address_index, tz_index = p.address_index, p.timezone_index
     json_str, sha1, ns = _JSON_STR, hashlib.sha1, _NAMESPACE_BYTES
-    unaddressed = 0
+    unaddressed = invalid = 0
+    null = chr(92) + "N"
     for d in details:
         values = d.attributes
+        reason = null
+        if d.problem is not None:
+            invalid += 1
+            reason = _copy_text(d.problem)
         n = len(values)
         address = values[address_index].strip() if address_index is not None and address_index < n else ""
         if not address:
@@ -168,9 +174,9 @@ def build_rows(p: IngestPlan, details: Sequence[SendDetail]) -> PageRows:
         h[8] = (h[8] & 0x3F) | 0x80
         append(
             f"{lead}{h.hex()}\t{_copy_text(customer)}\t{tid}\t{scheduled}\t{at}\t"
-            f"{_copy_text(address) if address else chr(92) + 'N'}\t{attrs}\n"
+            f"{_copy_text(address) if address else null}\t{attrs}\t{reason}\n"
         )
-    return PageRows("".join(lines), len(lines), unaddressed)
+    return PageRows("".join(lines), len(lines), unaddressed, invalid)
 
 
 @dataclass(frozen=True)
@@ -199,7 +205,7 @@ async def write_page(conn: Conn, p: IngestPlan, skip: int, page: PageRows) -> Pa
         # A statement of its own, after the lock (see `has_cancellations`).
         partly_canceled = await campaign_rows.has_cancellations(conn, p.tenant_id, p.campaign_id)
         inserted = no_address = -1
-        if page.unaddressed == 0 and not partly_canceled:
+        if page.unaddressed == 0 and page.invalid == 0 and not partly_canceled:
             try:
                 async with conn.transaction():
                     await messages_ingest.copy_page(conn, page.copy_text)

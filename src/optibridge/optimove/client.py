@@ -393,7 +393,8 @@ class OptimoveClient:
         params["$skip"] = str(skip)
         payload = await self._get(call, f"customers/{call}", params)
         split_on = delimiter or ","
-        rows = self._decode(call, payload, lambda d: responses.parse_send_details(d, split_on))
+        expected = len(attributes)
+        rows = self._decode(call, payload, lambda d: responses.parse_send_details(d, split_on, expected))
         return SendDetailsPage(campaign_id, channel_id, skip, top, tuple(attributes), rows)
 
     def iter_send_details(

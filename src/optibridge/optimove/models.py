@@ -49,6 +49,9 @@ class SendDetail:
     template_id: int
     scheduled_time: datetime
     attributes: tuple[str, ...] = ()
+    # Why this row's attributes cannot be trusted (then `attributes` is empty): the row fails
+    # alone, with this reason, instead of sending with values shifted into the wrong names.
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,23 @@ def _attributes(row: Mapping[str, Any], delimiter: str) -> tuple[str, ...]:
     return result
 
 
+def _checked(detail: SendDetail, expected: int | None, delimiter: str) -> SendDetail:
+    """A row whose attribute count is not the number requested is failed alone, never shifted: in
+    the legacy joined string a value holding the delimiter ("Washington, D.C.") splits in two and
+    moves every later value under the wrong name."""
+    n = len(detail.attributes)
+    if not expected or n == expected:  # nothing requested: nothing to check against
+        return detail
+    return SendDetail(
+        detail.customer_id,
+        detail.template_id,
+        detail.scheduled_time,
+        (),
+        f"customer attributes: {n} values for {expected} requested attributes "
+        f"(a value holding the delimiter {delimiter!r}?); not sent",
+    )
+
+
 def _slow_row(row: Any, delimiter: str) -> SendDetail:
     fields = _require_obj(row, "GetCustomerSendDetailsByChannel")
     try:
@@ -104,8 +121,11 @@ def _slow_row(row: Any, delimiter: str) -> SendDetail:
     )  # fmt: skip
 
 
-def parse_send_details(data: Any, delimiter: str = ",") -> list[SendDetail]:
-    """Rows of GetCustomerSendDetailsByChannel (attributes as an array or a legacy string)."""
+def parse_send_details(data: Any, delimiter: str = ",", expected: int | None = None) -> list[SendDetail]:
+    """Rows of GetCustomerSendDetailsByChannel (attributes as an array or a legacy string).
+
+    `expected`: how many attributes were requested; a row with another count gets a `problem`.
+    """
     rows = _require_list(data, "GetCustomerSendDetailsByChannel")
     parse_time = parse_optimove_time  # cached: rows share a few ScheduledTimes
     make = SendDetail
@@ -117,20 +137,21 @@ def parse_send_details(data: Any, delimiter: str = ",") -> list[SendDetail]:
             template_id = row["TemplateID"]
             scheduled = row["ScheduledTime"]
         except (KeyError, TypeError):
-            append(_slow_row(row, delimiter))
+            append(_checked(_slow_row(row, delimiter), expected, delimiter))
             continue
         if type(customer_id) is not str:
             if customer_id is None:
                 raise ValueError(f"send-detail row has a null CustomerID: {row!r:.200}")
             customer_id = str(customer_id)
-        append(
-            make(
-                customer_id,
-                template_id if type(template_id) is int else int(template_id),
-                parse_time(scheduled),
-                _attributes(row, delimiter),
-            )
+        detail = make(
+            customer_id,
+            template_id if type(template_id) is int else int(template_id),
+            parse_time(scheduled),
+            _attributes(row, delimiter),
         )
+        if expected and len(detail.attributes) != expected:
+            detail = _checked(detail, expected, delimiter)
+        append(detail)
     return out
 
 

@@ -18,13 +18,16 @@ import psycopg
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
+# `reason` is null but for a row failed at ingest (which never takes the fast path: `state` is not
+# a COPY column, so a row COPYed straight into `messages` is pending).
 COPY_COLUMNS = (
-    "tenant_id, channel_id, campaign_id, id, customer_id, template_id, scheduled_at, send_at, address, attrs"
+    "tenant_id, channel_id, campaign_id, id, customer_id, template_id, scheduled_at, send_at, "
+    "address, attrs, reason"
 )
 STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
     tenant_id text, channel_id integer, campaign_id bigint, id uuid, customer_id text, template_id integer,
-    scheduled_at timestamptz, send_at timestamptz, address text, attrs jsonb
+    scheduled_at timestamptz, send_at timestamptz, address text, attrs jsonb, reason text
 ) ON COMMIT DELETE ROWS
 """
 # The contacts column that holds a channel kind's address (None: the kind has no stored contact).
@@ -84,15 +87,16 @@ async def insert_page(
                   SELECT id, tenant_id, channel_id, campaign_id, customer_id, template_id, scheduled_at,
                          send_at, addr, attrs,
                          CASE WHEN canceled THEN 'canceled'
-                              WHEN addr IS NULL THEN 'failed'
+                              WHEN reason IS NOT NULL OR addr IS NULL THEN 'failed'
                               ELSE 'pending' END::message_state,
                          CASE WHEN canceled THEN 'canceled by Optimove'
+                              WHEN reason IS NOT NULL THEN reason
                               WHEN addr IS NULL THEN 'no address' END
                   FROM src
                   ON CONFLICT (id) DO NOTHING
-                  RETURNING state)
+                  RETURNING state, reason)
                 SELECT count(*) AS inserted,
-                       count(*) FILTER (WHERE state = 'failed') AS no_address
+                       count(*) FILTER (WHERE state = 'failed' AND reason = 'no address') AS no_address
                 FROM ins""",
             {"t": tenant_id, "c": campaign_id},
         )

@@ -95,3 +95,29 @@ def test_campaign_details_type_known_fields_and_keep_the_rest() -> None:
 
 def test_last_data_update_reads_the_date_object() -> None:
     assert responses.parse_last_data_update({"Date": "2015-08-13"}) == date(2015, 8, 13)
+
+
+def test_a_legacy_string_with_the_delimiter_in_a_value_fails_that_row_instead_of_shifting() -> None:
+    rows = [
+        {"CustomerID": "C1", "TemplateID": 1, "ScheduledTime": "2026-06-01 05:00:00",
+         "CustomerAttribute": "ann@x.io,Ann,Paris"},
+        {"CustomerID": "C2", "TemplateID": 1, "ScheduledTime": "2026-06-01 05:00:00",
+         "CustomerAttribute": "bo@x.io,Bo,Washington, D.C."},
+        {"CustomerID": "C3", "TemplateID": 1, "ScheduledTime": "2026-06-01 05:00:00",
+         "CustomerAttributes": ["cy@x.io", "Cy"]},
+    ]  # fmt: skip
+    ok, shifted, short = responses.parse_send_details(rows, ",", expected=3)
+    assert (ok.attributes, ok.problem) == (("ann@x.io", "Ann", "Paris"), None)
+    assert shifted.attributes == ()
+    assert shifted.problem is not None
+    assert "4 values for 3 requested attributes" in shifted.problem
+    assert short.attributes == ()
+    assert short.problem is not None
+    assert "2 values for 3" in short.problem
+    # Nothing requested: nothing to check against.
+    assert responses.parse_send_details(rows[1:2], ",")[0].attributes == (
+        "bo@x.io",
+        "Bo",
+        "Washington",
+        " D.C.",
+    )
