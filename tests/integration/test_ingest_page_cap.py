@@ -48,12 +48,18 @@ async def test_a_page_cap_of_500_under_a_page_size_of_10000_ingests_all_20000_cu
                 )
             ).fetchone()
             campaign = await (
-                await conn.execute("SELECT status, customers FROM campaigns WHERE campaign_id = %s", (cid,))
+                await conn.execute(
+                    "SELECT status, customers, ingest_notes FROM campaigns WHERE campaign_id = %s", (cid,)
+                )
             ).fetchone()
         pages = await emu.control.requests(function="GetCustomerSendDetailsByChannel")
     assert row is not None
     assert row["n"] == 20_000, campaign
     assert campaign is not None
     assert (campaign["status"], campaign["customers"]) == ("ingested", 20_000)
+    # The campaign says what it saw, once.
+    assert campaign["ingest_notes"] == [
+        "the server serves at most 500 rows a page ($top=10000); paging went on to the empty page"
+    ]
     # 40 pages of 500, and the empty page that ends the data.
     assert len(pages) == 41

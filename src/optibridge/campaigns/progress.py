@@ -89,6 +89,7 @@ class Campaign:
     canceled_at: datetime | None
     updated_at: datetime
     progress: Progress
+    ingest_notes: tuple[str, ...] = ()
 
     @property
     def key(self) -> CampaignKey:
@@ -125,6 +126,7 @@ def _campaign(row: CampaignRow, progress: Progress) -> Campaign:
         canceled_at=row.canceled_at,
         updated_at=row.updated_at,
         progress=progress,
+        ingest_notes=row.ingest_notes,
     )
 
 

@@ -17,6 +17,7 @@ from procrastinate import JobContext
 from optibridge.core.logs import bind, get_logger, unbind
 from optibridge.engine.jobs import TransientRetry
 from optibridge.intake import accept, ingest
+from optibridge.intake.page_check import PageCheck
 from optibridge.optimove import OptimoveClientError
 from optibridge.runtime import Runtime, runtime_of
 from optibridge.store import campaign_rows, messages_ingest, templates
@@ -82,6 +83,7 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
         await ready.put(None)
 
     producer = asyncio.create_task(produce())
+    check = PageCheck(top=client.config.page_size)
     total = 0
     waited = wrote = 0.0  # where the time goes: waiting for pages vs writing them
     try:
@@ -102,6 +104,10 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
                     log.info("ingest: campaign canceled; stopped reading")
                     return "canceled"
                 total += rows.count
+                notes = check.observe(rows.count, result.inserted)
+                if notes:
+                    log.warning("ingest: pages look inconsistent", notes=notes)
+                    await campaign_rows.add_ingest_notes(conn, tenant_id, channel_id, campaign_id, notes)
     finally:
         if not producer.done():
             producer.cancel()

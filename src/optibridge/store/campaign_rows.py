@@ -8,7 +8,7 @@ transaction boundaries (see `optibridge.intake.accept`, `.ingest`, `.tasks`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -294,3 +294,14 @@ async def tenant_progress(conn: Conn, tenant_id: str) -> list[CampaignProgress]:
         )
         for r in rows
     ]
+
+
+async def add_ingest_notes(
+    conn: Conn, tenant_id: str, channel_id: int, campaign_id: int, notes: Sequence[str]
+) -> None:
+    """Append what looked wrong while paging (optibridge.intake.page_check), bounded to 20 notes."""
+    await conn.execute(
+        """UPDATE campaigns SET ingest_notes = (ingest_notes || %s::text[])[1:20], updated_at = now()
+           WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s""",
+        (list(notes), tenant_id, channel_id, campaign_id),
+    )

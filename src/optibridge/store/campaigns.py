@@ -32,6 +32,7 @@ class CampaignRow:
     ingested_at: datetime | None
     canceled_at: datetime | None
     updated_at: datetime
+    ingest_notes: tuple[str, ...] = ()
 
     @property
     def key(self) -> CampaignKey:
@@ -57,7 +58,7 @@ class CampaignFilter:
 
 _COLUMNS = (
     "tenant_id, channel_name, channel_id, campaign_id, status, paused, cancel_pending, ingest_pages, "
-    "customers, messages, no_address, error, created_at, ingested_at, canceled_at, updated_at"
+    "customers, messages, no_address, error, created_at, ingested_at, canceled_at, updated_at, ingest_notes"
 )
 
 
@@ -79,6 +80,7 @@ def _row(row: dict[str, Any]) -> CampaignRow:
         ingested_at=row["ingested_at"],
         canceled_at=row["canceled_at"],
         updated_at=row["updated_at"],
+        ingest_notes=tuple(row["ingest_notes"] or ()),
     )
 
 

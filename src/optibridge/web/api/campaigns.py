@@ -69,6 +69,10 @@ class IngestOut(BaseModel):
     no_address: int
     finished: bool
     ingested_at: datetime | None
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What looked wrong while paging (a server page cap, repeated customers, ...)",
+    )
 
 
 class CampaignOut(BaseModel):
@@ -107,6 +111,7 @@ class CampaignOut(BaseModel):
                 no_address=c.no_address,
                 finished=c.status in ("ingested", "canceled", "failed"),
                 ingested_at=c.ingested_at,
+                notes=list(c.ingest_notes),
             ),
             progress=ProgressOut.of(c.progress),
         )
