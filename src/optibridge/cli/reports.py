@@ -1,8 +1,7 @@
-"""`optibridge reports ...`: what we counted for a campaign and what Optimove was last told."""
+"""`optibridge reports show|push`: what we counted for a campaign and what Optimove was last told."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from datetime import UTC, datetime
@@ -10,8 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
+from optibridge.cli.context import with_runtime
 from optibridge.core.errors import NotFoundError
+from optibridge.reporting.ondemand import ChannelPush, push_now
 from optibridge.reporting.show import campaign_overview, render_overview
+from optibridge.runtime import Runtime
 
 reports_app = typer.Typer(help="Campaign results reported to Optimove.", no_args_is_help=True)
 
@@ -20,14 +22,6 @@ reports_app = typer.Typer(help="Campaign results reported to Optimove.", no_args
 def _group() -> None:
     """Campaign results reported to Optimove."""
     # A callback keeps `reports` a group even with one command, so `reports show` stays `show`.
-
-
-def _load_settings() -> Any:
-    # The root command's --config/--log-level live in the CLI module; imported here, at call time,
-    # because the CLI module imports this one to register it.
-    from optibridge.cli.app import _settings
-
-    return _settings()
 
 
 @reports_app.command("show")
@@ -39,18 +33,12 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """Counts per channel and template: what we counted now, and what Optimove last accepted."""
-    from optibridge.bootstrap import open_runtime
 
-    settings = _load_settings()
-
-    async def go() -> list[dict[str, Any]]:
-        async with (
-            open_runtime(settings, upgrade=settings.embedded, pool_size=2) as rt,
-            rt.db.connect() as conn,
-        ):
+    async def go(rt: Runtime) -> list[dict[str, Any]]:
+        async with rt.db.connect() as conn:
             return await campaign_overview(conn, campaign, tenant, now=datetime.now(UTC))
 
-    overview = asyncio.run(go())
+    overview = with_runtime(go)
     if not overview:
         raise NotFoundError(f"no campaign {campaign}" + (f" for tenant {tenant!r}" if tenant else ""))
     if as_json:
@@ -68,16 +56,11 @@ def push(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """Push the campaign's current totals and new interactions to Optimove now, outside the schedule."""
-    from optibridge.bootstrap import open_runtime
-    from optibridge.reporting.ondemand import push_now
 
-    settings = _load_settings()
+    async def go(rt: Runtime) -> list[ChannelPush]:
+        return await push_now(rt, campaign, tenant_id=tenant, now=datetime.now(UTC))
 
-    async def go() -> list[Any]:
-        async with open_runtime(settings, upgrade=settings.embedded, pool_size=4) as rt:
-            return await push_now(rt, campaign, tenant_id=tenant, now=datetime.now(UTC))
-
-    done = asyncio.run(go())
+    done = with_runtime(go, pool_size=4)
     if as_json:
         typer.echo(json.dumps([dataclasses.asdict(p) for p in done], indent=2))
         return

@@ -11,22 +11,32 @@ import psycopg
 import typer
 from typer.testing import CliRunner
 
-from optibridge.cli import admin as cli_admin
-from optibridge.core.config import Settings, TenantConfig
+from optibridge.cli.apikeys import apikeys_app
+from optibridge.core.config import TenantConfig
 from optibridge.core.secretbox import SecretBox, parse_keys
 from optibridge.store import tenants
 from optibridge.web import auth
 
 
-def cli(db_url: str, secret_key: str, tmp_path: Path) -> typer.Typer:
+def cli() -> typer.Typer:
     app = typer.Typer()
 
     @app.callback()
     def root() -> None:
         """Test root."""
 
-    cli_admin.install(app, lambda: Settings(database_url=db_url, secret_key=secret_key, data_dir=tmp_path))
+    app.add_typer(apikeys_app, name="apikeys")
     return app
+
+
+def cli_runner(db_url: str, secret_key: str, tmp_path: Path) -> CliRunner:
+    """Settings come from the environment, as in a user's shell."""
+    env = {
+        "OPTIBRIDGE_DATABASE_URL": db_url,
+        "OPTIBRIDGE_SECRET_KEY": secret_key,
+        "OPTIBRIDGE_DATA_DIR": str(tmp_path),
+    }
+    return CliRunner(env=env)
 
 
 async def add_tenant(db_url: str, secret_key: str) -> None:
@@ -39,8 +49,8 @@ async def add_tenant(db_url: str, secret_key: str) -> None:
 
 def test_create_list_and_revoke_keys(db_url: str, test_secret_key: str, tmp_path: Path) -> None:
     asyncio.run(add_tenant(db_url, test_secret_key))
-    app = cli(db_url, test_secret_key, tmp_path)
-    runner = CliRunner()
+    app = cli()
+    runner = cli_runner(db_url, test_secret_key, tmp_path)
     made = runner.invoke(app, ["apikeys", "create", "--name", "ops"])
     assert made.exit_code == 0, made.output
     key = made.stdout.splitlines()[1]
@@ -64,8 +74,8 @@ def test_create_list_and_revoke_keys(db_url: str, test_secret_key: str, tmp_path
 
 
 def test_a_key_for_an_unknown_tenant_is_refused(db_url: str, test_secret_key: str, tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        cli(db_url, test_secret_key, tmp_path), ["apikeys", "create", "--name", "x", "--tenant", "nope"]
+    result = cli_runner(db_url, test_secret_key, tmp_path).invoke(
+        cli(), ["apikeys", "create", "--name", "x", "--tenant", "nope"]
     )
     assert result.exit_code != 0
     assert isinstance(result.exception, Exception)

@@ -6,47 +6,16 @@ tenant; without it, the key is an admin key (every tenant).
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
-from optibridge.bootstrap import open_runtime
-from optibridge.core.config import Settings
+from optibridge.cli.context import with_runtime
 from optibridge.runtime import Runtime
 from optibridge.web import auth
 
-T = TypeVar("T")
-SettingsLoader = Callable[[], Settings]
-
 apikeys_app = typer.Typer(help="API keys for the admin API and dashboard.", no_args_is_help=True)
-_loader: list[SettingsLoader] = []
-
-
-def install(app: typer.Typer, load_settings: SettingsLoader) -> None:
-    """Add `apikeys` to the main CLI; settings are loaded (and logging set up) by `load_settings`."""
-    _loader.append(load_settings)
-    app.add_typer(apikeys_app, name="apikeys")
-
-
-def _settings() -> Settings:
-    if _loader:
-        return _loader[-1]()
-    from optibridge.core.config import load_settings
-
-    return load_settings()
-
-
-def _with_runtime(fn: Callable[[Runtime], Awaitable[T]]) -> T:
-    settings = _settings()
-
-    async def go() -> T:
-        async with open_runtime(settings, upgrade=settings.embedded, pool_size=2) as rt:
-            return await fn(rt)
-
-    return asyncio.run(go())
 
 
 @apikeys_app.command("create")
@@ -63,7 +32,7 @@ def create(
         async with rt.pool.connection() as conn:
             return await auth.create_key(conn, name, tenant)
 
-    stored, key = _with_runtime(go)
+    stored, key = with_runtime(go)
     if as_json:
         typer.echo(json.dumps({"id": stored.id, "name": stored.name, "tenant": stored.tenant_id, "key": key}))
         return
@@ -84,7 +53,7 @@ def list_(
         async with rt.pool.connection() as conn:
             return await auth.list_keys(conn, include_revoked=all_)
 
-    keys = _with_runtime(go)
+    keys = with_runtime(go)
     if as_json:
         typer.echo(
             json.dumps(
@@ -123,5 +92,5 @@ def revoke(key_id: Annotated[int, typer.Argument(metavar="ID", help="Key id, fro
         async with rt.pool.connection() as conn:
             return await auth.revoke_key(conn, key_id)
 
-    changed = _with_runtime(go)
+    changed = with_runtime(go)
     typer.echo(f"revoked API key {key_id}" if changed else f"API key {key_id} was already revoked")

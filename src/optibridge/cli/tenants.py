@@ -1,0 +1,171 @@
+"""`optibridge tenants add|list|show|remove|sync`: one tenant per Optimove client."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from optibridge.cli.context import with_runtime
+from optibridge.core.config import ChannelConfig, TenantConfig, describe_validation_error, read_toml
+from optibridge.core.errors import ConfigError
+from optibridge.runtime import Runtime
+from optibridge.store import tenants as store
+
+tenants_app = typer.Typer(help="Tenants: one per Optimove client.", no_args_is_help=True)
+
+
+def _parse_channel(spec: str) -> ChannelConfig:
+    """`kind:channel_id[:name]`, e.g. `email:504` or `sms:505:sms-eu`."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[1].isdigit():
+        raise ConfigError(f"--channel {spec!r}: expected kind:channel_id[:name], e.g. email:504")
+    try:
+        return ChannelConfig(
+            kind=parts[0],
+            channel_id=int(parts[1]),
+            name=parts[2] if len(parts) == 3 else parts[0],
+        )
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, f"--channel {spec!r}")) from None
+
+
+def _tenant_from_file(path: Path) -> dict[str, object]:
+    data = read_toml(path)
+    return dict(data.get("tenant", data))
+
+
+@tenants_app.command("add")
+def tenants_add(
+    tenant_id: Annotated[str | None, typer.Argument(metavar="ID", help="Short id, e.g. acme")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    api_url: Annotated[
+        str | None, typer.Option(help="Optimove API base URL, e.g. https://api5.optimove.net")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="Optimove API key", envvar="OPTIBRIDGE_TENANT_API_KEY")
+    ] = None,
+    username: Annotated[str | None, typer.Option(help="Legacy login user name")] = None,
+    password: Annotated[
+        str | None, typer.Option(help="Legacy login password", envvar="OPTIBRIDGE_TENANT_PASSWORD")
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(help="kind:channel_id[:name], repeatable (kind: email, sms, push, webhook)"),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="TOML file with one tenant (same keys as [[tenants]])")
+    ] = None,
+) -> None:
+    """Add a tenant; its credentials are stored encrypted. Fails if the id is taken."""
+    data: dict[str, object] = _tenant_from_file(file) if file else {}
+    given = {
+        "id": tenant_id,
+        "name": name,
+        "api_base_url": api_url,
+        "api_key": api_key,
+        "username": username,
+        "password": password,
+    }
+    data |= {k: v for k, v in given.items() if v is not None}
+    if channel:
+        data["channels"] = [c.model_dump() for c in map(_parse_channel, channel)]
+    if "id" not in data:
+        raise ConfigError("give the tenant ID (argument) or a --file with an id")
+    try:
+        tenant = TenantConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, "tenant")) from None
+
+    async def go(rt: Runtime) -> None:
+        async with rt.db.connect() as conn:
+            await store.add(conn, rt.box, tenant, "cli")
+
+    with_runtime(go)
+    typer.echo(f"added tenant {tenant.id} with {len(tenant.channels)} channel(s)")
+
+
+def _tenant_dict(t: store.Tenant) -> dict[str, object]:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "api_base_url": t.api_base_url,
+        "auth": t.auth_kind,
+        "source": t.source,
+        "created_at": t.created_at.isoformat(),
+        "channels": [
+            {
+                "name": c.name,
+                "kind": c.kind,
+                "channel_id": c.optimove_channel_id,
+                "settings": c.settings,
+            }
+            for c in t.channels
+        ],
+    }
+
+
+@tenants_app.command("list")
+def tenants_list(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
+    """List tenants and their channels (never their credentials)."""
+
+    async def go(rt: Runtime) -> list[store.Tenant]:
+        async with rt.db.connect() as conn:
+            return await store.list_all(conn)
+
+    rows = with_runtime(go)
+    if as_json:
+        typer.echo(json.dumps([_tenant_dict(t) for t in rows], indent=2))
+        return
+    if not rows:
+        typer.echo("no tenants")
+        return
+    typer.echo(f"{'ID':<20} {'AUTH':<8} {'SOURCE':<7} {'CHANNELS':<30} API")
+    for t in rows:
+        chans = ",".join(f"{c.kind}:{c.optimove_channel_id}" for c in t.channels) or "-"
+        typer.echo(f"{t.id:<20} {t.auth_kind:<8} {t.source:<7} {chans:<30} {t.api_base_url}")
+
+
+@tenants_app.command("show")
+def tenants_show(tenant_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Show one tenant as JSON (credentials are never shown)."""
+
+    async def go(rt: Runtime) -> store.Tenant:
+        async with rt.db.connect() as conn:
+            return await store.get(conn, tenant_id)
+
+    typer.echo(json.dumps(_tenant_dict(with_runtime(go)), indent=2))
+
+
+@tenants_app.command("remove")
+def tenants_remove(
+    tenant_id: Annotated[str, typer.Argument(metavar="ID")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Remove a tenant and everything stored for it."""
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"remove tenant {tenant_id} and all its data?", abort=True)
+    elif not yes:
+        raise ConfigError("refusing to remove without --yes (no terminal to confirm on)")
+
+    async def go(rt: Runtime) -> None:
+        async with rt.db.connect() as conn:
+            await store.remove(conn, tenant_id)
+
+    with_runtime(go)
+    typer.echo(f"removed tenant {tenant_id}")
+
+
+@tenants_app.command("sync")
+def tenants_sync() -> None:
+    """Store the config file's tenants now (serve also does this at start)."""
+
+    async def go(rt: Runtime) -> int:
+        return len(rt.settings.tenants)
+
+    count = with_runtime(go, sync_tenants=True)
+    typer.echo(f"{count} tenant(s) from the config file are stored")
