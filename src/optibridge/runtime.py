@@ -29,8 +29,9 @@ class Runtime:
     box: SecretBox
     job_app: procrastinate.App
     clients: OptimoveClients
-    # Per-process state that modules attach lazily (the dispatcher's providers and templates).
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Per-process state that flows attach lazily (the dispatcher, with its providers and compiled
+    # templates). `object`, not Any: a reader must check the type it gets back.
+    extras: dict[str, object] = field(default_factory=dict)
 
 
 def runtime_of(context: JobContext) -> Runtime:
