@@ -46,7 +46,8 @@ from optibridge.runtime import Runtime
 from optibridge.service import listen_socket
 from optibridge.sinks.http_sink import HttpSink
 from optibridge.sinks.smtp_sink import SmtpSink
-from optibridge.store import campaign_rows, tenants
+from optibridge.store import campaigns as campaign_store
+from optibridge.store import tenants
 from optibridge.web.app import create_app
 
 TENANT = "demo"
@@ -152,7 +153,7 @@ async def _progress(runtime: Runtime, campaigns: list[Campaign], timeout_s: floa
     last_print = 0.0
     while True:
         async with runtime.pool.connection() as conn:
-            rows = await campaign_rows.tenant_progress(conn, TENANT)
+            rows = await campaign_store.tenant_progress(conn, TENANT)
         by_id = {r.campaign_id: r for r in rows}
         parts = []
         finished = True

@@ -21,7 +21,8 @@ import psycopg
 
 from optibridge.engine import jobs
 from optibridge.intake.notifications import EventType, Notification
-from optibridge.store import campaign_rows, channels, notifications
+from optibridge.store import campaigns as campaign_store
+from optibridge.store import channels, notifications
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -63,12 +64,12 @@ async def _processed(
     conn: Conn, app: procrastinate.App, tenant_id: str, target: Target, n: Notification
 ) -> str:
     assert n.campaign_id is not None
-    added = await campaign_rows.add_processed(
+    added = await campaign_store.add_processed(
         conn, tenant_id, target.channel_id, n.campaign_id, target.channel_name, int(n.event_type)
     )
     # Known already: start it only if nothing has started it yet (it was known only from a
     # cancel or hold) or its ingest failed and this repeat is the chance to resume it.
-    if not added and not await campaign_rows.restart_ingest(
+    if not added and not await campaign_store.restart_ingest(
         conn, tenant_id, target.channel_id, n.campaign_id
     ):
         return f"channel {target.channel_id}: duplicate"
@@ -96,7 +97,7 @@ async def _canceled(
 ) -> str:
     assert n.campaign_id is not None
     for target in targets:
-        await campaign_rows.flag_cancel_pending(
+        await campaign_store.flag_cancel_pending(
             conn, tenant_id, target.channel_id, n.campaign_id, target.channel_name
         )
     try:
@@ -117,7 +118,7 @@ async def _canceled(
 async def _on_hold(conn: Conn, tenant_id: str, n: Notification) -> str:
     assert n.campaign_id is not None
     assert n.clearance_required_by is not None
-    await campaign_rows.hold(conn, tenant_id, n.campaign_id, n.clearance_required_by)
+    await campaign_store.hold(conn, tenant_id, n.campaign_id, n.clearance_required_by)
     return f"held until {n.clearance_required_by.isoformat()}"
 
 

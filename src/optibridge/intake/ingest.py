@@ -24,8 +24,9 @@ from optibridge.core.logs import get_logger
 from optibridge.core.quiet_hours import QuietHours
 from optibridge.intake.schedule import SendTimePolicy, send_time
 from optibridge.optimove import SendDetail
-from optibridge.store import campaign_rows, messages_ingest
-from optibridge.store.messages_ingest import CONTACT_COLUMN
+from optibridge.store import campaigns as campaign_store
+from optibridge.store import messages as message_store
+from optibridge.store.messages import CONTACT_COLUMN
 
 log = get_logger(__name__)
 Conn = psycopg.AsyncConnection[dict[str, Any]]
@@ -112,7 +113,7 @@ _NAMESPACE_BYTES = MESSAGE_NAMESPACE.bytes
 
 @dataclass(frozen=True)
 class PageRows:
-    """One page as COPY text (the columns of `store.messages_ingest.COPY_COLUMNS`: tenant, channel,
+    """One page as COPY text (the columns of `store.messages.COPY_COLUMNS`: tenant, channel,
     campaign, id, customer, template, scheduled, send_at, address, attrs), built without an object
     per row: this loop runs a million times a campaign."""
 
@@ -195,7 +196,7 @@ async def write_page(conn: Conn, p: IngestPlan, skip: int, page: PageRows) -> Pa
     a staging table and INSERT ... ON CONFLICT DO NOTHING, with contacts and cancellations applied.
     """
     async with conn.transaction():
-        state = await campaign_rows.lock_for_page(conn, p.tenant_id, p.channel_id, p.campaign_id)
+        state = await campaign_store.lock_for_page(conn, p.tenant_id, p.channel_id, p.campaign_id)
         if state is None or state.status == "canceled":
             return PageResult(0, 0, canceled=True)
         if state.ingest_skip != skip:
@@ -203,17 +204,17 @@ async def write_page(conn: Conn, p: IngestPlan, skip: int, page: PageRows) -> Pa
             log.warning("ingest: resume point moved under us", stored=state.ingest_skip, ours=skip)
             return PageResult(0, 0, canceled=False)
         # A statement of its own, after the lock (see `has_cancellations`).
-        partly_canceled = await campaign_rows.has_cancellations(conn, p.tenant_id, p.campaign_id)
+        partly_canceled = await campaign_store.has_cancellations(conn, p.tenant_id, p.campaign_id)
         inserted = no_address = -1
         if page.unaddressed == 0 and page.invalid == 0 and not partly_canceled:
             try:
                 async with conn.transaction():
-                    await messages_ingest.copy_page(conn, page.copy_text)
+                    await message_store.copy_page(conn, page.copy_text)
                 inserted, no_address = page.count, 0
             except psycopg.errors.UniqueViolation:
                 log.info("ingest: page repeats known messages; taking the de-duplicating path")
         if inserted < 0:
-            inserted, no_address = await messages_ingest.insert_page(
+            inserted, no_address = await message_store.insert_page(
                 conn,
                 p.tenant_id,
                 p.campaign_id,
@@ -221,7 +222,7 @@ async def write_page(conn: Conn, p: IngestPlan, skip: int, page: PageRows) -> Pa
                 contact_column=p.contact_column,
                 partly_canceled=partly_canceled,
             )
-        await campaign_rows.advance_ingest(
+        await campaign_store.advance_ingest(
             conn,
             p.tenant_id,
             p.channel_id,

@@ -20,7 +20,9 @@ from optibridge.intake import accept, ingest
 from optibridge.intake.page_check import PageCheck
 from optibridge.optimove import OptimoveClientError
 from optibridge.runtime import Runtime, runtime_of
-from optibridge.store import campaign_rows, messages_ingest, templates
+from optibridge.store import campaigns as campaign_store
+from optibridge.store import messages as message_store
+from optibridge.store import templates
 
 log = get_logger(__name__)
 
@@ -32,7 +34,7 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
     """Ingest (or resume) one campaign on one channel; returns the campaign's final status."""
     pool = runtime.pool
     async with pool.connection() as conn:
-        start = await campaign_rows.ingest_start(conn, tenant_id, channel_id, campaign_id)
+        start = await campaign_store.ingest_start(conn, tenant_id, channel_id, campaign_id)
         if start is None:
             log.warning("ingest: campaign or channel no longer exists")
             return "gone"
@@ -50,7 +52,7 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
             fixed_attributes=start.attributes if skip > 0 else None,
         )
         if skip == 0:
-            await campaign_rows.fix_attributes(
+            await campaign_store.fix_attributes(
                 conn, tenant_id, channel_id, campaign_id, list(plan.attributes)
             )
     client = await runtime.clients.get(tenant_id)
@@ -107,14 +109,14 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
                 notes = check.observe(rows.count, result.inserted)
                 if notes:
                     log.warning("ingest: pages look inconsistent", notes=notes)
-                    await campaign_rows.add_ingest_notes(conn, tenant_id, channel_id, campaign_id, notes)
+                    await campaign_store.add_ingest_notes(conn, tenant_id, channel_id, campaign_id, notes)
     finally:
         if not producer.done():
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
     async with pool.connection() as conn:
-        await campaign_rows.mark_ingested(conn, tenant_id, channel_id, campaign_id)
+        await campaign_store.mark_ingested(conn, tenant_id, channel_id, campaign_id)
     log.info(
         "ingest: done",
         rows_this_run=total,
@@ -131,7 +133,7 @@ async def mark_failed(
     runtime: Runtime, tenant_id: str, channel_id: int, campaign_id: int, error: str
 ) -> None:
     async with runtime.pool.connection() as conn:
-        await campaign_rows.mark_ingest_failed(conn, tenant_id, channel_id, campaign_id, error)
+        await campaign_store.mark_ingest_failed(conn, tenant_id, channel_id, campaign_id, error)
 
 
 async def run_cancel(runtime: Runtime, tenant_id: str, campaign_id: int) -> str:
@@ -147,16 +149,16 @@ async def run_cancel(runtime: Runtime, tenant_id: str, campaign_id: int) -> str:
         log.info("cancel: no customer list from Optimove; canceling the whole campaign", reason=str(exc))
         canceled = []
     async with runtime.pool.connection() as conn, conn.transaction():
-        await campaign_rows.lock_campaign(conn, tenant_id, campaign_id)
+        await campaign_store.lock_campaign(conn, tenant_id, campaign_id)
         if canceled:
-            await campaign_rows.add_cancellations(conn, tenant_id, campaign_id, set(canceled))
-            count = await messages_ingest.cancel_listed(conn, tenant_id, campaign_id)
+            await campaign_store.add_cancellations(conn, tenant_id, campaign_id, set(canceled))
+            count = await message_store.cancel_listed(conn, tenant_id, campaign_id)
             outcome = f"canceled {count} message(s) of {len(set(canceled))} customer(s)"
         else:
-            await campaign_rows.mark_canceled(conn, tenant_id, campaign_id)
-            count = await messages_ingest.cancel_all_pending(conn, tenant_id, campaign_id)
+            await campaign_store.mark_pending_cancels_done(conn, tenant_id, campaign_id)
+            count = await message_store.cancel_all_pending(conn, tenant_id, campaign_id)
             outcome = f"campaign canceled; {count} pending message(s) canceled"
-        await campaign_rows.clear_cancel_pending(conn, tenant_id, campaign_id)
+        await campaign_store.clear_cancel_pending(conn, tenant_id, campaign_id)
     log.info("cancel: done", outcome=outcome)
     return outcome
 

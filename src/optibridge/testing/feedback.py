@@ -24,7 +24,9 @@ from optibridge.emulator.testing import serving
 from optibridge.feedback.keys import TrackingKeys
 from optibridge.intake.ingest import message_id
 from optibridge.runtime import Runtime
-from optibridge.store import campaign_rows, messages_ingest, tenants
+from optibridge.store import campaigns as campaign_store
+from optibridge.store import messages as message_store
+from optibridge.store import tenants
 from optibridge.web import receipts, tracking
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
@@ -79,7 +81,7 @@ async def seed_campaign(
     first: int = 1,
 ) -> list[SeededMessage]:
     """A campaign row and one message per customer, templates assigned round-robin."""
-    await campaign_rows.seed(
+    await campaign_store.seed_campaign(
         conn,
         tenant_id=tenant_id,
         channel_id=channel_id,
@@ -101,12 +103,12 @@ async def seed_campaign(
                 address_for(channel_kind, n),
             )
         )
-    await messages_ingest.seed(
+    await message_store.seed_messages(
         conn,
         tenant_id,
         channel_id,
         campaign_id,
-        [messages_ingest.SeedRow(m.id, m.customer_id, m.template_id, m.address) for m in seeded],
+        [message_store.SeedRow(m.id, m.customer_id, m.template_id, m.address) for m in seeded],
         state=state,
         at=sent_at,
     )
