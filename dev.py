@@ -3,7 +3,8 @@
 
     python3 dev.py demo  [ARGS...]   the whole loop end to end on this machine (optibridge demo)
     python3 dev.py serve [ARGS...]   run the service on the embedded defaults
-    python3 dev.py test  [PYTEST ARGS...]   lint, type-check and run every test
+    python3 dev.py test  [--slow] [PYTEST ARGS...]   lint, type-check, run the fast tests in
+                                     parallel; with --slow the slow tier too, as CI does
     python3 dev.py optibridge ARGS...   any optibridge command inside the project's venv
 
 The first call creates .venv and installs the project with its dev extra; later calls reinstall
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import subprocess
 import sys
 import venv
@@ -43,12 +45,31 @@ def ensure_venv() -> None:
 
 
 def run(*cmd: str) -> int:
-    print("$ " + " ".join(cmd), flush=True)
+    print("$ " + shlex.join(cmd), flush=True)
     return subprocess.run(cmd, cwd=ROOT).returncode
+
+
+# pytest-xdist workers for the fast tier: the tests mostly wait on PostgreSQL, sockets and
+# subprocesses, so twice the cores of a 2-core machine is faster than one per core. Each worker
+# starts its own embedded server. The slow tier is CPU-bound and times things: it runs serially.
+FAST = ["-n", "4", "--dist", "worksteal"]
+SLOW = "--slow"
+
+
+def pytest_tier(name: str, marker: str, xdist: list[str], extra: list[str]) -> int:
+    """One pytest run over the tests `marker` selects; "no tests collected" (5) is no failure."""
+    py = str(venv_bin("python"))
+    if "no:xdist" in extra or "-pno:xdist" in extra:
+        xdist = []
+    print(f"-- {name} tier (-m {marker!r})", flush=True)
+    code = run(py, "-m", "pytest", *xdist, "-m", marker, *(extra or ["-q"]))
+    return 0 if code == 5 else code
 
 
 def tests(extra: list[str]) -> int:
     py = str(venv_bin("python"))
+    slow = SLOW in extra
+    extra = [a for a in extra if a != SLOW]
     paths = [p for p in ("src", "tests", "bench", "dev.py") if (ROOT / p).exists()]
     steps = [
         (py, "-m", "ruff", "check", *paths),
@@ -58,7 +79,11 @@ def tests(extra: list[str]) -> int:
     for step in steps:
         if code := run(*step):
             return code
-    return run(py, "-m", "pytest", *(extra or ["-q"]))
+    code = pytest_tier("fast", "not slow", FAST, extra)
+    if not slow:
+        return code
+    slow_code = pytest_tier("slow", "slow", ["-n", "0"], extra)
+    return code or slow_code
 
 
 def main() -> int:

@@ -1,8 +1,9 @@
 """Real PostgreSQL for integration tests.
 
-One embedded server per test session (fsync off: these databases are thrown away); the schema is
-migrated once into a template database, and each test gets its own copy (CREATE DATABASE ...
-TEMPLATE, ~50 ms). Set OPTIBRIDGE_TEST_DATABASE_URL to use an external server instead.
+One embedded server per test session, hence one per pytest-xdist worker (fsync off: these databases
+are thrown away); the schema is migrated once into a template database, and each test gets its own
+copy (CREATE DATABASE ... TEMPLATE, ~50 ms). Set OPTIBRIDGE_TEST_DATABASE_URL to use an external
+server instead.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from optibridge.store import migrate
 from optibridge.store.database import Database
 from optibridge.store.embedded import EmbeddedPostgres
 
-TEMPLATE_DB = "optibridge_test_template"
+# Under pytest-xdist each worker is its own session (its own embedded server); on a shared external
+# server the template's name must differ per worker, or one worker would drop another's template.
+TEMPLATE_DB = "optibridge_test_template_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def _with_db(url: str, name: str) -> str:

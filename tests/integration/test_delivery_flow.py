@@ -10,6 +10,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from optibridge.catalog import store as catalog
 from optibridge.catalog.models import TemplateSpec
 from optibridge.core.config import TenantConfig
@@ -105,6 +107,7 @@ def times(now: datetime, *offsets_s: int) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.slow  # ~95 s
 async def test_email_and_sms_arrive_once_each_personalized_and_not_early(
     db_url: str, test_secret_key: str
 ) -> None:
@@ -224,6 +227,7 @@ async def test_pause_holds_sending_resume_continues_cancel_stops_the_rest(
         assert len(set(smtp.message_ids)) == smtp.count
 
 
+@pytest.mark.slow  # ~90 s
 async def test_providers_throttling_for_30_s_lose_nothing_and_fail_nothing(
     db_url: str, test_secret_key: str
 ) -> None:

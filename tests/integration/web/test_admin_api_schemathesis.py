@@ -19,6 +19,7 @@ from adminkit import Admin, seed_campaign
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
+@pytest.mark.slow  # ~30 s
 @pytest.mark.timeout(120)
 async def test_the_admin_api_conforms_to_its_openapi_document_and_never_answers_5xx(
     web: Admin, tmp_path: Path
