@@ -8,6 +8,7 @@ tombstone until Optimove has been told.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import procrastinate
@@ -21,6 +22,7 @@ from optibridge.store.templates import StoredTemplate as StoredTemplate
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 SYNC_TASK = "optibridge.catalog.sync"
+FOLLOW_UP_DELAY = timedelta(seconds=1)
 
 
 async def channel_kind(conn: Conn, tenant_id: str, channel_name: str) -> tuple[str, int]:
@@ -29,19 +31,31 @@ async def channel_kind(conn: Conn, tenant_id: str, channel_name: str) -> tuple[s
 
 
 async def request_sync(conn: Conn, app: procrastinate.App, tenant_id: str, channel_name: str) -> None:
-    """Enqueue a catalog sync unless one is already waiting (it will see this change too)."""
-    try:
-        async with conn.transaction():
-            await jobs.defer(
-                conn,
-                app,
-                SYNC_TASK,
-                queueing_lock=f"catalog:{tenant_id}:{channel_name}",
-                tenant_id=tenant_id,
-                channel_name=channel_name,
-            )
-    except procrastinate.exceptions.AlreadyEnqueued:
-        pass
+    """Enqueue a catalog sync in the caller's transaction, at most two waiting per channel.
+
+    A sync already waiting cannot be relied on to see this change: a worker may start it before
+    the caller's transaction commits, and it would read the catalog without the change (seen: a
+    deleted template left at Optimove until the nightly reconcile). So a change that finds one
+    waiting adds a follow-up, a second later, unless a follow-up is waiting too; syncs of one
+    channel run one at a time (`lock`), and a burst of changes costs two syncs, not one each.
+    """
+    key = f"catalog:{tenant_id}:{channel_name}"
+    for queueing_lock, delay in ((key, None), (f"{key}:follow-up", FOLLOW_UP_DELAY)):
+        try:
+            async with conn.transaction():
+                await jobs.defer(
+                    conn,
+                    app,
+                    SYNC_TASK,
+                    schedule_at=None if delay is None else datetime.now(UTC) + delay,
+                    lock=key,
+                    queueing_lock=queueing_lock,
+                    tenant_id=tenant_id,
+                    channel_name=channel_name,
+                )
+            return
+        except procrastinate.exceptions.AlreadyEnqueued:
+            continue
 
 
 async def upsert(

@@ -1,10 +1,11 @@
 """SQL of the campaigns table and its side tables.
 
 As operators see it: the queries behind progress and the operator actions (pause, resume, cancel);
-the arithmetic lives in `optibridge.campaigns`. As intake writes it: a row per (tenant, channel, campaign) created by a notification, moved
-along by the ingest job (resume point, counts, final status) and by the cancel job; plus the
-campaign-level side tables intake keeps (`campaign_holds`, `campaign_cancellations`). Every
-function runs in the caller's transaction: the flows decide the boundaries.
+the arithmetic lives in `optibridge.campaigns`. As intake writes it: a row per (tenant, channel,
+campaign) created by a notification, moved along by the ingest job (resume point, counts, final
+status) and by the cancel job; plus the campaign-level side tables intake keeps (`campaign_holds`,
+`campaign_cancellations`). Every function runs in the caller's transaction: the flows decide the
+boundaries.
 """
 
 from __future__ import annotations
