@@ -3,8 +3,8 @@
 
     python3 dev.py demo  [ARGS...]   the whole loop end to end on this machine (optibridge demo)
     python3 dev.py serve [ARGS...]   run the service on the embedded defaults
-    python3 dev.py test  [--slow] [PYTEST ARGS...]   lint, type-check, run the fast tests in
-                                     parallel; with --slow the slow tier too, as CI does
+    python3 dev.py test  [--slow] [PYTEST ARGS...]   lint, type-check, check the import layers,
+                                     run the fast tests in parallel; --slow: the slow tier too (CI)
     python3 dev.py optibridge ARGS...   any optibridge command inside the project's venv
 
 The first call creates .venv and installs the project with its dev extra; later calls reinstall
@@ -75,6 +75,8 @@ def tests(extra: list[str]) -> int:
         (py, "-m", "ruff", "check", *paths),
         (py, "-m", "ruff", "format", "--check", *paths),
         (py, "-m", "mypy"),
+        # The layer contracts of pyproject.toml ([tool.importlinter]): no upward import.
+        (str(venv_bin("lint-imports")), "--no-cache"),
     ]
     for step in steps:
         if code := run(*step):

@@ -203,7 +203,12 @@ async def test_pause_holds_sending_resume_continues_cancel_stops_the_rest(
 
         await wait_until(some_sent, 60, "sending to start")
         await set_paused(svc, cid, True)
-        await asyncio.sleep(1.0)  # one chunk in flight may still land
+
+        async def nothing_in_flight() -> bool:
+            return (await states(svc, cid)).get("claimed", 0) == 0
+
+        # The chunk in flight may still land (on a loaded machine, seconds later); then nothing.
+        await wait_until(nothing_in_flight, 30, "the chunk in flight to land")
         paused_at = smtp.count
         await asyncio.sleep(2.0)
         assert smtp.count == paused_at, "messages went out while paused"
@@ -220,7 +225,7 @@ async def test_pause_holds_sending_resume_continues_cancel_stops_the_rest(
             await conn.execute(
                 "UPDATE messages SET state = 'canceled' WHERE campaign_id = %s AND state = 'pending'", (cid,)
             )
-        await asyncio.sleep(1.5)
+        await wait_until(nothing_in_flight, 30, "the chunk in flight to land after the cancel")
         final = await states(svc, cid)
         assert set(final) <= {"sent", "canceled"}, final
         assert final["sent"] == smtp.count < 4000
