@@ -161,3 +161,37 @@ def test_unknown_task_module_is_a_clear_error(service_env: dict[str, str]) -> No
     )  # fmt: skip
     assert proc.returncode == 2
     assert "task module 'no_such_module_xyz' cannot be imported" in proc.stderr
+
+
+async def test_the_stalled_job_requeuer_survives_a_queued_twin_and_handles_every_job(
+    db_url: str, test_secret_key: str
+) -> None:
+    """A dead worker's job whose work is queued again already is dropped, not re-queued beside its
+    twin (that raised UniqueViolation and stopped the whole pass); the others still go back."""
+    settings = Settings(database_url=db_url, secret_key=test_secret_key)
+    app = bootstrap.create_job_app(settings)
+    pool = Database(url=db_url).pool(max_size=2)
+    await pool.open()
+    try:
+        async with app.open_async(pool=pool), pool.connection() as conn:
+            twin_lock, lone_lock = "send:t:1", "ingest:t:2"
+            stalled_twin = await jobs.defer(
+                conn, app, jobs.HEARTBEAT_TASK, queueing_lock=twin_lock, timestamp=1
+            )
+            stalled_lone = await jobs.defer(
+                conn, app, jobs.HEARTBEAT_TASK, queueing_lock=lone_lock, timestamp=2
+            )
+            # Both started by a worker that died (no worker row: what a lost heartbeat looks like).
+            await conn.execute(
+                "UPDATE procrastinate_jobs SET status = 'doing', worker_id = NULL WHERE id = ANY(%s)",
+                ([stalled_twin, stalled_lone],),
+            )
+            waiting = await jobs.defer(conn, app, jobs.HEARTBEAT_TASK, queueing_lock=twin_lock, timestamp=3)
+            assert await jobs.retry_stalled_jobs(app) == 2
+            rows = await (await conn.execute("SELECT id, status::text FROM procrastinate_jobs")).fetchall()
+        assert {r["id"]: r["status"] for r in rows} == {
+            stalled_lone: "todo",
+            waiting: "todo",
+        }
+    finally:
+        await pool.close()

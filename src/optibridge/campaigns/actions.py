@@ -11,6 +11,7 @@ from typing import Literal
 
 from optibridge.campaigns.progress import campaign_row
 from optibridge.core.errors import ConflictError
+from optibridge.core.states import OPEN_STATES
 from optibridge.store import campaigns as store
 from optibridge.store.campaigns import Conn
 
@@ -19,13 +20,20 @@ ACTIONS: tuple[Action, ...] = ("pause", "resume", "cancel")
 OPERATOR_CANCEL_REASON = "canceled by operator"
 
 # What to do: cancel (first time), recancel (cancel pending rows of a canceled campaign),
-# set the paused flag, nothing (already so), or refuse (a canceled campaign cannot pause/resume).
-Step = Literal["cancel", "recancel", "pause", "resume", "already paused", "not paused", "conflict"]
+# set the paused flag, nothing (already so), or refuse (a canceled campaign cannot pause/resume;
+# a finished one has nothing left to cancel).
+Step = Literal[
+    "cancel", "recancel", "pause", "resume", "already paused", "not paused", "conflict", "finished"
+]
 
 
-def decide(action: Action, *, status: str, paused: bool) -> Step:
+def decide(action: Action, *, status: str, paused: bool, open_messages: int | None = None) -> Step:
+    """`open_messages`: the campaign's pending and claimed messages (None: not counted)."""
     if action == "cancel":
-        return "recancel" if status == "canceled" else "cancel"
+        if status == "canceled":
+            return "recancel"
+        # Every message sent or settled: a cancel would only relabel a campaign that is over.
+        return "finished" if status == "ingested" and open_messages == 0 else "cancel"
     if status == "canceled":
         return "conflict"
     if action == "pause":
@@ -34,11 +42,21 @@ def decide(action: Action, *, status: str, paused: bool) -> Step:
 
 
 async def act(conn: Conn, tenant_id: str, channel: str, campaign_id: int, action: Action) -> str:
-    """Returns what happened; ConflictError for pause/resume of a canceled campaign."""
+    """Returns what happened; ConflictError for pause/resume of a canceled campaign, and for a
+    cancel of a finished one (nothing is changed)."""
     async with conn.transaction():
         row = await campaign_row(conn, tenant_id, channel, campaign_id, lock=True)
         key = (tenant_id, row.channel_id, campaign_id)
-        step = decide(action, status=row.status, paused=row.paused)
+        open_messages = None
+        if action == "cancel" and row.status == "ingested":
+            counts = (await store.state_counts(conn, [key], 0.0))[key].counts
+            open_messages = sum(counts.get(s, 0) for s in OPEN_STATES)
+        step = decide(action, status=row.status, paused=row.paused, open_messages=open_messages)
+        if step == "finished":
+            raise ConflictError(
+                f"campaign {campaign_id} on {tenant_id}/{channel} is finished: every message was sent "
+                "or settled; nothing to cancel"
+            )
         if step == "recancel":
             # Pending rows written after an earlier cancel cannot exist (ingest stops on it),
             # but canceling them again is harmless and makes the answer true.

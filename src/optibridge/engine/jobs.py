@@ -69,12 +69,27 @@ STALLED_AFTER_S = 30.0
 async def retry_stalled_jobs(app: procrastinate.App) -> int:
     """Jobs left 'doing' by a worker that stopped heartbeating (killed, machine lost) run again.
 
-    Every job is idempotent, so running one again is safe; leaving it would lose its work.
+    Every job is idempotent, so running one again is safe; leaving it would lose its work. A stalled
+    job whose work is already queued again (a `todo` job with the same queueing lock, which a tick
+    or a new notification deferred meanwhile) cannot go back to `todo` beside it: the waiting job
+    does that work, so the stalled one is dropped (deleted; procrastinate lets a job end only as
+    succeeded, failed or aborted, and it was none of these). One conflict never stops the pass:
+    every stalled job is handled every time.
     """
     stalled = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S))
     for job in stalled:
+        try:
+            await app.job_manager.retry_job(job)
+        except procrastinate.exceptions.UniqueViolation:
+            await app.job_manager.finish_job(job, status=procrastinate.jobs.Status.ABORTED, delete_job=True)
+            log.warning(
+                "a job of a dead worker is queued again already; dropped",
+                job_id=job.id,
+                task=job.task_name,
+                queueing_lock=job.queueing_lock,
+            )
+            continue
         log.warning("retrying a job of a dead worker", job_id=job.id, task=job.task_name)
-        await app.job_manager.retry_job(job)
     return len(stalled)
 
 

@@ -126,6 +126,19 @@ async def test_list_filters_and_pages_newest_first_exactly_once(web: Admin) -> N
     assert [c["campaign_id"] for c in sms] == [5]
 
 
+async def test_cancel_of_a_finished_campaign_says_so_and_changes_nothing(web: Admin) -> None:
+    async with web.svc.runtime.pool.connection() as conn:
+        await seed_campaign(conn, "acme", "email", 504, 42, {"sent": 5, "failed": 1})
+    reply = await web.call("POST", f"{BASE}/42/cancel")
+    assert reply.status == 409, reply.text
+    assert "is finished" in reply.body["detail"]
+    async with web.svc.runtime.pool.connection() as conn:
+        camp = await (
+            await conn.execute("SELECT status, canceled_at FROM campaigns WHERE campaign_id = 42")
+        ).fetchone()
+    assert (camp["status"], camp["canceled_at"]) == ("ingested", None)
+
+
 async def test_report_push_is_scoped_to_the_tenant_and_never_echoes_upstream_errors(web: Admin) -> None:
     async with web.svc.runtime.pool.connection() as conn:
         await seed_campaign(conn, "acme", "email", 504, 42, {"sent": 3})

@@ -21,3 +21,9 @@ def test_pause_and_resume_flip_the_flag_or_say_it_is_already_so() -> None:
 def test_a_canceled_campaign_cannot_be_paused_or_resumed() -> None:
     assert decide("pause", status="canceled", paused=False) == "conflict"
     assert decide("resume", status="canceled", paused=True) == "conflict"
+
+
+def test_a_finished_campaign_has_nothing_left_to_cancel() -> None:
+    assert decide("cancel", status="ingested", paused=False, open_messages=0) == "finished"
+    assert decide("cancel", status="ingested", paused=False, open_messages=3) == "cancel"
+    assert decide("cancel", status="ingesting", paused=False, open_messages=0) == "cancel"  # more to come
