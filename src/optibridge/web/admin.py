@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -22,6 +24,14 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 without the `input` and `ctx` it would echo: a body refused for one bad field
+    would otherwise answer back every value around it, an API key or a password included."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 def install(app: FastAPI, runtime: Runtime) -> None:
     """Mount it all; a second call on the same app does nothing."""
     if getattr(app.state, "optibridge_admin", False):
@@ -30,6 +40,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     if getattr(app.state, "runtime", None) is None:
         app.state.runtime = runtime  # the API's auth dependency finds the runtime there
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(probes.router(runtime))
     app.include_router(metrics.router(runtime))
     app.include_router(api.router(runtime))

@@ -134,3 +134,22 @@ async def test_pagination_walks_every_tenant_exactly_once(web: Admin) -> None:
             break
     assert sorted(seen) == seen
     assert len(seen) == len(set(seen)) == 25
+
+
+async def test_a_refused_body_is_never_echoed_back_with_its_secrets(web: Admin) -> None:
+    body = {
+        "id": "initech",
+        "api_base_url": "not a url",
+        "api_key": ACME_API_KEY,
+        "channels": [
+            {"name": "email", "kind": "email", "channel_id": 504, "provider": {"password": SMTP_PASSWORD}}
+        ],
+    }
+    reply = await web.call("POST", "/api/v1/tenants", json_body=body)
+    assert reply.status == 422, reply.text
+    assert reply.body["detail"]
+    assert all(set(e) == {"loc", "msg", "type"} for e in reply.body["detail"])
+    assert_no_secrets([reply.text])
+    patch = await web.call("PATCH", "/api/v1/tenants/acme", json_body={"api_key": ACME_API_KEY, "x": 1})
+    assert patch.status == 422, patch.text
+    assert_no_secrets([patch.text])
