@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from optibridge.core.errors import SecretKeyError
-from optibridge.core.secretbox import SecretBox, generate_key, load_box, parse_keys
+from optibridge.core.secretbox import SecretBox, generate_key, load_box, loose_permissions, parse_keys
 
 
 def test_round_trip_and_ciphertext_hides_the_value() -> None:
@@ -54,3 +55,19 @@ def test_explicit_key_wins_over_the_file(tmp_path: Path) -> None:
     explicit = generate_key()
     box = load_box(explicit, key_file, may_generate=False)
     assert SecretBox(parse_keys(explicit)).decrypt(box.encrypt(b"q")) == b"q"
+
+
+def test_a_key_file_others_can_read_is_used_but_named_in_a_warning(tmp_path: Path) -> None:
+    key_file = tmp_path / "secret.key"
+    key_file.write_text(generate_key() + "\n")
+    key_file.chmod(0o600)
+    assert loose_permissions(key_file) is None
+    with structlog.testing.capture_logs() as quiet:
+        load_box(None, key_file, may_generate=False)
+    assert not [e for e in quiet if "readable by other users" in e["event"]]
+    key_file.chmod(0o644)
+    assert loose_permissions(key_file) == "0644"
+    with structlog.testing.capture_logs() as logs:
+        load_box(None, key_file, may_generate=False)
+    [warning] = [e for e in logs if "readable by other users" in e["event"]]
+    assert (warning["mode"], warning["key_file"]) == ("0644", str(key_file))

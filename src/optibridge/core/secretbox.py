@@ -72,6 +72,12 @@ def parse_keys(text: str) -> list[bytes]:
     return [k.strip().encode() for k in text.replace("\n", ",").split(",") if k.strip()]
 
 
+def loose_permissions(path: Path) -> str | None:
+    """The file's mode (e.g. "0644") if users other than its owner may read or write it."""
+    mode = path.stat().st_mode & 0o777
+    return f"{mode:04o}" if mode & 0o077 else None
+
+
 def load_box(key_text: str | None, key_file: Path, *, may_generate: bool) -> SecretBox:
     """Keys from the setting, else the key file, else (embedded default only) a new key file.
 
@@ -81,6 +87,15 @@ def load_box(key_text: str | None, key_file: Path, *, may_generate: bool) -> Sec
     if key_text:
         return SecretBox(parse_keys(key_text))
     if key_file.is_file():
+        loose = loose_permissions(key_file)
+        if loose is not None:
+            # A warning, not a refusal: Kubernetes mounts secrets 0644 unless told otherwise, and
+            # a service that will not start is no safer than one that says what to fix.
+            log.warning(
+                "the secret key file is readable by other users; restrict it with chmod 600",
+                key_file=str(key_file),
+                mode=loose,
+            )
         try:
             return SecretBox(parse_keys(key_file.read_text()))
         except PermissionError:
