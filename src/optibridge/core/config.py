@@ -193,6 +193,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = Field(default=None, description="Base URL Optimove and recipients reach us at")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for /metrics; unset: /metrics answers loopback clients only",
+    )
     workers: int = Field(default=1, ge=0, le=64, description="Worker processes under serve")
     worker_concurrency: int = Field(default=8, ge=1, le=256, description="Jobs at once per worker")
     db_pool_size: int = Field(default=10, ge=2, le=200)

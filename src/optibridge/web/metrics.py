@@ -21,11 +21,13 @@ See docs/observability.md.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -135,9 +137,26 @@ class MetricsState:
         return generate_latest(process_registry()) + generate_latest(self.registry)
 
 
+def metrics_allowed(client_host: str | None, authorization: str | None, token: str | None) -> bool:
+    """Who may scrape: with a token, whoever presents it; without one, loopback clients only.
+
+    /metrics is on the public port beside the listener and tracking endpoints, and names tenants
+    and their volumes: the Internet must not read it.
+    """
+    if token:
+        scheme, _, given = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    try:
+        return client_host is not None and ipaddress.ip_address(client_host).is_loopback
+    except ValueError:
+        return False
+
+
 def router(runtime: Runtime) -> APIRouter:
     state = MetricsState(runtime)
     api = APIRouter(tags=["operations"])
+    secret = runtime.settings.metrics_token
+    token = secret.get_secret_value() if secret is not None else None
 
     @api.get(
         "/metrics",
@@ -145,7 +164,11 @@ def router(runtime: Runtime) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
     )
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        client = request.client.host if request.client else None
+        if not metrics_allowed(client, request.headers.get("authorization"), token):
+            # 404, not 401: nothing on this port says the metrics exist to a stranger.
+            return Response(b'{"error": "not found"}', status_code=404, media_type="application/json")
         return Response(await state.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return api

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 from adminkit import Admin, seed_campaign
 from prometheus_client.parser import text_string_to_metric_families
 
 from optibridge.core import telemetry
 from optibridge.web import metrics
+
+from inprocess import running_service
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -80,3 +83,19 @@ async def test_livez_and_readyz_answer_and_readyz_fails_on_a_pending_migration(w
     not_ready = await web.call("GET", "/readyz", key=None)
     assert not_ready.status == 503
     assert "migrations pending: 0004" in not_ready.body["error"]
+
+
+async def test_with_a_metrics_token_metrics_need_it_even_from_loopback(
+    db_url: str, test_secret_key: str
+) -> None:
+    async with (
+        running_service(db_url, test_secret_key, worker=False, metrics_token="scrape-t0ken") as svc,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.get(f"{svc.base_url}/metrics") as bare:
+            assert bare.status == 404
+            assert "optibridge" not in await bare.text()
+        headers = {"Authorization": "Bearer scrape-t0ken"}
+        async with session.get(f"{svc.base_url}/metrics", headers=headers) as scraped:
+            assert scraped.status == 200
+            assert "optibridge_messages" in await scraped.text()

@@ -17,6 +17,7 @@ from optibridge.web.api.tenants import redact
 from optibridge.web.auth import ApiError, Principal
 from optibridge.web.dashboard import duration, number, parse_sample
 from optibridge.web.dashboard.session import MAX_AGE_S, SessionSigner
+from optibridge.web.metrics import metrics_allowed
 from optibridge.web.optimove_probe import scrub
 from optibridge.web.probes import expected_versions, judge
 
@@ -163,3 +164,17 @@ def test_dashboard_formatting_and_sample_parsing() -> None:
     assert parse_sample("  ") == {}
     with pytest.raises(ValueError, match="line 1"):
         parse_sample("no equals sign")
+
+
+def test_metrics_answer_loopback_without_a_token_and_only_the_token_with_one() -> None:
+    assert metrics_allowed("127.0.0.1", None, None)
+    assert metrics_allowed("::1", None, None)
+    assert not metrics_allowed("203.0.113.9", None, None)
+    assert not metrics_allowed("10.1.2.3", None, None)
+    assert not metrics_allowed(None, None, None)
+    assert not metrics_allowed("not-an-ip", None, None)
+    assert metrics_allowed("203.0.113.9", "Bearer s3cret", "s3cret")
+    assert metrics_allowed("203.0.113.9", "bearer s3cret", "s3cret")
+    assert not metrics_allowed("127.0.0.1", None, "s3cret")  # with a token, loopback needs it too
+    assert not metrics_allowed("127.0.0.1", "Bearer wrong", "s3cret")
+    assert not metrics_allowed("127.0.0.1", "Basic s3cret", "s3cret")
