@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from optibridge.core.config import TenantConfig
 from optibridge.store import listener_tokens, tenants
+from optibridge.web import listener as listener_module
 
 from inprocess import running_service
 
@@ -120,6 +123,10 @@ def test_malformed_bodies_get_400_with_the_reason_and_store_nothing(listener: Li
         {"error": "CampaignID is missing (EventTypeID 1)"},
     )
     assert listener.post(path, b"x" * 70_000)[0] == 413
+    deep = b"[" * 50_000 + b"]" * 50_000  # 100 kB would be 413; nested 20,000 deep fits in 40 kB
+    status, reply = listener.post(path, b"[" * 20_000 + b"]" * 20_000)
+    assert (status, reply) == (400, {"error": "body is not valid JSON: nested too deeply"})
+    assert listener.post(path, deep)[0] == 413
     assert listener.stored() == (0, 0)
 
 
@@ -226,3 +233,20 @@ def test_fuzzed_requests_never_5xx_and_only_accepted_ones_are_stored(
         assert set(reply) == {"error"}
     if not (token_kind == "valid" and tenant == "acme" and channel == "504"):
         assert status == 404
+
+
+def test_a_trickled_body_is_cut_off_in_bounded_time(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listener_module, "BODY_TIMEOUT_S", 0.5)
+    path = listener.channel_path()
+    with socket.create_connection((listener.host, listener.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n{".encode()
+        )
+        started = time.monotonic()
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert time.monotonic() - started < 5
+    assert listener.stored() == (0, 0)

@@ -10,6 +10,7 @@ notification, its effects and their jobs are committed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from optibridge.store import listener_tokens, tenants
 
 log = get_logger(__name__)
 
+BODY_TIMEOUT_S = 10.0
 MAX_BODY = 64 * 1024
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NOT_FOUND = JSONResponse({"error": "not found"}, status_code=404)
@@ -41,10 +43,14 @@ async def _read_json(request: Request) -> Any:
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         return _bad(f"body larger than {MAX_BODY} bytes", 413)
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            return _bad(f"body larger than {MAX_BODY} bytes", 413)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):  # a trickled body must not hold a request slot
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    return _bad(f"body larger than {MAX_BODY} bytes", 413)
+    except TimeoutError:
+        return _bad(f"body not received within {BODY_TIMEOUT_S:g} s", 408)
     if not body.strip():
         return _bad("empty body: expected a JSON object")
     try:
@@ -56,6 +62,8 @@ async def _read_json(request: Request) -> Any:
         return json.loads(text)
     except ValueError as exc:
         return _bad(f"body is not valid JSON: {exc}")
+    except RecursionError:  # nested deeper than the parser's stack allows
+        return _bad("body is not valid JSON: nested too deeply")
 
 
 def router(runtime: Runtime) -> APIRouter:
@@ -64,12 +72,14 @@ def router(runtime: Runtime) -> APIRouter:
     async def handle(request: Request, tenant: str, token: str, channel_id: int | None) -> JSONResponse:
         if not _TENANT.match(tenant):
             return NOT_FOUND
+        # The body is read before a database connection is taken: a slow sender must not hold one
+        # (25 trickled uploads once emptied the pool). It is bounded in size and time.
+        body = await _read_json(request)
         async with runtime.pool.connection() as conn:
             if not await listener_tokens.is_valid(conn, tenant, token, datetime.now(UTC)):
                 return NOT_FOUND
             if channel_id is not None and not await tenants.channel_exists(conn, tenant, channel_id):
                 return NOT_FOUND
-            body = await _read_json(request)
             if isinstance(body, JSONResponse):
                 return body
             try:
