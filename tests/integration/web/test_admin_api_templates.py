@@ -111,3 +111,11 @@ async def test_template_pages_walk_every_template_once(web: Admin) -> None:
         if not (cursor := page["next_cursor"]):
             break
     assert seen == list(range(1, 12))
+
+
+async def test_json_nested_too_deep_is_refused_not_a_server_error(web: Admin) -> None:
+    deep = b'{"attributes": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    reply = await web.call("POST", f"{BASE}/preview", data=deep, headers={"Content-Type": "application/json"})
+    assert 400 <= reply.status < 500, (reply.status, reply.text[:300])
+    cursor = await web.call("GET", "/api/v1/campaigns?cursor=" + "W" * 4000)
+    assert cursor.status == 422

@@ -178,3 +178,8 @@ def test_metrics_answer_loopback_without_a_token_and_only_the_token_with_one() -
     assert not metrics_allowed("127.0.0.1", None, "s3cret")  # with a token, loopback needs it too
     assert not metrics_allowed("127.0.0.1", "Bearer wrong", "s3cret")
     assert not metrics_allowed("127.0.0.1", "Basic s3cret", "s3cret")
+
+
+def test_a_sample_nested_too_deep_is_a_clear_error_not_a_crash() -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_sample('{"a": ' + "[" * 20_000 + "]" * 20_000 + "}")

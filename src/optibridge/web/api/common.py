@@ -109,7 +109,7 @@ def decode_cursor(cursor: str | None, kinds: tuple[type, ...]) -> list[Any] | No
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         values = None
     ok = (
         isinstance(values, list)

@@ -23,7 +23,10 @@ def parse_sample(text: str) -> dict[str, str | int | float | bool | None]:
     if not text:
         return {}
     if text.startswith("{"):
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except RecursionError:  # deeper than the parser's stack: refused like any bad JSON
+            raise ValueError("the JSON is nested too deeply") from None
         if not isinstance(data, dict):
             raise ValueError("the JSON must be an object")
         return {
