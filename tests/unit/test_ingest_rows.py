@@ -108,3 +108,29 @@ def test_a_row_with_a_problem_carries_its_reason_and_no_attributes() -> None:
     assert [r[10] for r in rows] == [None, "customer attributes: 3 values for 2 requested attributes"]
     assert json.loads(str(rows[1][9])) == {}
     assert rows[1][8] is None
+
+
+def test_a_nul_in_one_customers_data_fails_that_row_alone() -> None:
+    p = plan("acme", 504, 7, "email", {}, ["FirstName"])
+    page = build_rows(
+        p,
+        [
+            SendDetail("C1", 101, T0, ("c1@example.com", "Ann")),
+            SendDetail("C2", 101, T0, ("c2@example.com", "Bo\x00b")),
+            SendDetail("C\x003", 101, T0, ("c3@example.com", "Cy")),
+        ],
+    )
+    assert (page.count, page.invalid) == (3, 2)
+    assert "\x00" not in page.copy_text
+    assert "\\u0000" not in page.copy_text.replace("(\\\\u0000)", "")
+    rows = fields(page.copy_text)
+    assert [r[10] for r in rows] == [
+        None,
+        "customer data holds a NUL character (\\u0000); not sent",
+        "customer data holds a NUL character (\\u0000); not sent",
+    ]
+    assert json.loads(str(rows[1][9])) == {}
+    assert rows[1][8] is None
+    assert rows[2][4] == "C\ufffd3"
+    # The message id still derives from the customer id Optimove sent.
+    assert rows[2][3] == message_id("acme", 504, 7, "C\x003", 101).hex

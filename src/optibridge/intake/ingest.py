@@ -165,12 +165,19 @@ def build_rows(p: IngestPlan, details: Sequence[SendDetail]) -> PageRows:
             at = times.get(key) or times.setdefault(key, send_time(when, zone, p.policy).isoformat())
         # JSON strings never hold raw tabs or line ends; only their backslashes need COPY escaping.
         attrs = "{" + ",".join([k + json_str(v) for k, v in zip(keys, values, strict=False)]) + "}"
+        customer = d.customer_id
+        if "\\u0000" in attrs or "\x00" in customer:
+            # PostgreSQL stores no NUL in text or jsonb: one customer's NUL would fail the whole page
+            # (the whole campaign, once). That customer alone is failed, with the reason.
+            if reason == null:
+                invalid += 1
+            reason = "customer data holds a NUL character (\\\\u0000); not sent"
+            attrs, address, customer = "{}", "", customer.replace("\x00", "\ufffd")
         if "\\" in attrs:
             attrs = attrs.replace("\\", "\\\\")
-        customer = d.customer_id
         tid = d.template_id
         # RFC 4122 version 5, inline: a UUID object per row costs more than the hash itself.
-        h = bytearray(sha1(ns + f"{head}{customer}\x1f{tid}".encode()).digest()[:16])
+        h = bytearray(sha1(ns + f"{head}{d.customer_id}\x1f{tid}".encode()).digest()[:16])
         h[6] = (h[6] & 0x0F) | 0x50
         h[8] = (h[8] & 0x3F) | 0x80
         append(
