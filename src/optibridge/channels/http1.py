@@ -113,16 +113,18 @@ _UNSAFE_IN_TARGET = re.compile(r"[^\x21-\x7e]+")
 
 
 def _check_header_text(text: str) -> None:
-    # A CR or LF would let a value end the header and inject another (or a whole request).
-    if "\r" in text or "\n" in text:
-        raise ValueError(f"line break in an HTTP request head: {text[:80]!r}")
+    # A CR or LF would let a value end the header and inject another (or a whole request); a NUL
+    # is cut or kept differently by each server and proxy on the way.
+    if "\r" in text or "\n" in text or "\x00" in text:
+        raise ValueError(f"line break or NUL in an HTTP request head: {text[:80]!r}")
 
 
 def request_head(method: str, target: Target, headers: Any, body_length: int) -> bytes:
     """The request's head, ending with the blank line (pure).
 
-    A caller's Host replaces the URL's (as aiohttp allowed); a caller's Content-Length is dropped,
-    since only the body's real length may be sent (two differing lengths invite request smuggling).
+    A caller's Host replaces the URL's (as aiohttp allowed); a caller's Content-Length and
+    Transfer-Encoding are dropped: the body is always sent whole with its real length, and a
+    second framing header beside it is the request-smuggling shape.
     """
     lines = [method, target.request_line_tail, ""]
     host = target.host
@@ -134,7 +136,7 @@ def request_head(method: str, target: Target, headers: Any, body_length: int) ->
         lowered = name.lower()
         if lowered == "host":
             host = value
-        elif lowered != "content-length":
+        elif lowered not in ("content-length", "transfer-encoding"):
             lines.append(f"{name}: {value}\r\n")
             if lowered == "user-agent":
                 has_user_agent = True

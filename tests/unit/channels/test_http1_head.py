@@ -230,3 +230,18 @@ def test_callers_host_replaces_the_urls_and_callers_content_length_is_dropped() 
     assert "Host: api.example\r\n" in head
     assert "999" not in head
     assert head.endswith("Content-Length: 3\r\n\r\n")
+
+
+def test_a_callers_transfer_encoding_is_dropped_beside_the_real_length() -> None:
+    """Content-Length and Transfer-Encoding together is the request-smuggling shape."""
+    target = parse_target("http://h.example/x")
+    head = request_head("POST", target, {"Transfer-Encoding": "chunked", "X-A": "1"}, 5).decode()
+    assert "transfer-encoding" not in head.lower()
+    assert head.endswith("Content-Length: 5\r\n\r\n")
+    assert "X-A: 1\r\n" in head
+
+
+@pytest.mark.parametrize("headers", [{"X-Ok": "a\x00b"}, {"X-Bad\x00": "yes"}])
+def test_nul_in_header_names_or_values_is_refused(headers: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        request_head("POST", parse_target("http://h.example/"), headers, 0)
