@@ -7,8 +7,7 @@ expired). The rate is what was sent in the last minute; the ETA divides what is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, fields
 
 from optibridge.core.errors import NotFoundError
 from optibridge.core.states import ALL_STATES, FINAL_STATES, OPEN_STATES, MessageState
@@ -71,29 +70,10 @@ def compute_progress(
 
 
 @dataclass(frozen=True)
-class Campaign:
-    tenant_id: str
-    channel: str
-    channel_id: int
-    campaign_id: int
-    status: str
-    paused: bool
-    cancel_pending: bool
-    ingest_pages: int
-    customers: int
-    messages: int
-    no_address: int
-    error: str | None
-    created_at: datetime
-    ingested_at: datetime | None
-    canceled_at: datetime | None
-    updated_at: datetime
-    progress: Progress
-    ingest_notes: tuple[str, ...] = ()
+class Campaign(CampaignRow):
+    """The stored campaign with its progress computed from the message rows."""
 
-    @property
-    def key(self) -> CampaignKey:
-        return (self.tenant_id, self.channel_id, self.campaign_id)
+    progress: Progress = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -108,26 +88,7 @@ def _progress(c: store.StateCounts) -> Progress:
 
 
 def _campaign(row: CampaignRow, progress: Progress) -> Campaign:
-    return Campaign(
-        tenant_id=row.tenant_id,
-        channel=row.channel,
-        channel_id=row.channel_id,
-        campaign_id=row.campaign_id,
-        status=row.status,
-        paused=row.paused,
-        cancel_pending=row.cancel_pending,
-        ingest_pages=row.ingest_pages,
-        customers=row.customers,
-        messages=row.messages,
-        no_address=row.no_address,
-        error=row.error,
-        created_at=row.created_at,
-        ingested_at=row.ingested_at,
-        canceled_at=row.canceled_at,
-        updated_at=row.updated_at,
-        progress=progress,
-        ingest_notes=row.ingest_notes,
-    )
+    return Campaign(**{f.name: getattr(row, f.name) for f in fields(CampaignRow)}, progress=progress)
 
 
 async def list_campaigns(

@@ -11,10 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from optibridge.channels.base import Outcome, SendResult
-from optibridge.core.states import FINAL_STATES as STATES_FINAL
 from optibridge.core.states import MessageState
-
-FINAL_STATES = frozenset(s.value for s in STATES_FINAL)
 
 
 @dataclass(frozen=True, slots=True)
