@@ -5,6 +5,7 @@ app and the Optimove clients. `optibridge.bootstrap.open_runtime` builds it; flo
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,9 @@ class Runtime:
     # Per-process state that flows attach lazily (the dispatcher, with its providers and compiled
     # templates). `object`, not Any: a reader must check the type it gets back.
     extras: dict[str, object] = field(default_factory=dict)
+    # Set when the process is asked to stop (SIGTERM/SIGINT): jobs stop taking new work, finish
+    # what they hold and return, so the worker can exit within shutdown_timeout_s.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def runtime_of(context: JobContext) -> Runtime:

@@ -199,6 +199,13 @@ class Settings(BaseSettings):
     )
     workers: int = Field(default=1, ge=0, le=64, description="Worker processes under serve")
     worker_concurrency: int = Field(default=8, ge=1, le=256, description="Jobs at once per worker")
+    shutdown_timeout_s: float = Field(
+        default=15.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM/SIGINT, how long running jobs may take to finish before they are "
+        "aborted (send jobs stop claiming and return their unstarted claims at once)",
+    )
     db_pool_size: int = Field(default=10, ge=2, le=200)
     secret_key: SecretStr | None = Field(
         default=None, description="Fernet key(s), comma-separated; the first encrypts"
