@@ -9,6 +9,12 @@ database: a token that verifies was made by us for that message, that kind and (
 URL, so the redirect can never be pointed elsewhere (no open redirect). The customer id, campaign
 and template are not in the token (they are private and would lengthen every link); the recorder
 finds them from the message id in the same INSERT that records the event.
+
+`issued_at` is when the message was rendered. A provider status callback (SMS_STATUS) is refused
+once older than `callback_max_age`: the reporting window (results go to Optimove for that long
+after sending) plus a day; a receipt later than that can change nothing we report, so a leaked
+callback URL stops working then. Open, click and unsubscribe links do not expire: a recipient may
+unsubscribe from an old mail, and must be able to.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import hmac
 import struct
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from optibridge.feedback.keys import TrackingKeys
 from optibridge.feedback.urls import InvalidUrl, validate_target_url
@@ -39,6 +45,20 @@ class TokenKind(enum.IntEnum):
     CLICK = 2
     UNSUBSCRIBE = 3
     SMS_STATUS = 4  # provider status callback (Twilio StatusCallback)
+
+
+# Past the reporting window, how long a late provider callback is still taken.
+CALLBACK_GRACE = timedelta(days=1)
+
+
+def callback_max_age(reporting_window: timedelta) -> timedelta:
+    """How old a status-callback token may be: the reporting window plus `CALLBACK_GRACE`."""
+    return reporting_window + CALLBACK_GRACE
+
+
+def expired(token: Token, now: datetime, max_age: timedelta) -> bool:
+    """Whether `token` was issued more than `max_age` before `now`."""
+    return now - token.issued_at > max_age
 
 
 class InvalidToken(ValueError):

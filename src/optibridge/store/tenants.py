@@ -5,6 +5,7 @@ Each write is one transaction: a tenant is stored with all its channels or not a
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -310,6 +311,29 @@ async def channel_provider_settings(
     ).fetchone()
     if row is None:
         raise NotFoundError(f"tenant {tenant_id!r} has no channel {channel_id}")
+    return merge_provider_settings(
+        row["settings"], box.decrypt_json(row["secrets"]) if row["secrets"] else {}
+    )
+
+
+async def message_channel_provider_settings(
+    conn: Conn, box: SecretBox, message_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """The full provider settings of the channel a message was sent on; None for no such message.
+
+    For checking a provider's signature on a callback about that message (Twilio signs with the
+    auth token of the account that sent it).
+    """
+    row = await (
+        await conn.execute(
+            """SELECT c.settings, c.secrets FROM messages m
+               JOIN channels c ON c.tenant_id = m.tenant_id AND c.optimove_channel_id = m.channel_id
+               WHERE m.id = %s""",
+            (message_id,),
+        )
+    ).fetchone()
+    if row is None:
+        return None
     return merge_provider_settings(
         row["settings"], box.decrypt_json(row["secrets"]) if row["secrets"] else {}
     )

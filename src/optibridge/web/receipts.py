@@ -1,21 +1,31 @@
 """Provider receipts: what happened to a message after we handed it over.
 
-    POST /r/twilio/{token}    Twilio StatusCallback (form-encoded); the token names the message
+    POST /r/twilio/{token}    Twilio StatusCallback (form-encoded); the token names the message,
+                              X-Twilio-Signature proves Twilio sent it
     POST /r/generic/{tenant}  generic delivery reports (JSON), signed per tenant:
                               X-Optibridge-Signature: sha256=<hex HMAC-SHA256 of the raw body>
 
 What the provider said at send time (bounces) is optibridge.feedback.send_results.
 
-Unknown or tampered token, bad signature: 404, nothing recorded. A body we cannot read: 400,
-nothing recorded (a generic report is all or nothing). Repeats are answered 200 and insert nothing.
+Unknown or tampered token, bad generic signature: 404, nothing recorded. A body we cannot read:
+400, nothing recorded (a generic report is all or nothing). Repeats are answered 200 and insert
+nothing.
+
+Twilio callbacks, in this order: a token we did not make -> 404; a token older than the reporting
+window plus a day (`tokens.callback_max_age`) -> 410; a missing or wrong X-Twilio-Signature -> 403.
+The signature is Twilio's HMAC-SHA1 with the auth token of the Twilio account(s) configured on the
+message's channel, over the URL Twilio called: the configured public URL (`public_url`) + the path
++ the query, never the Host header we received (a reverse proxy rewrites that). Without a public
+URL (tests, local runs: no callback URL is then handed to Twilio) the request's own URL is used.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,16 +34,26 @@ from fastapi.responses import JSONResponse
 
 from optibridge.core.feedback_settings import FeedbackSettings, feedback_settings
 from optibridge.core.logs import get_logger
+from optibridge.core.reporting_settings import reporting_settings
 from optibridge.feedback.events import Event, record_events
 from optibridge.feedback.keys import TrackingKeys, verify_body_signature
-from optibridge.feedback.receipt_parsing import InvalidReceipt, generic_events, twilio_event
-from optibridge.feedback.tokens import InvalidToken, TokenKind, decode
+from optibridge.feedback.links import TWILIO_PATH
+from optibridge.feedback.receipt_parsing import (
+    InvalidReceipt,
+    generic_events,
+    twilio_auth_tokens,
+    twilio_event,
+    twilio_signature_valid,
+)
+from optibridge.feedback.tokens import InvalidToken, TokenKind, callback_max_age, decode, expired
 from optibridge.runtime import Runtime
+from optibridge.store import tenants as tenant_store
 
 log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
 SIGNATURE_HEADER = "X-Optibridge-Signature"
+TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 MAX_FORM_BODY = 16 * 1024
 MAX_JSON_BODY = 1024 * 1024
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -72,7 +92,21 @@ def router(
 ) -> APIRouter:
     cfg = settings or feedback_settings(runtime.settings)
     tracking_keys = keys or TrackingKeys.from_settings(runtime.settings)
+    max_age = callback_max_age(timedelta(days=reporting_settings(runtime.settings).window_days))
+    public_url = runtime.settings.public_url
     api = APIRouter(tags=["provider receipts"])
+
+    def called_url(request: Request, token: str) -> str:
+        """The URL Twilio signed: the one we gave it (public URL + path), with the query it sent."""
+        if not public_url:
+            return str(request.url)
+        query = request.url.query
+        return f"{public_url.rstrip('/')}{TWILIO_PATH}{token}" + (f"?{query}" if query else "")
+
+    async def twilio_tokens(message_id: uuid.UUID) -> list[str]:
+        async with runtime.pool.connection() as conn:
+            found = await tenant_store.message_channel_provider_settings(conn, runtime.box, message_id)
+        return twilio_auth_tokens(found) if found is not None else []
 
     async def record(events: list[Event]) -> int:
         async with runtime.pool.connection() as conn:
@@ -84,15 +118,27 @@ def router(
             parsed = decode(tracking_keys, token, TokenKind.SMS_STATUS)
         except InvalidToken:
             return _not_found()
+        now = clock()
+        if expired(parsed, now, max_age):
+            return _bad("callback expired", 410)
+        signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
+        if not signature:
+            return _bad("missing X-Twilio-Signature", 403)
         body = await _read_body(request, MAX_FORM_BODY)
         if body is None:
             return _bad("body too large", 413)
         try:
-            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
-            event = twilio_event(form, parsed.message_id, clock())
-        except (UnicodeDecodeError, ValueError) as exc:
-            # InvalidReceipt is a ValueError; so is parse_qsl's "too many fields".
-            return _bad(str(exc)[:200] if isinstance(exc, InvalidReceipt) else "malformed form body")
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+        except (UnicodeDecodeError, ValueError):  # parse_qsl's "too many fields" is a ValueError
+            return _bad("malformed form body")
+        auth_tokens = await twilio_tokens(parsed.message_id)
+        if not twilio_signature_valid(auth_tokens, called_url(request, token), pairs, signature):
+            log.warning("twilio callback refused: bad signature", message_id=str(parsed.message_id))
+            return _bad("bad X-Twilio-Signature", 403)
+        try:
+            event = twilio_event(dict(pairs), parsed.message_id, now)
+        except InvalidReceipt as exc:
+            return _bad(str(exc)[:200])
         if event is not None:
             await record([event])
         # Twilio wants a 2xx and ignores the body; an empty one avoids TwiML parsing warnings.

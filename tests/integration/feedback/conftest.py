@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from feedback_helpers import EMAIL, SMS, T0, TENANT, Seeded
+from feedback_helpers import EMAIL, SMS, T0, TENANT, TWILIO_AUTH_TOKEN, TWILIO_SETTINGS, Seeded
+from psycopg.types.json import Jsonb
 
 from optibridge.core.config import Settings
 from optibridge.core.feedback_settings import FeedbackSettings
@@ -35,6 +36,17 @@ async def seeded(settings: Settings) -> AsyncIterator[Seeded]:
             await add_tenant(conn, stack.runtime.box, "t2", "http://127.0.0.1:9", "k")
             await add_channel(conn, TENANT, "email", "email", EMAIL, feedback={"report_preferences": True})
             await add_channel(conn, TENANT, "sms", "sms", SMS)
+            # Twilio signs its callbacks with the account's auth token: the SMS channel has one.
+            await conn.execute(
+                "UPDATE channels SET settings = %s, secrets = %s"
+                " WHERE tenant_id = %s AND optimove_channel_id = %s",
+                (
+                    Jsonb(TWILIO_SETTINGS),
+                    stack.runtime.box.encrypt_json({"auth_token": TWILIO_AUTH_TOKEN}),
+                    TENANT,
+                    SMS,
+                ),
+            )
             await add_channel(conn, "t2", "email", "email", EMAIL)
             common = {"tenant_id": TENANT, "campaign_id": 7, "customers": 10, "sent_at": T0}
             email = await seed_campaign(

@@ -6,14 +6,15 @@ import json
 import uuid
 from typing import Any
 
-from feedback_helpers import T0, Seeded
+from feedback_helpers import T0, TWILIO_AUTH_TOKEN, Seeded
 
 from optibridge.channels.base import SENT, Outcome, SendResult
 from optibridge.feedback.keys import sign_body
 from optibridge.feedback.links import generic_receipt_url, twilio_status_callback_url
+from optibridge.feedback.receipt_parsing import twilio_signature
 from optibridge.feedback.send_results import record_send_results
 from optibridge.feedback.suppression import suppressed
-from optibridge.web.receipts import SIGNATURE_HEADER
+from optibridge.web.receipts import SIGNATURE_HEADER, TWILIO_SIGNATURE_HEADER
 
 
 async def _events(seeded: Seeded) -> list[tuple[Any, ...]]:
@@ -24,11 +25,15 @@ async def _events(seeded: Seeded) -> list[tuple[Any, ...]]:
     return [(r["tenant_id"], r["customer_id"], r["kind"], r["source"]) for r in rows]
 
 
-async def _twilio(seeded: Seeded, index: int, form: dict[str, str]) -> int:
+async def _twilio(
+    seeded: Seeded, index: int, form: dict[str, str], *, auth_token: str = TWILIO_AUTH_TOKEN
+) -> int:
+    """POST a status callback signed as Twilio signs it (the stack has no public URL: the URL called)."""
     url = twilio_status_callback_url(
         seeded.stack.base_url, seeded.sms[index].id, seeded.stack.keys, issued_at=T0
     )
-    async with seeded.stack.session.post(url, data=form) as resp:
+    headers = {TWILIO_SIGNATURE_HEADER: twilio_signature(auth_token, url, form.items())}
+    async with seeded.stack.session.post(url, data=form, headers=headers) as resp:
         return resp.status
 
 
@@ -53,6 +58,22 @@ async def test_twilio_callback_with_a_bad_token_or_body_records_nothing(seeded: 
         assert resp.status == 404
     assert await _twilio(seeded, 0, {"MessageSid": "SM1"}) == 400
     assert await _twilio(seeded, 0, {"MessageSid": "SM1", "MessageStatus": "exploded"}) == 400
+    assert await _events(seeded) == []
+
+
+async def test_twilio_callbacks_unsigned_or_signed_with_another_token_are_403(seeded: Seeded) -> None:
+    form = {"MessageSid": "SM" + "c" * 32, "MessageStatus": "undelivered", "ErrorCode": "21610"}
+    assert await _twilio(seeded, 0, form, auth_token="not-the-accounts-token") == 403
+    url = twilio_status_callback_url(seeded.stack.base_url, seeded.sms[0].id, seeded.stack.keys, issued_at=T0)
+    async with seeded.stack.session.post(url, data=form) as resp:
+        assert resp.status == 403
+    assert await _events(seeded) == []
+
+
+async def test_twilio_callbacks_past_the_reporting_window_are_410(seeded: Seeded) -> None:
+    form = {"MessageSid": "SM" + "d" * 32, "MessageStatus": "delivered"}
+    seeded.clock.advance(days=8, minutes=1)  # sent at T0; window 7 days + 1 day of grace
+    assert await _twilio(seeded, 0, form) == 410
     assert await _events(seeded) == []
 
 
