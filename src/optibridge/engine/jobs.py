@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from procrastinate import JobContext
 
 from optibridge.core.config import Settings
 from optibridge.core.errors import ConfigError
-from optibridge.core.logs import get_logger
+from optibridge.core.logs import get_logger, is_database_unreachable
 from optibridge.store import engine as engine_store
 
 log = get_logger(__name__)
@@ -52,6 +53,55 @@ class TransientRetry(procrastinate.BaseRetryStrategy):
             return None
         delay = min(self.cap_s, self.base_s * 2**job.attempts)
         return procrastinate.RetryDecision(retry_in={"seconds": int(delay)})
+
+
+# Periodic tasks without a retry of their own: a tick that lost the database runs again a few
+# seconds later instead of ending `failed` (its work is idempotent; the next tick would do it too,
+# but a `failed` row would stay behind for work that did succeed).
+PERIODIC_RETRY = TransientRetry(max_attempts=4, base_s=1.0, cap_s=10.0)
+
+
+def retry_periodic_by_default(app: procrastinate.App) -> list[str]:
+    """Give every periodic task that has no retry strategy PERIODIC_RETRY; returns their names.
+
+    Periodic jobs carry no queueing lock, so a retry never collides with the next tick's job."""
+    names = sorted({p.task.name for p in app.periodic_registry.periodic_tasks.values()})
+    changed = []
+    for name in names:
+        task = app.tasks[name]
+        if task.retry_strategy is None:
+            task.retry_strategy = PERIODIC_RETRY
+            changed.append(name)
+    return changed
+
+
+CallNext = Callable[[], Awaitable[Any]]
+
+
+async def superseded_on_outage(call_next: CallNext, context: JobContext, worker: object) -> Any:
+    """Worker middleware: a queued-by-tick job (one with a queueing lock and no retry strategy, such
+    as a send job) that lost the database ends quietly instead of `failed`.
+
+    Retrying it is not possible: the tick has usually queued the same work again under the same
+    queueing lock meanwhile, and a retry would collide with it (UniqueViolation, leaving the job
+    `doing`). Its work is not lost: the next tick's job does it (claims included, docs/delivery.md).
+    The outage itself is logged once per process (core.logs.database_outage).
+    """
+    try:
+        return await call_next()
+    except Exception as exc:
+        job = context.job
+        task = context.app.tasks.get(job.task_name)
+        superseded = job.queueing_lock is not None and (task is None or task.retry_strategy is None)
+        if superseded and is_database_unreachable(exc):
+            log.info(
+                "job lost the database; its work is queued again by the next tick",
+                job_id=job.id,
+                task=job.task_name,
+                error=type(exc).__name__,
+            )
+            return None
+        raise
 
 
 def worker_name() -> str:
