@@ -707,7 +707,7 @@ def _authenticate(state: EmulatorState, request: Request) -> tuple[Tenant, str]:
     key = request.headers.get("x-api-key")
     if key is not None:
         tenant = state.by_api_key.get(key.strip())
-        if tenant is None:
+        if tenant is None or tenant.keys_disabled(state.clock.monotonic()):
             raise ApiError(401, body=b'"Unauthorized"')
         return tenant, f"key:{key.strip()}"
     token = request.headers.get("authorization-token")

@@ -384,11 +384,38 @@ async def get_tenant(request: Request, tenant_id: str) -> TenantInfo:
     return _tenant_info(_tenant(request, tenant_id))
 
 
+class ExpireRequest(BaseModel):
+    api_key_seconds: float | None = Field(
+        5.0,
+        ge=0,
+        description="refuse the tenant's API keys (401) this long; null: until enable-keys; "
+        "0: leave them alone",
+    )
+
+
+class ExpireResult(BaseModel):
+    expired: int = Field(description="login tokens expired (403 Authorization-Token Expired next)")
+    api_keys_disabled: int = Field(description="API keys refused (401 Unauthorized) from now")
+    api_keys_disabled_for_s: float | None = Field(description="null: until enable-keys")
+
+
 @router.post("/tenants/{tenant_id}/expire-tokens")
-async def expire_tokens(request: Request, tenant_id: str) -> dict[str, int]:
-    """Expire every login token of the tenant now (the next call gets 403 Expired)."""
+async def expire_tokens(request: Request, tenant_id: str, body: ExpireRequest | None = None) -> ExpireResult:
+    """Expire the tenant's access now: every login token (the next call gets 403 Expired, the
+    client logs in again) and its API keys, which answer 401 for `api_key_seconds` (default 5)."""
     _tenant(request, tenant_id)
-    return {"expired": _state(request).expire_tokens(tenant_id)}
+    seconds = (body or ExpireRequest()).api_key_seconds
+    tokens, keys = _state(request).expire_access(tenant_id, seconds)
+    return ExpireResult(
+        expired=tokens, api_keys_disabled=keys, api_keys_disabled_for_s=seconds if keys else 0
+    )
+
+
+@router.post("/tenants/{tenant_id}/enable-keys")
+async def enable_keys(request: Request, tenant_id: str) -> dict[str, bool]:
+    """Accept the tenant's API keys again (ends an expire-tokens refusal early)."""
+    _tenant(request, tenant_id)
+    return {"was_disabled": _state(request).enable_keys(tenant_id)}
 
 
 @router.post("/tenants/{tenant_id}/campaigns", status_code=201)

@@ -89,9 +89,16 @@ class EmulatorControl:
         result: dict[str, Any] = await self.request("POST", path, body)
         return result
 
-    async def expire_tokens(self, tenant_id: str) -> int:
-        result = await self.request("POST", f"/tenants/{tenant_id}/expire-tokens")
+    async def expire_tokens(self, tenant_id: str, *, api_key_seconds: float | None = 5.0) -> int:
+        """Expire the tenant's login tokens and refuse its API keys for `api_key_seconds` (None:
+        until `enable_keys`); returns how many login tokens were expired."""
+        body = {"api_key_seconds": api_key_seconds}
+        result = await self.request("POST", f"/tenants/{tenant_id}/expire-tokens", body)
         return int(result["expired"])
+
+    async def enable_keys(self, tenant_id: str) -> bool:
+        result = await self.request("POST", f"/tenants/{tenant_id}/enable-keys")
+        return bool(result["was_disabled"])
 
     # -- faults -----------------------------------------------------------------------------
 

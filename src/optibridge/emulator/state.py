@@ -99,6 +99,13 @@ class Tenant:
     deliveries: deque[DeliveryRecord] = field(default_factory=deque)
     last_data_update: date | None = None
     next_campaign_id: int = 1000
+    # API keys have no token to expire; `expire_access` models the nearest real event (a key
+    # revoked, then restored or rotated back): every key of the tenant answers 401 until this
+    # monotonic time, or until `enable_keys` when it is infinite.
+    keys_disabled_until: float | None = None
+
+    def keys_disabled(self, now: float) -> bool:
+        return self.keys_disabled_until is not None and now < self.keys_disabled_until
 
 
 @dataclass(slots=True)
@@ -174,6 +181,24 @@ class EmulatorState:
                 rec.revoked = True
                 count += 1
         return count
+
+    def expire_access(self, tenant_id: str, api_key_seconds: float | None) -> tuple[int, int]:
+        """Expire the tenant's login tokens (403 Expired on their next use) and refuse its API keys
+        (401) for `api_key_seconds`, or until `enable_keys` when None. Returns (tokens, keys)."""
+        tokens = self.expire_tokens(tenant_id)
+        tenant = self.tenants[tenant_id]
+        if not tenant.api_keys or api_key_seconds == 0:
+            return tokens, 0
+        until = float("inf") if api_key_seconds is None else self.clock.monotonic() + api_key_seconds
+        tenant.keys_disabled_until = until
+        return tokens, len(tenant.api_keys)
+
+    def enable_keys(self, tenant_id: str) -> bool:
+        """Accept the tenant's API keys again; False if they were not refused."""
+        tenant = self.tenants[tenant_id]
+        was = tenant.keys_disabled(self.clock.monotonic())
+        tenant.keys_disabled_until = None
+        return was
 
     # -- campaigns --------------------------------------------------------------------------
 
