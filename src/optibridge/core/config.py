@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from optibridge.core.errors import ConfigError
+from optibridge.core.outbound import OutboundPolicy, parse_networks
 from optibridge.core.feedback_settings import FeedbackOptions, FeedbackSettings
 from optibridge.core.quiet_hours import QuietHours
 from optibridge.core.reporting_settings import ReportingSettings
@@ -70,6 +71,9 @@ class ChannelOptions(BaseModel):
     lanes: int = Field(default=2, ge=1, le=64, description="Send jobs working this channel at once")
     rate_per_s: float | None = Field(default=None, gt=0, description="Messages/s per worker process")
     chunk: int = Field(default=64, ge=1, le=1000, description="Messages sent between two state writes")
+    claim_chunks: int = Field(
+        default=4, ge=1, le=64, description="Chunks a send job claims at once (a slice: chunk x claim_chunks)"
+    )
     max_attempts: int = Field(default=8, ge=1, le=100, description="Transient failures before giving up")
     max_lateness_hours: float = Field(
         default=24.0, gt=0, description="Past its time by this, a message expires"
@@ -197,6 +201,23 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token for /metrics; unset: /metrics answers loopback clients only",
     )
+    # Outbound policy (docs/configuration.md): an operator setting, never a tenant's.
+    allow_private_destinations: list[str] = Field(
+        default_factory=list,
+        description="CIDR networks outbound connections (Optimove, providers, webhooks, delivery "
+        "lookups) may reach although loopback/private/link-local, e.g. [\"127.0.0.0/8\", \"::1/128\"]",
+    )
+
+    @field_validator("allow_private_destinations")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        parse_networks(values)
+        return values
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy.from_strings(self.allow_private_destinations)
+
     workers: int = Field(default=1, ge=0, le=64, description="Worker processes under serve")
     worker_concurrency: int = Field(default=8, ge=1, le=256, description="Jobs at once per worker")
     shutdown_timeout_s: float = Field(
@@ -207,6 +228,24 @@ class Settings(BaseSettings):
         "aborted (send jobs stop claiming and return their unstarted claims at once)",
     )
     db_pool_size: int = Field(default=10, ge=2, le=200)
+    # HTTP request limits and failed-auth throttling (optibridge.web.limits, optibridge.web.ratelimit;
+    # docs/admin-api.md "Limits"). Checked before authentication and before any database access.
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=64 * 1024, description="Largest admin API request body (templates: 8x)"
+    )
+    max_import_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, description="Largest contacts import upload"
+    )
+    body_timeout_s: float = Field(default=10.0, gt=0, le=600, description="Time to receive a request body")
+    import_timeout_s: float = Field(default=300.0, gt=0, le=3600, description="Time to receive an upload")
+    auth_failure_limit: int = Field(
+        default=20, ge=0, description="Failed API key checks per client IP per window before 429 (0: off)"
+    )
+    auth_failure_window_s: float = Field(default=60.0, gt=0, le=3600, description="Window of that limit")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-For names the client (comma-separated IPs/CIDRs, '*': any)",
+    )
     secret_key: SecretStr | None = Field(
         default=None, description="Fernet key(s), comma-separated; the first encrypts"
     )

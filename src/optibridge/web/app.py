@@ -8,7 +8,9 @@ from fastapi.responses import JSONResponse
 from optibridge import __version__
 from optibridge.core.feedback_settings import feedback_settings
 from optibridge.runtime import Runtime
-from optibridge.web import admin, health, listener, receipts, tracking
+from optibridge.web import admin, api, health, limits, listener, receipts, tracking
+from optibridge.web.apigate import ApiAuthGate
+from optibridge.web.ratelimit import limiter_of
 
 
 def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:
@@ -30,4 +32,10 @@ def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:
     app.include_router(tracking.router(runtime, recorder=app.state.tracking_recorder))
     app.include_router(receipts.router(runtime))
     admin.install(app, runtime)  # /api/v1, /ui, /ui/static, /metrics, /livez, /readyz
+    # Outermost last: body limits first (413/408 before anything runs), then the admin API's auth
+    # gate (429/401 before its body is read). Both before any database access.
+    app.add_middleware(
+        ApiAuthGate, runtime=runtime, limiter=limiter_of(app.state, runtime.settings), prefix=api.PREFIX
+    )
+    limits.install(app, runtime.settings)
     return app

@@ -129,8 +129,8 @@ async def principal_for_hash(conn: Conn, key_hash: bytes) -> Principal | None:
     return Principal(key_id=found.id, name=found.name, tenant_id=found.tenant_id, key_hash=found.key_hash)
 
 
-async def authenticate(conn: Conn, authorization: str | None) -> Principal:
-    """The principal of an `Authorization: Bearer obk_...` header, or ApiError 401 saying why not."""
+def bearer_key(authorization: str | None) -> str:
+    """The key of an `Authorization: Bearer obk_...` header (not yet checked), or ApiError 401."""
     if not authorization:
         raise unauthorized("missing API key: send 'Authorization: Bearer obk_...'")
     scheme, _, key = authorization.strip().partition(" ")
@@ -139,7 +139,12 @@ async def authenticate(conn: Conn, authorization: str | None) -> Principal:
         raise unauthorized("the Authorization header must be 'Bearer obk_...'")
     if not looks_like_key(key):
         raise unauthorized("invalid API key")
-    found = await principal_for_hash(conn, hash_key(key))
+    return key
+
+
+async def authenticate(conn: Conn, authorization: str | None) -> Principal:
+    """The principal of an `Authorization: Bearer obk_...` header, or ApiError 401 saying why not."""
+    found = await principal_for_hash(conn, hash_key(bearer_key(authorization)))
     if found is None:
         raise unauthorized("invalid or revoked API key")
     return found

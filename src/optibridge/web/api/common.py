@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.runtime import Runtime
 from optibridge.store import tenants as tenant_store
+from optibridge.web.apigate import principal_in
 from optibridge.web.auth import ApiError, Principal, authenticate
 
 T = TypeVar("T")
@@ -187,7 +188,11 @@ BEARER = BearerAuth()
 async def current_principal(
     request: Request, authorization: Annotated[str | None, Depends(BEARER)]
 ) -> Principal:
-    """The caller's API key (401 otherwise). The runtime is the app's (`app.state.runtime`)."""
+    """The caller's API key (401 otherwise). The auth gate (web/apigate.py) has normally checked it
+    before the body was read; without the gate (an app built otherwise) it is checked here."""
+    checked = principal_in(request.scope)
+    if checked is not None:
+        return checked
     runtime: Runtime = request.app.state.runtime
     async with runtime.pool.connection() as conn:
         return await authenticate(conn, authorization)

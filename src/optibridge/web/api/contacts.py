@@ -1,4 +1,5 @@
-"""Contacts import: a CSV upload (multipart), loaded by `optibridge.store.contacts` in one transaction."""
+"""Contacts import: a CSV upload (multipart), streamed to a temporary file once the key and tenant
+are checked, then loaded by `optibridge.store.contacts` (parsed row by row) in one transaction."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import os
 import tempfile
 from pathlib import Path as FsPath
-from typing import Annotated
+from typing import Any
 
 import psycopg
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from starlette.datastructures import UploadFile
 
 from optibridge.core.errors import ConfigError
 from optibridge.runtime import Runtime
@@ -25,8 +28,31 @@ from optibridge.web.api.common import (
 )
 from optibridge.web.auth import ApiError
 
+# The HTTP limit is web/limits.py's (setting max_import_bytes), enforced while the body arrives;
+# this one only guards a caller of save_upload that has none.
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 CHUNK = 1024 * 1024
+MAX_FIELDS = 10
+UPLOAD_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV with a header row naming customer_id",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 class ImportOut(BaseModel):
@@ -60,14 +86,20 @@ def router(runtime: Runtime) -> APIRouter:
         "/tenants/{tenant_id}/contacts/import",
         summary="Load contacts from a CSV file (customer_id, email, phone, device_token, attributes...)",
         responses={**NOT_FOUND, 413: {"model": ErrorBody, "description": "File too large"}},
+        openapi_extra=UPLOAD_SCHEMA,
     )
-    async def import_contacts(
-        principal: Auth,
-        tenant_id: TenantId,
-        file: Annotated[UploadFile, File(description="CSV with a header row naming customer_id")],
-    ) -> ImportOut:
+    async def import_contacts(request: Request, principal: Auth, tenant_id: TenantId) -> ImportOut:
+        # The body is not a parameter: FastAPI would read it before checking the key. The key was
+        # checked (web/apigate.py) before anything was read; the tenant is checked next, and only
+        # then is the upload streamed to disk (bounded in size and time by web/limits.py).
         await tenant_exists(runtime, principal, tenant_id)
-        path = await save_upload(file)
+        async with request.form(max_files=1, max_fields=MAX_FIELDS) as form:
+            file = form.get("file")
+            if not isinstance(file, UploadFile):
+                raise RequestValidationError(
+                    [{"loc": ("body", "file"), "msg": "Field required", "type": "missing"}]
+                )
+            path = await save_upload(file)
         shown = (file.filename or "upload.csv").replace("\n", " ")[:200]
         try:
             async with runtime.pool.connection() as conn:

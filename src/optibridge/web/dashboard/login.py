@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from optibridge.web.auth import hash_key, looks_like_key, principal_for_hash
 from optibridge.web.dashboard.common import PREFIX, Dashboard, safe_next, secure
 from optibridge.web.dashboard.session import LOGIN_COOKIE, MAX_AGE_S, SESSION_COOKIE
+from optibridge.web.ratelimit import client_ip, limiter_of
 
 
 def new_login_token() -> str:
@@ -59,12 +60,24 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
         cookie = request.cookies.get(LOGIN_COOKIE) or ""
         if not token or not cookie or token != cookie:
             return login_page(request, "The login form expired; please try again.", 400)
+        # Failed sign-ins count against the client IP with the admin API's failures (web/ratelimit.py):
+        # over the limit, a key not seen to work in this process is refused without a lookup.
+        limiter = limiter_of(request.app.state, runtime.settings)
+        client = client_ip(request.scope.get("client"))
+        key_hash = hash_key(key) if looks_like_key(key) else None
+        wait = limiter.refuse(client, key_hash)
+        if wait is not None:
+            page = login_page(request, f"Too many failed sign-ins; try again in {wait} s.", 429)
+            page.headers["Retry-After"] = str(wait)
+            return page
         principal = None
-        if looks_like_key(key):
+        if key_hash is not None:
             async with runtime.pool.connection() as conn:
-                principal = await principal_for_hash(conn, hash_key(key))
+                principal = await principal_for_hash(conn, key_hash)
         if principal is None:
+            limiter.failed(client)
             return login_page(request, "That API key is not valid (or was revoked).", 401)
+        limiter.succeeded(principal.key_hash)
         signer = await ui.signer()
         target = safe_next(str(form.get("next") or ""))
         response = RedirectResponse(target, status_code=303)
