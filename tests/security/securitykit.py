@@ -114,6 +114,7 @@ def http_request(
     body: bytes | Iterable[bytes] | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 10.0,
+    host: str = "127.0.0.1",
 ) -> Reply:
     sent_headers = dict(headers or {})
     if key is not None:
@@ -122,7 +123,7 @@ def http_request(
     if json_body is not None:
         payload = json.dumps(json_body).encode()
         sent_headers.setdefault("Content-Type", "application/json")
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         if payload is None or isinstance(payload, bytes):
             conn.request(method, path, body=payload, headers=sent_headers)
@@ -136,6 +137,19 @@ def http_request(
         return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
     finally:
         conn.close()
+
+
+def non_loopback_address() -> str | None:
+    """An address of this machine that is not loopback (how a remote client reaches us), or None."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # a UDP "connect" sends nothing; it only picks a route
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
 
 
 def chunks(total_bytes: int, size: int = 1 << 20, fill: bytes = b"a") -> Iterator[bytes]:
