@@ -42,11 +42,18 @@ def parts_for(kind: str, spec: TemplateSpec) -> dict[str, str | None]:
     return {"text": spec.body}
 
 
+def json_parts_for(kind: str) -> frozenset[str]:
+    """The parts that render a JSON document: a webhook's body (every value JSON-escaped)."""
+    return frozenset({"text"}) if kind == "webhook" else frozenset()
+
+
 def compile_spec(kind: str, spec: TemplateSpec) -> CompiledTemplate:
     """Compile, or raise ConfigError naming the template, part, line and reason."""
     if kind == "email" and not spec.subject:
         raise ConfigError(f"template {spec.template_id}: an e-mail template needs a subject")
     try:
-        return compile_template(parts_for(kind, spec), defaults=spec.defaults)
+        return compile_template(
+            parts_for(kind, spec), defaults=spec.defaults, json_parts=json_parts_for(kind)
+        )
     except TemplateSyntaxError as exc:
         raise ConfigError(f"template {spec.template_id} does not parse: {exc}") from None

@@ -15,8 +15,16 @@ import procrastinate
 import psycopg
 
 from optibridge.catalog.models import TemplateSpec, compile_spec
-from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.core.errors import ConfigError, ConflictError, NotFoundError
 from optibridge.engine import jobs
+from optibridge.rendering import (
+    CompiledTemplate,
+    RenderLimitError,
+    TemplateRefusedError,
+    check_limits,
+    in_render_thread,
+)
+from optibridge.rendering.limits import DEFAULT_RENDER_TIMEOUT_S
 from optibridge.store import apps, channels, templates
 from optibridge.store.templates import StoredTemplate as StoredTemplate
 
@@ -58,13 +66,36 @@ async def request_sync(conn: Conn, app: procrastinate.App, tenant_id: str, chann
             continue
 
 
+async def check_saveable(
+    kind: str, spec: TemplateSpec, *, timeout_s: float = DEFAULT_RENDER_TIMEOUT_S
+) -> CompiledTemplate:
+    """Compile and trial-render off the event loop; ConfigError if the template may not be saved."""
+
+    def check() -> CompiledTemplate:
+        compiled = compile_spec(kind, spec)
+        try:
+            check_limits(compiled, timeout_s=timeout_s)
+        except TemplateRefusedError as exc:
+            raise ConfigError(f"template {spec.template_id} refused: {exc}") from None
+        return compiled
+
+    try:
+        return await in_render_thread(check, backstop_s=timeout_s * 2 + 5)
+    except RenderLimitError as exc:
+        raise ConfigError(f"template {spec.template_id} refused: {exc}") from None
+
+
 async def upsert(
     conn: Conn, app: procrastinate.App, tenant_id: str, channel_name: str, spec: TemplateSpec, *, create: bool
 ) -> str:
-    """Add (create=True: refuse an existing id) or replace a template; returns what happened."""
+    """Add (create=True: refuse an existing id) or replace a template; returns what happened.
+
+    ConfigError, nothing stored, if it does not parse or exceeds the render limits (a trial render
+    with sample values, in a render thread under the deadline: `check_saveable`).
+    """
+    kind, _ = await channel_kind(conn, tenant_id, channel_name)
+    compiled = await check_saveable(kind, spec)
     async with conn.transaction():
-        kind, _ = await channel_kind(conn, tenant_id, channel_name)
-        compiled = compile_spec(kind, spec)
         row = await templates.lock(conn, tenant_id, channel_name, spec.template_id)
         content = templates.TemplateContent(
             name=spec.name,

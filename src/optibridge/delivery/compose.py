@@ -3,13 +3,21 @@
 Templates are compiled once per (tenant, channel, template, version) and kept for the process. An
 e-mail gets its tracking links and List-Unsubscribe headers, an SMS its delivery-status callback, a
 push its app id.
+
+Rendering is CPU work and a template is tenant-written, so it never runs on the event loop: a
+slice's messages are composed in one hop to a render thread (`compose_slice`; one hop per slice,
+not per message, keeps the throughput), each message under the render deadline. A message whose
+template exceeds the limits fails alone, with the reason `template exceeded render limits (...)`;
+after a template has run out of time once in a slice, its other messages of that slice fail the
+same way without rendering, so a slice of 500 costs at most one deadline per bad template.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from optibridge.catalog.models import TemplateSpec, compile_spec
@@ -22,7 +30,14 @@ from optibridge.feedback.links import (
     tracking_urls,
     twilio_status_callback_url,
 )
-from optibridge.rendering import CompiledTemplate, TemplateCache
+from optibridge.rendering import (
+    CompiledTemplate,
+    RenderError,
+    RenderLimitError,
+    TemplateCache,
+    in_render_thread,
+)
+from optibridge.rendering.limits import DEFAULT_RENDER_TIMEOUT_S
 from optibridge.store import messages as message_store
 from optibridge.store.messages import ClaimedMessage, Conn
 
@@ -47,7 +62,8 @@ class Templates:
                     template_id=t.template_id, name=t.name, subject=t.subject, body=t.body,
                     text_body=t.text_body, app_id=t.app_id, defaults=t.defaults,
                 )  # fmt: skip
-                compiled = compile_spec(ch.kind, spec)
+                # Parsing a large template is CPU work too: off the event loop.
+                compiled = await in_render_thread(partial(compile_spec, ch.kind, spec))
                 self.cache.put(key, compiled)
             out[t.template_id] = compiled
             self.app_ids[(ch.tenant_id, ch.name, t.template_id)] = t.app_id
@@ -76,17 +92,22 @@ def variables(row: ClaimedMessage, ch: Channel, unsubscribe_url: str | None) -> 
 class Composer:
     public_url: str | None
     keys: TrackingKeys
+    render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S  # settings.render_timeout_s, per message
 
     def compose(
         self, ch: Channel, row: ClaimedMessage, template: CompiledTemplate, now: datetime, app_id: str | None
     ) -> base.OutboundMessage:
-        """Render one message (RenderError on a missing attribute without a default)."""
+        """Render one message (RenderError on a missing attribute without a default, RenderLimitError
+        past the limits or the deadline). CPU work: call it in a render thread (`compose_slice`)."""
         mid = str(row.id)
         public = self.public_url
         tracking = (
             tracking_urls(public, mid, self.keys, issued_at=now) if public and ch.kind == "email" else None
         )
-        parts = template.render(variables(row, ch, tracking.unsubscribe_url if tracking else None))
+        parts = template.render(
+            variables(row, ch, tracking.unsubscribe_url if tracking else None),
+            timeout_s=self.render_timeout_s,
+        )
         common: dict[str, Any] = {
             "message_id": mid,
             "tenant_id": ch.tenant_id,
@@ -117,3 +138,45 @@ class Composer:
         if ch.kind == "sms" and public:
             data["status_callback"] = twilio_status_callback_url(public, mid, self.keys, issued_at=now)
         return base.OutboundMessage(body=parts.get("text", ""), data=data, **common)
+
+
+@dataclass
+class Composed:
+    """A slice, composed: the messages to send, the ones that failed to render, and how many of
+    those exceeded the render limits."""
+
+    ready: list[tuple[ClaimedMessage, base.OutboundMessage]] = field(default_factory=list)
+    failed: list[tuple[ClaimedMessage, RenderError]] = field(default_factory=list)
+    over_limits: int = 0
+
+
+Item = tuple[ClaimedMessage, CompiledTemplate, str | None]  # a message, its template, its app id
+
+
+def compose_all(composer: Composer, ch: Channel, items: Sequence[Item], now: datetime) -> Composed:
+    """Compose every message; one that fails to render fails alone (see the module doc)."""
+    out = Composed()
+    out_of_time: dict[int, RenderLimitError] = {}  # template id -> its first timeout in this slice
+    for row, template, app_id in items:
+        error: RenderError | None = out_of_time.get(row.template_id)
+        if error is None:
+            try:
+                out.ready.append((row, composer.compose(ch, row, template, now, app_id)))
+                continue
+            except RenderLimitError as exc:
+                error = exc
+                if exc.timed_out:
+                    out_of_time[row.template_id] = exc
+            except RenderError as exc:
+                error = exc
+        if isinstance(error, RenderLimitError):
+            out.over_limits += 1
+        out.failed.append((row, error))
+    return out
+
+
+async def compose_slice(composer: Composer, ch: Channel, items: Sequence[Item], now: datetime) -> Composed:
+    """`compose_all` in a render thread: the event loop keeps serving while a slice renders."""
+    if not items:
+        return Composed()
+    return await in_render_thread(lambda: compose_all(composer, ch, items, now))

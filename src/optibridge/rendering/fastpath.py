@@ -25,6 +25,8 @@ from liquid.builtin.expressions.primitive import StringLiteral
 from liquid.builtin.output import OutputNode
 from markupsafe import escape
 
+from optibridge.rendering.jsonbody import JsonOutputNode, escape_json_text
+
 
 @dataclass(frozen=True, slots=True)
 class Slot:
@@ -41,6 +43,7 @@ Piece = str | Slot
 class Plan:
     pieces: tuple[Piece, ...]
     autoescape: bool
+    json: bool  # a JSON part: values (and fallbacks, as Liquid does there) JSON-string-escaped
     limit: int  # the environment's output limit: above it, Liquid must raise its own error
 
 
@@ -68,7 +71,7 @@ def plan_of(template: Any) -> Plan | None:
     for node in template.nodes:
         if type(node) is ContentNode:
             pieces.append(node.text)
-        elif type(node) is OutputNode:
+        elif type(node) is OutputNode or type(node) is JsonOutputNode:
             slot = _slot(node)
             if slot is None:
                 return None
@@ -76,7 +79,8 @@ def plan_of(template: Any) -> Plan | None:
         else:
             return None
     env = template.env
-    return Plan(tuple(pieces), bool(env.autoescape), int(env.output_stream_limit or 0))
+    json_part = any(type(node) is JsonOutputNode for node in template.nodes)
+    return Plan(tuple(pieces), bool(env.autoescape), json_part, int(env.output_stream_limit or 0))
 
 
 def render_plan(plan: Plan, data: Mapping[str, Any]) -> str | None:
@@ -89,9 +93,13 @@ def render_plan(plan: Plan, data: Mapping[str, Any]) -> str | None:
         assert isinstance(piece, Slot)
         value = data.get(piece.name)
         if type(value) is str and (value or piece.fallback is None):
-            out.append(str(escape(value)) if plan.autoescape else value)
+            if plan.json:
+                out.append(escape_json_text(value))
+            else:
+                out.append(str(escape(value)) if plan.autoescape else value)
         elif piece.fallback is not None and (value is None or value == "" or value is False):
-            out.append(piece.fallback)  # a template literal: Liquid treats it as safe markup
+            # A template literal: Liquid treats it as safe markup, but a JSON part escapes it too.
+            out.append(escape_json_text(piece.fallback) if plan.json else piece.fallback)
         else:
             return None
     text = "".join(out)

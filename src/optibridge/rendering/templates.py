@@ -17,6 +17,14 @@ from typing import Any
 from liquid import Environment, StrictDefaultUndefined
 from liquid.exceptions import LiquidError
 
+from optibridge.rendering import jsonbody, limits
+from optibridge.rendering.errors import (
+    LIMITS_EXCEEDED,
+    RenderError,
+    RenderLimitError,
+    TemplateRefusedError,
+    TemplateSyntaxError,
+)
 from optibridge.rendering.fastpath import Plan, plan_of, render_plan
 from optibridge.rendering.optimove_tags import to_liquid
 
@@ -37,31 +45,32 @@ BUILTIN_VARIABLES = frozenset(
 
 
 class _SandboxEnv(Environment):
-    """Liquid with bounds, so one template cannot stall a worker or exhaust its memory."""
+    """Liquid with bounds, so one template cannot stall a worker or exhaust its memory (limits.py)."""
 
-    loop_iteration_limit = 10_000
-    output_stream_limit = 1_000_000
-    local_namespace_limit = 100_000
-    context_depth_limit = 30
+    loop_iteration_limit = limits.LOOP_ITERATION_LIMIT
+    output_stream_limit = limits.OUTPUT_STREAM_LIMIT
+    local_namespace_limit = limits.LOCAL_NAMESPACE_LIMIT
+    context_depth_limit = limits.CONTEXT_DEPTH_LIMIT
+    template_class = limits.BoundedTemplate
 
-
-_HTML_ENV = _SandboxEnv(undefined=StrictDefaultUndefined, autoescape=True)
-_TEXT_ENV = _SandboxEnv(undefined=StrictDefaultUndefined, autoescape=False)
-
-
-class TemplateSyntaxError(ValueError):
-    """A template part does not parse; `part`, `line` and `reason` say where and why."""
-
-    def __init__(self, part: str, line: int | None, reason: str) -> None:
-        where = f"{part}, line {line}" if line else part
-        super().__init__(f"{where}: {reason}")
-        self.part = part
-        self.line = line
-        self.reason = reason
+    def __init__(self, *, autoescape: bool) -> None:
+        super().__init__(undefined=StrictDefaultUndefined, autoescape=autoescape)
+        limits.guard_filters(self.filters)
 
 
-class RenderError(ValueError):
-    """Rendering one message failed (missing attribute, limit hit); the reason is for the record."""
+class _JsonEnv(_SandboxEnv):
+    """Every output JSON-string-escaped; `| json` for a whole JSON value (jsonbody.py)."""
+
+    def setup_tags_and_filters(self, *, extra: bool = False) -> None:
+        super().setup_tags_and_filters(extra=extra)
+        self.add_tag(jsonbody.JsonOutput)
+        self.add_tag(jsonbody.JsonEcho)
+        self.add_filter("json", jsonbody.json_filter)
+
+
+_HTML_ENV = _SandboxEnv(autoescape=True)
+_TEXT_ENV = _SandboxEnv(autoescape=False)
+_JSON_ENV = _JsonEnv(autoescape=False)
 
 
 def _line_of(exc: LiquidError, source: str) -> int | None:
@@ -83,20 +92,36 @@ class CompiledTemplate:
     attributes: tuple[str, ...]  # customer attributes used, in first-seen order
     defaults: Mapping[str, str] = field(default_factory=dict)
     plans: Mapping[str, Plan] = field(default_factory=dict)  # parts simple enough for fastpath
+    json_parts: frozenset[str] = frozenset()  # parts that render a JSON document
+    problems: tuple[tuple[str, str], ...] = ()  # (part, why) found when parsing: refused at save
 
-    def render(self, variables: Mapping[str, Any]) -> dict[str, str]:
-        """Render every part; attributes missing from `variables` take the template's defaults."""
+    def render(
+        self, variables: Mapping[str, Any], *, timeout_s: float = limits.DEFAULT_RENDER_TIMEOUT_S
+    ) -> dict[str, str]:
+        """Render every part; attributes missing from `variables` take the template's defaults.
+
+        RenderError on a missing attribute or a JSON part that does not parse; RenderLimitError
+        (a RenderError) when the render needs more than the limits or `timeout_s` allow.
+        """
         data = {**self.defaults, **{k: v for k, v in variables.items() if v is not None}}
         out: dict[str, str] = {}
-        for name, template in self.parts.items():
-            plan = self.plans.get(name)
-            if plan is not None and (text := render_plan(plan, data)) is not None:
-                out[name] = text
-                continue
-            try:
-                out[name] = template.render(**data)
-            except LiquidError as exc:
-                raise RenderError(f"{name}: {_reason(exc)}") from None
+        with limits.budget(timeout_s) as allowance:
+            for name, template in self.parts.items():
+                plan = self.plans.get(name)
+                if plan is not None and (text := render_plan(plan, data)) is not None:
+                    out[name] = text
+                else:
+                    try:
+                        out[name] = template.render(**data)
+                    except LiquidError as exc:
+                        detail = limits.limit_detail(exc)
+                        if detail is not None:
+                            raise RenderLimitError(detail, part=name, timed_out=allowance.timed_out) from None
+                        raise RenderError(f"{name}: {_reason(exc)}") from None
+                if name in self.json_parts:
+                    _, why = jsonbody.parse_document(out[name])
+                    if why is not None:
+                        raise RenderError(f"{name}: the rendered JSON body {why}")
         return out
 
 
@@ -104,16 +129,21 @@ def compile_template(
     parts: Mapping[str, str | None],
     *,
     html_parts: frozenset[str] = frozenset({"html", "body_html"}),
+    json_parts: frozenset[str] = frozenset(),
     defaults: Mapping[str, str] | None = None,
 ) -> CompiledTemplate:
     """Parse every non-empty part; TemplateSyntaxError on the first that does not parse.
 
     Parts named in `html_parts` escape variable values as HTML (an attribute value can never inject
-    markup into an email); the others render text as is.
+    markup into an email); parts in `json_parts` render a JSON document, every value JSON-escaped
+    (jsonbody.py); the others render text as is. Range literals over the limit do not stop the
+    compile (a stored template must still compile at send, to fail only its own messages); they
+    are listed in `problems`, which `check_limits` refuses at save.
     """
     compiled: dict[str, Any] = {}
     plans: dict[str, Plan] = {}
     attributes: dict[str, None] = {}
+    problems: list[tuple[str, str]] = []
     for name, source in parts.items():
         if not source:
             continue
@@ -121,10 +151,11 @@ def compile_template(
             liquid_source = to_liquid(source)
         except ValueError as exc:
             raise TemplateSyntaxError(name, None, str(exc)) from None
-        env = _HTML_ENV if name in html_parts else _TEXT_ENV
+        env = _JSON_ENV if name in json_parts else _HTML_ENV if name in html_parts else _TEXT_ENV
         try:
             template = env.from_string(liquid_source)
             variables = template.global_variables()
+            problems += [(name, why) for why in limits.bound_ranges(template)]
         except LiquidError as exc:
             raise TemplateSyntaxError(name, _line_of(exc, liquid_source), _reason(exc)) from None
         compiled[name] = template
@@ -134,8 +165,51 @@ def compile_template(
             if var not in BUILTIN_VARIABLES:
                 attributes.setdefault(var, None)
     return CompiledTemplate(
-        parts=compiled, attributes=tuple(attributes), defaults=dict(defaults or {}), plans=plans
+        parts=compiled,
+        attributes=tuple(attributes),
+        defaults=dict(defaults or {}),
+        plans=plans,
+        json_parts=frozenset(json_parts) & frozenset(compiled),
+        problems=tuple(problems),
     )
+
+
+def sample_variables(template: CompiledTemplate, value: str) -> dict[str, Any]:
+    """Every attribute and built-in set to `value` (ids to plausible ones): a trial render's data."""
+    data: dict[str, Any] = dict.fromkeys((*BUILTIN_VARIABLES, *template.attributes), value)
+    data |= {"campaign_id": 1, "template_id": 1, "channel_id": 1}
+    return data
+
+
+def check_limits(template: CompiledTemplate, *, timeout_s: float = limits.DEFAULT_RENDER_TIMEOUT_S) -> None:
+    """The save-time check: TemplateRefusedError if the template exceeds the limits or, for a JSON
+    part, a value could change its structure.
+
+    Static problems first (a range literal over the limit), then a trial render with sample values
+    under the deadline. A trial that fails for another reason (a filter that needs a number) is not
+    a refusal: real data may well render.
+    """
+    if template.problems:
+        part, why = template.problems[0]
+        raise TemplateRefusedError(part, f"{LIMITS_EXCEEDED} ({why})")
+    renders: dict[str, dict[str, str]] = {}
+    for label, value in (("plain", jsonbody.PLAIN_VALUE), ("hostile", jsonbody.HOSTILE_VALUE)):
+        if label == "hostile" and not template.json_parts:
+            break
+        try:
+            renders[label] = template.render(sample_variables(template, value), timeout_s=timeout_s)
+        except RenderLimitError as exc:
+            raise TemplateRefusedError(exc.part or "template", f"{LIMITS_EXCEEDED} ({exc.detail})") from None
+        except RenderError as exc:
+            part = str(exc).partition(":")[0]
+            if part in template.json_parts and "JSON body" in str(exc):
+                reason = str(exc).partition(": ")[2]
+                raise TemplateRefusedError(part, f"{reason}; {jsonbody.HINT}") from None
+            return
+    for part in sorted(template.json_parts):
+        unsafe = jsonbody.compare_documents(renders["plain"][part], renders["hostile"][part])
+        if unsafe is not None:
+            raise TemplateRefusedError(part, unsafe)
 
 
 class TemplateCache:

@@ -1,7 +1,11 @@
 """Templates of a channel, through the catalog (each change also queues the sync with Optimove).
 
 A template that does not parse is refused with 422 naming the part, line and reason, before
-anything is stored. Preview renders a stored (or a proposed) template for a sample customer.
+anything is stored; so is one that exceeds the render limits or, for a webhook, whose JSON body a
+value could reshape (a trial render with sample values: `rendering.check_limits`). Preview renders
+a stored (or a proposed) template for a sample customer. Compiling and rendering run in a render
+thread under `render_timeout_s`, never on the event loop (a preview of a heavy template once held
+every request of every tenant).
 """
 
 from __future__ import annotations
@@ -13,15 +17,20 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from optibridge.catalog import store as catalog
-from optibridge.catalog.models import TemplateSpec, parts_for
+from optibridge.catalog.models import TemplateSpec, json_parts_for, parts_for
 from optibridge.core.errors import ConfigError, ConflictError, NotFoundError
 from optibridge.rendering import (
     BUILTIN_VARIABLES,
     CompiledTemplate,
     RenderError,
+    RenderLimitError,
+    TemplateRefusedError,
     TemplateSyntaxError,
+    check_limits,
     compile_template,
+    in_render_thread,
 )
+from optibridge.rendering.limits import DEFAULT_RENDER_TIMEOUT_S
 from optibridge.runtime import Runtime
 from optibridge.web.api.common import (
     CONFLICT,
@@ -125,7 +134,9 @@ def check_template(kind: str, spec: TemplateSpec) -> CompiledTemplate:
             extra={"field": "subject", "part": "subject", "reason": "missing"},
         )
     try:
-        return compile_template(parts_for(kind, spec), defaults=spec.defaults)
+        return compile_template(
+            parts_for(kind, spec), defaults=spec.defaults, json_parts=json_parts_for(kind)
+        )
     except TemplateSyntaxError as exc:
         raise ApiError(
             422,
@@ -133,6 +144,72 @@ def check_template(kind: str, spec: TemplateSpec) -> CompiledTemplate:
             f"template {spec.template_id} does not parse: {exc}",
             extra={"part": exc.part, "line": exc.line, "reason": exc.reason},
         ) from None
+
+
+def check_saveable(kind: str, spec: TemplateSpec, *, timeout_s: float) -> CompiledTemplate:
+    """`check_template`, then the limits and JSON-body check (a trial render): ApiError 422 naming
+    the part and reason if the template may not be saved. CPU work: run it in a render thread."""
+    compiled = check_template(kind, spec)
+    try:
+        check_limits(compiled, timeout_s=timeout_s)
+    except TemplateRefusedError as exc:
+        raise ApiError(
+            422,
+            "invalid template",
+            f"template {spec.template_id} refused: {exc}",
+            extra={"part": exc.part, "reason": exc.reason},
+        ) from None
+    return compiled
+
+
+def _backstop(timeout_s: float) -> float:
+    # Two renders (a JSON part's check renders twice) and a compile, plus scheduling slack.
+    return timeout_s * 3 + 2
+
+
+async def checked(kind: str, spec: TemplateSpec, *, timeout_s: float, trial: bool) -> CompiledTemplate:
+    """Compile (and with `trial`, check for saving) in a render thread, off the event loop."""
+    try:
+        if trial:
+            return await in_render_thread(
+                lambda: check_saveable(kind, spec, timeout_s=timeout_s), backstop_s=_backstop(timeout_s)
+            )
+        return await in_render_thread(lambda: check_template(kind, spec), backstop_s=_backstop(timeout_s))
+    except RenderLimitError as exc:
+        raise ApiError(
+            422,
+            "invalid template",
+            f"template {spec.template_id} refused: {exc}",
+            extra={"reason": str(exc)},
+        ) from None
+
+
+async def preview_off_loop(
+    compiled: CompiledTemplate,
+    request: PreviewRequest,
+    *,
+    tenant_id: str,
+    channel_id: int,
+    template_id: int,
+    now: datetime,
+    timeout_s: float,
+) -> PreviewOut:
+    """`render_preview` in a render thread under the deadline (ApiError 422 past it)."""
+    try:
+        return await in_render_thread(
+            lambda: render_preview(
+                compiled,
+                request,
+                tenant_id=tenant_id,
+                channel_id=channel_id,
+                template_id=template_id,
+                now=now,
+                timeout_s=timeout_s,
+            ),
+            backstop_s=_backstop(timeout_s),
+        )
+    except RenderLimitError as exc:
+        raise ApiError(422, "render failed", str(exc), extra={"reason": str(exc)}) from None
 
 
 def render_preview(
@@ -143,6 +220,7 @@ def render_preview(
     channel_id: int,
     template_id: int,
     now: datetime,
+    timeout_s: float = DEFAULT_RENDER_TIMEOUT_S,
 ) -> PreviewOut:
     builtins: dict[str, Any] = {
         "customer_id": request.customer_id,
@@ -159,7 +237,9 @@ def render_preview(
     builtins |= {name: "" for name in BUILTIN_VARIABLES if name not in builtins}
     given = {k: v for k, v in request.attributes.items() if v is not None}
     try:
-        parts = compiled.render({**builtins, **given})
+        parts = compiled.render({**builtins, **given}, timeout_s=timeout_s)
+    except RenderLimitError as exc:
+        raise ApiError(422, "render failed", str(exc), extra={"part": exc.part, "reason": str(exc)}) from None
     except RenderError as exc:
         absent = [a for a in compiled.attributes if a not in given and a not in compiled.defaults]
         hint = f" (the sample has no {', '.join(absent)})" if absent else ""
@@ -171,6 +251,7 @@ def render_preview(
 def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(route_class=SafeRoute, tags=["templates"])
     base = "/tenants/{tenant_id}/channels/{channel}/templates"
+    timeout_s = runtime.settings.render_timeout_s
 
     async def kind_of(conn: Any, tenant_id: str, channel: str) -> tuple[str, int]:
         try:
@@ -188,7 +269,9 @@ def router(runtime: Runtime) -> APIRouter:
     async def save(tenant_id: str, channel: str, spec: TemplateSpec, *, create: bool) -> str:
         async with runtime.pool.connection() as conn:
             kind, _ = await kind_of(conn, tenant_id, channel)
-            check_template(kind, spec)
+        # Checked before a connection is held for the save; the catalog checks again (other paths).
+        await checked(kind, spec, timeout_s=timeout_s, trial=True)
+        async with runtime.pool.connection() as conn:
             try:
                 return await catalog.upsert(conn, runtime.job_app, tenant_id, channel, spec, create=create)
             except (NotFoundError, ConflictError) as exc:
@@ -236,14 +319,15 @@ def router(runtime: Runtime) -> APIRouter:
         principal.require_tenant(tenant_id)
         async with runtime.pool.connection() as conn:
             kind, channel_id = await kind_of(conn, tenant_id, channel)
-        compiled = check_template(kind, body.template)
-        return render_preview(
+        compiled = await checked(kind, body.template, timeout_s=timeout_s, trial=False)
+        return await preview_off_loop(
             compiled,
             body,
             tenant_id=tenant_id,
             channel_id=channel_id,
             template_id=body.template.template_id,
             now=datetime.now(UTC),
+            timeout_s=timeout_s,
         )
 
     @api.get(base + "/{template_id}", summary="One template", responses=NOT_FOUND)
@@ -326,14 +410,15 @@ def router(runtime: Runtime) -> APIRouter:
             app_id=t.app_id,
             defaults=t.defaults,
         )
-        compiled = check_template(kind, spec)
-        return render_preview(
+        compiled = await checked(kind, spec, timeout_s=timeout_s, trial=False)
+        return await preview_off_loop(
             compiled,
             body,
             tenant_id=tenant_id,
             channel_id=channel_id,
             template_id=template_id,
             now=datetime.now(UTC),
+            timeout_s=timeout_s,
         )
 
     return api

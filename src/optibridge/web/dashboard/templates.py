@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from optibridge.catalog import store as catalog
 from optibridge.catalog.models import TemplateSpec
 from optibridge.core.errors import NotFoundError
-from optibridge.web.api.templates import PreviewRequest, check_template, render_preview
+from optibridge.web.api.templates import PreviewRequest, checked, preview_off_loop
 from optibridge.web.api.tenants import load_tenants
 from optibridge.web.auth import ApiError
 from optibridge.web.dashboard.common import Dashboard, Viewer
@@ -84,15 +84,17 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
         if sample_text is None:
             sample_text = "\n".join(f"{a}=" for a in t.attributes)
         else:
-            try:
-                compiled = check_template(kind, spec)
-                preview = render_preview(
+            try:  # compiled and rendered in a render thread, under the deadline (api/templates.py)
+                timeout_s = runtime.settings.render_timeout_s
+                compiled = await checked(kind, spec, timeout_s=timeout_s, trial=False)
+                preview = await preview_off_loop(
                     compiled,
                     PreviewRequest(attributes=parse_sample(sample_text)),
                     tenant_id=tenant,
                     channel_id=channel_id,
                     template_id=template_id,
                     now=datetime.now(UTC),
+                    timeout_s=timeout_s,
                 )
             except ApiError as exc:
                 problem = exc.detail
