@@ -42,6 +42,10 @@ from urllib.parse import quote_plus
 import aiohttp
 
 from optibridge.channels import OutboundMessage, Outcome, build_provider
+from optibridge.core.outbound import OutboundPolicy
+
+# The sinks run on loopback: the operator setting opens exactly that.
+LOOPBACK = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128"])
 
 CONNECTIONS = 16
 SLICE = 1_000
@@ -166,6 +170,7 @@ async def send_emails(port: int, size: int) -> float:
             "from_name": "Shop News",
             "pool_size": CONNECTIONS,
         },
+        policy=LOOPBACK,
     )
     bodies = rendered_bodies(1_000)
     sent = 0
@@ -240,6 +245,7 @@ async def send_sms_adapter(base_url: str, size: int) -> float:
             "max_connections": CONNECTIONS,
         },
         callback_base_url="https://optibridge.example",
+        policy=LOOPBACK,
     )
     sent = 0
     started = time.perf_counter()

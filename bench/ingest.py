@@ -104,6 +104,7 @@ async def one_run(size: int, limited: bool, workdir: Path, server_url: str) -> d
         "OPTIBRIDGE_OPTIMOVE_RATE_LIMIT": "50" if limited else "0",
         "OPTIBRIDGE_LOG_LEVEL": "INFO",
         "OPTIBRIDGE_LOG_FORMAT": "json",
+        "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8", "::1/128"]',  # emulator on loopback
     }
     emu_args = ["emulator", "--port", str(emu_port)] + ([] if limited else ["--no-rate-limit"])
     logs = workdir / ("limited" if limited else "unlimited")

@@ -193,6 +193,7 @@ def main() -> None:
             "OPTIBRIDGE_SECRET_KEY": generate_key(),
             "OPTIBRIDGE_PUBLIC_URL": "https://track.example",
             "OPTIBRIDGE_LOG_LEVEL": "WARNING",
+            "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8", "::1/128"]',  # sinks on loopback
         }
         sh(env, "db", "upgrade")
         tenant = work / "tenant.toml"

@@ -143,5 +143,7 @@ def service_env(db_url: str, tmp_path: Path, test_secret_key: str) -> dict[str, 
         "OPTIBRIDGE_SECRET_KEY": test_secret_key,
         "OPTIBRIDGE_DATA_DIR": str(tmp_path / "data"),
         "OPTIBRIDGE_LOG_FORMAT": "json",
+        # Emulator and sinks run on loopback: the operator setting opens exactly that.
+        "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8", "::1/128"]',
     }
     return env

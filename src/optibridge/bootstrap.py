@@ -15,6 +15,7 @@ import procrastinate
 import psycopg_pool
 
 from optibridge.catalog import tasks as catalog_tasks
+from optibridge.channels.factory import validate_tenant
 from optibridge.core.config import Settings
 from optibridge.core.errors import ConfigError, DatabaseUnavailableError
 from optibridge.core.logs import get_logger
@@ -70,6 +71,15 @@ async def check_secret_key(db: Database, box: SecretBox) -> None:
 
 
 async def sync_config_tenants(runtime: Runtime) -> None:
+    # The config file's tenants pass the same checks as the API's and the CLI's, under the
+    # operator's outbound policy, before anything is stored (ConfigError: the process stops).
+    for tenant in runtime.settings.tenants:
+        try:
+            validate_tenant(
+                tenant, runtime.settings.outbound_policy, callback_base_url=runtime.settings.public_url
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"tenant {tenant.id!r} in the config file: {exc}") from None
     async with runtime.db.connect() as conn:
         for tenant in runtime.settings.tenants:
             outcome = await tenant_store.upsert_from_config(conn, runtime.box, tenant)

@@ -25,6 +25,11 @@ from optibridge.service import listen_socket
 from optibridge.web.app import create_app
 
 
+# The emulator, sinks and receivers of these tests run on loopback: the operator opens exactly
+# that (the default policy refuses it; tests/security checks the default).
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
+
 @dataclass
 class Service:
     runtime: Runtime
@@ -73,7 +78,7 @@ async def running_service(
         secret_key=secret_key,
         public_url=f"http://127.0.0.1:{port}",
         optimove_rate_limit=0,
-        **overrides,
+        **({"allow_private_destinations": LOOPBACK} | overrides),
     )
     async with open_runtime(settings, upgrade=False, pool_size=12) as rt:
         app = create_app(rt)

@@ -122,8 +122,35 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return headers.get(name) or headers.get(name.lower())
 
 
-def _body_text(body: bytes | str) -> str:
-    return body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+def _status_label(status: int) -> str:
+    if status == 429:
+        return "rate limited"
+    if status >= 500:
+        return "server error"
+    if 400 <= status < 500:
+        return "client error"
+    if 300 <= status < 400:
+        return "redirect, not followed"
+    return "unexpected status"
+
+
+def http_summary(status: int, body: bytes | str) -> str:
+    """Our words for an HTTP failure: status, its class and the body's size, never the body.
+
+    A provider's answer can quote anything (an internal page, a stack trace, another tenant's
+    data); message reasons are shown to tenants and logged, so they carry none of it.
+    """
+    return f"HTTP {status} ({_status_label(status)}, {len(body)}-byte body)"
+
+
+_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _code_text(code: object) -> str:
+    # A provider's error code is vocabulary (20429, UNREGISTERED), not free text: kept only if it
+    # looks like one.
+    text = str(code)
+    return text if _CODE.fullmatch(text) else "?"
 
 
 def classify_http(
@@ -137,7 +164,7 @@ def classify_http(
     """Classify a plain HTTP response; 2xx is SENT (the caller extracts the provider id)."""
     if 200 <= status < 300:
         return SENT
-    reason = _clip(f"HTTP {status} {_body_text(body[:400])}")
+    reason = http_summary(status, body)
     retry_after = parse_retry_after(_header(headers, "Retry-After"), now=now)
     if status == 429:
         return SendResult(
@@ -168,7 +195,7 @@ def classify_twilio(
     code = error.get("code")
     if not isinstance(code, int):
         return classify_http(status, headers, body, now=now)
-    reason = _clip(f"Twilio {code} (HTTP {status}): {error.get('message', '')}")
+    reason = f"Twilio {_code_text(code)} ({http_summary(status, body)})"
     retry_after = parse_retry_after(_header(headers, "Retry-After"), now=now)
     if code in TWILIO_THROTTLE_CODES or status == 429:
         return SendResult(
@@ -219,7 +246,7 @@ def classify_fcm(
     if not isinstance(error, dict):
         return classify_http(status, headers, body, now=now)
     code = _fcm_error_code(error)
-    reason = _clip(f"FCM {code or status}: {error.get('message', '')}")
+    reason = f"FCM {_code_text(code or status)} ({http_summary(status, body)})"
     retry_after = parse_retry_after(_header(headers, "Retry-After"), now=now)
     if code == "QUOTA_EXCEEDED" or status == 429:
         return SendResult(

@@ -12,8 +12,9 @@ from typing import Any
 from optibridge.channels.base import OutboundMessage, Outcome, SendResult
 from optibridge.channels.classify import classify_fcm
 from optibridge.channels.fcm_auth import ServiceAccountTokens, TokenError
-from optibridge.channels.http_transport import HttpChannel
+from optibridge.channels.http_transport import STRICT, HttpChannel
 from optibridge.channels.settings import FcmSettings
+from optibridge.core.outbound import OutboundPolicy
 
 
 def fcm_payload(message: OutboundMessage) -> dict[str, Any]:
@@ -29,12 +30,20 @@ def fcm_payload(message: OutboundMessage) -> dict[str, Any]:
 class FcmPushProvider(HttpChannel):
     kind = "push"
 
-    def __init__(self, settings: FcmSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: FcmSettings, *, policy: OutboundPolicy = STRICT) -> None:
+        for where, url in (("base_url", settings.base_url), ("token_uri", settings.effective_token_uri)):
+            reason = policy.check_url(url)
+            if reason is not None:
+                raise ValueError(f"{where} refused: {reason}")
+        super().__init__(settings, policy=policy)
         self.name = settings.name or "fcm"
         self.url = f"{settings.base_url}/v1/projects/{settings.effective_project_id}/messages:send"
+        # The token exchange is a second destination: it goes through the same policy.
         self.tokens = ServiceAccountTokens(
-            settings.service_account, token_uri=settings.token_uri, timeout=settings.timeout_s
+            settings.service_account,
+            token_uri=settings.effective_token_uri,
+            timeout=settings.timeout_s,
+            policy=policy,
         )
 
     async def send(self, message: OutboundMessage) -> SendResult:

@@ -6,14 +6,25 @@ import json
 
 from optibridge.channels.base import SENT, OutboundMessage, Outcome, SendResult
 from optibridge.channels.classify import classify_http
-from optibridge.channels.http_transport import HttpChannel
+from optibridge.channels.http_transport import STRICT, HttpChannel
 from optibridge.channels.jsontemplate import JsonTemplate, extract_path
 from optibridge.channels.settings import JsonSettings
+from optibridge.core.outbound import OutboundPolicy
 
 
 class GenericJsonProvider(HttpChannel):
-    def __init__(self, kind: str, settings: JsonSettings, *, callback_base_url: str | None = None) -> None:
-        super().__init__(settings)
+    def __init__(
+        self,
+        kind: str,
+        settings: JsonSettings,
+        *,
+        callback_base_url: str | None = None,
+        policy: OutboundPolicy = STRICT,
+    ) -> None:
+        reason = policy.check_url(settings.url)
+        if reason is not None:
+            raise ValueError(f"url refused: {reason}")
+        super().__init__(settings, policy=policy)
         self.kind = kind
         self.name = settings.name or f"json-{kind}"
         self.url = settings.url

@@ -2,18 +2,27 @@
 
 The client (http1.Http1Client) keeps up to `max_connections` connections alive across messages;
 `send_many` runs that many requests at once. Redirects are never followed (a redirect is a
-misconfiguration, and following one could bypass the webhook's address guard), cookies are not
-kept, and environment proxies are ignored.
+misconfiguration, and following one could bypass the address guard), cookies are not kept, and
+environment proxies are ignored.
+
+Every HTTP adapter connects through the outbound policy's resolver (core.outbound): each address
+a host resolves to is checked on every new connection, so a provider URL whose name points (or is
+re-pointed) inside is refused at connect time, not only when its settings were written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from optibridge.channels.base import OutboundMessage, SendResult, send_bounded
+from aiohttp.abc import AbstractResolver
+
+from optibridge.channels.base import OutboundMessage, Outcome, SendResult, send_bounded
 from optibridge.channels.classify import classify_network_error
 from optibridge.channels.http1 import Http1Client, HttpClientError, Reply
 from optibridge.channels.settings import HttpOptions
+from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
+
+STRICT = OutboundPolicy()
 
 
 class HttpChannel:
@@ -22,15 +31,39 @@ class HttpChannel:
     kind: str
     name: str
 
-    def __init__(self, options: HttpOptions) -> None:
+    def __init__(
+        self,
+        options: HttpOptions,
+        *,
+        policy: OutboundPolicy = STRICT,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
+        """`policy`: the operator's outbound policy; `resolver` replaces the system DNS under the
+        guard (tests simulate rebinding with it)."""
         self._limit = options.max_connections
         self._timeout_s = options.timeout_s
         self._connect_timeout_s = options.connect_timeout_s
         self._client: Http1Client | None = None
+        self._policy = policy
+        self._inner_resolver = resolver
+        self._allowed_url: str | None = None
+
+    def set_policy(self, policy: OutboundPolicy) -> None:
+        """Use this outbound policy (before the first send; the factory calls it for every adapter)."""
+        self._policy = policy
+        self._allowed_url = None
+
+    @property
+    def policy(self) -> OutboundPolicy:
+        return self._policy
 
     def _make_client(self) -> Http1Client:
+        # No DNS cache: every new connection re-resolves and the guard re-checks (DNS rebinding).
         return Http1Client(
-            limit=self._limit, timeout_s=self._timeout_s, connect_timeout_s=self._connect_timeout_s
+            limit=self._limit,
+            timeout_s=self._timeout_s,
+            connect_timeout_s=self._connect_timeout_s,
+            resolver=self._policy.resolver(self._inner_resolver),
         )
 
     def _ensure_client(self) -> Http1Client:
@@ -65,6 +98,9 @@ class HttpChannel:
         self, method: str, url: str, headers: Mapping[str, str], data: bytes
     ) -> Reply | SendResult:
         """(status, headers, body) or, when no response came, the classified network failure."""
+        refused = self._literal_refused(url)
+        if refused is not None:
+            return refused
         try:
             return await self._ensure_client().request(method, url, headers, data)
         except HttpClientError as exc:
@@ -72,5 +108,24 @@ class HttpChannel:
         except (OSError, TimeoutError) as exc:  # connecting: nothing was sent
             return self._network_failure(exc)
 
+    def _literal_refused(self, url: str) -> SendResult | None:
+        # The client connects to a literal IP without asking the resolver, so the guard never
+        # sees it: judge such URLs here (settings are checked when written; this covers any
+        # URL built later, e.g. from a stored row written before the policy existed).
+        if url == self._allowed_url:  # adapters post to one URL: check it once
+            return None
+        reason = self._policy.check_url(url)
+        if reason is None:
+            self._allowed_url = url
+            return None
+        return SendResult(Outcome.PERMANENT, reason=f"destination refused: {reason}")
+
     def _network_failure(self, exc: BaseException) -> SendResult:
+        cause: BaseException | None = exc
+        for _ in range(5):  # the guard's refusal may come wrapped; walk a bounded chain
+            if cause is None:
+                break
+            if isinstance(cause, DestinationRefusedError):
+                return SendResult(Outcome.PERMANENT, reason=str(cause))
+            cause = getattr(cause, "os_error", None) or cause.__cause__
         return classify_network_error(exc)

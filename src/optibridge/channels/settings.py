@@ -7,36 +7,85 @@ built; nothing here runs per message.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from optibridge.channels.mime import check_address
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")  # RFC 1123
+# Strings that are not sent as one line (a JSON body template, a service-account document).
+_MULTILINE_FIELDS = frozenset({"body_template", "credentials"})
+_PROJECT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
+_CONTROL = re.compile(r"[\r\n\x00]")
 
 
 def _check_headers(headers: dict[str, str]) -> dict[str, str]:
     for name, value in headers.items():
         if _HEADER_NAME.fullmatch(name) is None:
-            raise ValueError(f"invalid header name {name!r}")
-        if "\r" in value or "\n" in value:
-            raise ValueError(f"header {name!r} contains a line break")
+            raise ValueError(f"invalid header name {name[:64]!r}")
+        if _CONTROL.search(value):
+            raise ValueError(f"header {name!r} contains a line break or NUL")
     return headers
 
 
 def _check_http_url(url: str) -> str:
-    if not url.startswith(("http://", "https://")):
+    """http(s) with a host: no other scheme (ftp://, file://, gopher://) ever reaches a client."""
+    if _CONTROL.search(url) or any(c in url for c in " \t"):
+        raise ValueError("must be a URL without spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a malformed port
+    except ValueError:
+        raise ValueError("must be a well-formed http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not url.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host")
     return url.rstrip("/")
+
+
+def _check_path(value: str) -> str:
+    if not value.startswith("/") or any(c in value for c in " \t?#"):
+        raise ValueError("must be a path starting with / (no spaces, query or fragment)")
+    return value
+
+
+def _check_host_name(value: str, *, literal_ok: bool = False) -> str:
+    """A DNS host name (RFC 1123); `literal_ok`: or an IP address (bare, or [bracketed])."""
+    if literal_ok:
+        try:
+            ipaddress.ip_address(value.strip("[]"))
+        except ValueError:
+            pass
+        else:
+            return value
+    if _HOST_NAME.fullmatch(value) is None:
+        raise ValueError("must be a valid host name (letters, digits, '-' and '.')")
+    return value
 
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     name: str | None = Field(default=None, description="Label in logs and metrics; defaults to the type.")
+
+    @model_validator(mode="after")
+    def _single_line_strings(self) -> _Settings:
+        # Strings end up in mail headers, HTTP request lines and headers: a CR, LF or NUL there
+        # would inject headers (a Bcc into every mail). The error names the field, never its value.
+        for field_name in type(self).model_fields:
+            value = getattr(self, field_name)
+            if field_name not in _MULTILINE_FIELDS and isinstance(value, str) and _CONTROL.search(value):
+                raise ValueError(f"{field_name} contains a line break or NUL")
+        return self
 
 
 class HttpOptions(_Settings):
@@ -69,10 +118,34 @@ class SmtpSettings(_Settings):
     def _address(cls, value: str | None) -> str | None:
         return None if value is None else check_address(value)
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return _check_host_name(value, literal_ok=True)
+
+    @field_validator("message_id_domain")
+    @classmethod
+    def _message_id_domain(cls, value: str | None) -> str | None:
+        return None if value is None else _check_host_name(value)
+
+    @field_validator("local_hostname")
+    @classmethod
+    def _local_hostname(cls, value: str | None) -> str | None:
+        return None if value is None else _check_host_name(value, literal_ok=True)
+
     @model_validator(mode="after")
     def _auth_pair(self) -> SmtpSettings:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
+        # Port and TLS mode must agree, or every connection fails (and the send job with it):
+        # 465 speaks TLS from the first byte, 25/587 start in plain text.
+        port = self.effective_port
+        if self.tls == "implicit" and port in (25, 587):
+            raise ValueError(f"tls 'implicit' cannot work on port {port} (plain-text SMTP); use starttls")
+        if self.tls != "implicit" and port == 465:
+            raise ValueError(f"tls {self.tls!r} cannot work on port 465 (implicit TLS); use tls 'implicit'")
+        if self.tls == "none" and self.cert_bundle is not None:
+            raise ValueError("cert_bundle needs TLS (tls is 'none')")
         return self
 
     @property
@@ -100,6 +173,11 @@ class TwilioSettings(HttpOptions):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return _check_http_url(value)
+
+    @field_validator("status_callback_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _check_path(value)
 
     @model_validator(mode="after")
     def _one_sender(self) -> TwilioSettings:
@@ -134,6 +212,11 @@ class JsonSettings(HttpOptions):
     def _headers_ok(cls, value: dict[str, str]) -> dict[str, str]:
         return _check_headers(value)
 
+    @field_validator("status_callback_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _check_path(value)
+
     @field_validator("auth_header")
     @classmethod
     def _auth_header(cls, value: str) -> str:
@@ -154,6 +237,11 @@ class FcmSettings(HttpOptions):
     def _http_url(cls, value: str) -> str:
         return _check_http_url(value)
 
+    @field_validator("token_uri")
+    @classmethod
+    def _token_uri(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
     @field_validator("credentials")
     @classmethod
     def _service_account(cls, value: str | dict[str, Any]) -> dict[str, Any]:
@@ -167,13 +255,27 @@ class FcmSettings(HttpOptions):
         missing = [k for k in ("client_email", "private_key") if not isinstance(value.get(k), str)]
         if missing:
             raise ValueError(f"credentials lack {', '.join(missing)}")
+        token_uri = value.get("token_uri")
+        if token_uri is not None:
+            if not isinstance(token_uri, str):
+                raise ValueError("credentials token_uri must be a string")
+            try:
+                _check_http_url(token_uri)
+            except ValueError as exc:
+                raise ValueError(f"credentials token_uri {exc}") from None
         return value
 
     @model_validator(mode="after")
     def _project(self) -> FcmSettings:
         if not self.effective_project_id:
             raise ValueError("project_id is missing (and not in the credentials)")
+        if _PROJECT_ID.fullmatch(self.effective_project_id) is None:  # it goes into the URL path
+            raise ValueError("project_id may hold only letters, digits, '-', '_', '.' and ':'")
         return self
+
+    @property
+    def effective_token_uri(self) -> str:
+        return self.token_uri or str(self.service_account.get("token_uri") or DEFAULT_TOKEN_URI)
 
     @property
     def service_account(self) -> dict[str, Any]:
@@ -190,7 +292,15 @@ class WebhookSettings(HttpOptions):
     url: str
     signing_secret: str = Field(min_length=16)
     headers: dict[str, str] = Field(default_factory=dict)
-    allow_private: bool = False  # allow loopback/private destinations (tests, on-premise receivers)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_allow_private(cls, data: Any) -> Any:
+        # Was a tenant field: a tenant could open loopback to its own campaigns. Refused with a
+        # pointer rather than "extra field", so configs that set it learn where it went.
+        if isinstance(data, dict) and "allow_private" in data:
+            raise ValueError("allow_private is an operator setting now: allow_private_destinations")
+        return data
 
     @field_validator("url")
     @classmethod

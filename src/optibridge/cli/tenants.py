@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from optibridge.channels.factory import validate_tenant
 from optibridge.cli.context import with_runtime
 from optibridge.core.config import ChannelConfig, TenantConfig, describe_validation_error, read_toml
 from optibridge.core.errors import ConfigError
@@ -82,6 +83,8 @@ def tenants_add(
         raise ConfigError(describe_validation_error(exc, "tenant")) from None
 
     async def go(rt: Runtime) -> None:
+        # The API's and the config file's checks: settings models and the outbound policy.
+        validate_tenant(tenant, rt.settings.outbound_policy, callback_base_url=rt.settings.public_url)
         async with rt.db.connect() as conn:
             await store.add(conn, rt.box, tenant, "cli")
 

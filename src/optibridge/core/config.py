@@ -25,8 +25,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from optibridge.core.errors import ConfigError
-from optibridge.core.outbound import OutboundPolicy, parse_networks
 from optibridge.core.feedback_settings import FeedbackOptions, FeedbackSettings
+from optibridge.core.outbound import OutboundPolicy, parse_networks
 from optibridge.core.quiet_hours import QuietHours
 from optibridge.core.reporting_settings import ReportingSettings
 
@@ -205,7 +205,7 @@ class Settings(BaseSettings):
     allow_private_destinations: list[str] = Field(
         default_factory=list,
         description="CIDR networks outbound connections (Optimove, providers, webhooks, delivery "
-        "lookups) may reach although loopback/private/link-local, e.g. [\"127.0.0.0/8\", \"::1/128\"]",
+        'lookups) may reach although loopback/private/link-local, e.g. ["127.0.0.0/8", "::1/128"]',
     )
 
     @field_validator("allow_private_destinations")
@@ -279,6 +279,15 @@ class Settings(BaseSettings):
     )
     catalog_reconcile_cron: str = Field(
         default="17 * * * *", description="How often every channel's templates are compared with Optimove's"
+    )
+    # Template rendering. The other render limits (ranges, filter output, loop iterations) are
+    # constants in rendering/limits.py: every process must apply the same ones (why: there).
+    render_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Longest one render may take (a preview, the trial render at save, one message "
+        "at send); past it the preview or save is refused, the message fails",
     )
     task_modules: list[str] = Field(
         default_factory=list, description="Extra modules whose procrastinate tasks workers load"

@@ -7,6 +7,12 @@ them in chunks through the channel's healthiest provider, and writes each chunk'
 sending the next. The provider is called only for claimed rows. Stale claims of crashed workers
 are settled first (`reconcile`).
 
+A slice is small (`chunk` x `claim_chunks`): several workers share a campaign, and a crash parks at
+most one slice per job. Between chunks a slice stops when its job is out of time or the process is
+draining: the chunk in flight is finished and written, the unstarted claims go back to `pending`.
+A result the provider gave is never dropped: if the database is away when it is written, the
+`ResultWriter` keeps it (journal, retries) until it is written (`results`).
+
 This module is the orchestration: claim -> triage -> compose -> send -> record. The decisions are
 in `triage` and `transitions`, the SQL in `optibridge.store.messages`.
 """
@@ -18,20 +24,27 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from optibridge.channels import base
 from optibridge.core import telemetry as metrics
 from optibridge.core.logs import get_logger
 from optibridge.core.states import MessageState
 from optibridge.delivery import triage as tri
-from optibridge.delivery.compose import Composer, Templates
+from optibridge.delivery.compose import Composer, Templates, compose_slice
 from optibridge.delivery.lookup import settle_uncertain
 from optibridge.delivery.registry import Channel, ChannelRegistry
+from optibridge.delivery.results import (
+    DATABASE_AWAY,
+    SLICE_ENDERS,
+    DatabaseAway,
+    Journal,
+    ResultWriter,
+)
 from optibridge.delivery.transitions import Transition, after_send
 from optibridge.feedback import suppression
 from optibridge.feedback.keys import TrackingKeys
 from optibridge.feedback.send_results import record_send_results
-from optibridge.rendering import RenderError
 from optibridge.runtime import Runtime
 from optibridge.store import messages as message_store
 from optibridge.store.messages import ClaimedMessage, ClaimOutcome, Conn
@@ -39,7 +52,6 @@ from optibridge.store.messages import ClaimedMessage, ClaimOutcome, Conn
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
 
-SLICE = 500
 LEASE = timedelta(minutes=10)
 
 
@@ -55,6 +67,7 @@ class SliceStats:
     failed: int = 0
     suppressed: int = 0
     expired: int = 0
+    returned: int = 0  # given back to `pending` unsent (out of time, draining, database away)
 
     def add(self, state: MessageState) -> None:
         if state == MessageState.SENT:
@@ -75,6 +88,7 @@ class SliceStats:
         self.failed += other.failed
         self.suppressed += other.suppressed
         self.expired += other.expired
+        self.returned += other.returned
 
 
 @dataclass
@@ -83,6 +97,7 @@ class Dispatcher:
 
     registry: ChannelRegistry
     composer: Composer
+    writer: ResultWriter
     templates: Templates = field(default_factory=Templates)
 
     async def channel(self, tenant_id: str, channel_id: int) -> Channel:
@@ -90,6 +105,18 @@ class Dispatcher:
 
     async def close(self) -> None:
         await self.registry.close()
+        self.writer.close()
+
+    async def write(self, conn: Conn, out: Outcomes, me: str, now: datetime) -> int:
+        """`write`, and if the database is away, the `ResultWriter` keeps the outcomes until they
+        are written; then raises DatabaseAway: `conn` is dead, the slice must end."""
+        try:
+            return await write(conn, out, me, now)
+        except DATABASE_AWAY as exc:
+            await self.writer.keep(out.items, me, exc)
+            # Bounce/unregistered records ride along only on the first try; the message states
+            # (what decides on a resend) are what must never be lost.
+            raise DatabaseAway("written after the database came back") from exc
 
 
 def dispatcher_of(runtime: Runtime) -> Dispatcher:
@@ -99,15 +126,43 @@ def dispatcher_of(runtime: Runtime) -> Dispatcher:
         return found
     public_url = runtime.settings.public_url
     dispatcher = Dispatcher(
-        registry=ChannelRegistry(pool=runtime.pool, box=runtime.box, public_url=public_url),
-        composer=Composer(public_url=public_url, keys=TrackingKeys.from_settings(runtime.settings)),
+        registry=ChannelRegistry(
+            pool=runtime.pool,
+            box=runtime.box,
+            public_url=public_url,
+            policy=runtime.settings.outbound_policy,
+        ),
+        composer=Composer(
+            public_url=public_url,
+            keys=TrackingKeys.from_settings(runtime.settings),
+            render_timeout_s=runtime.settings.render_timeout_s,
+        ),
+        writer=ResultWriter(
+            pool=runtime.pool,
+            journal=Journal(journal_folder(runtime.settings.data_dir)),
+            draining=runtime.draining,
+        ),
     )
     runtime.extras["dispatcher"] = dispatcher
     return dispatcher
 
 
-async def claim(conn: Conn, ch: Channel, me: str, now: datetime, limit: int = SLICE) -> list[ClaimedMessage]:
-    return await message_store.claim_due(conn, ch.tenant_id, ch.channel_id, me, now, limit=limit, lease=LEASE)
+def journal_folder(data_dir: Path) -> Path:
+    return data_dir / "journal"
+
+
+def slice_size(ch: Channel) -> int:
+    """Messages claimed at once: a few chunks, so that workers share a campaign and a crash parks at
+    most this many messages per send job."""
+    return ch.chunk * ch.options.claim_chunks
+
+
+async def claim(
+    conn: Conn, ch: Channel, me: str, now: datetime, limit: int | None = None
+) -> list[ClaimedMessage]:
+    return await message_store.claim_due(
+        conn, ch.tenant_id, ch.channel_id, me, now, limit=limit or slice_size(ch), lease=LEASE
+    )
 
 
 @dataclass
@@ -154,11 +209,57 @@ async def write(conn: Conn, out: Outcomes, me: str, now: datetime) -> int:
 
 
 async def send_slice(
-    d: Dispatcher, conn: Conn, ch: Channel, rows: list[ClaimedMessage], me: str, clock: Clock | None = None
+    d: Dispatcher,
+    conn: Conn,
+    ch: Channel,
+    rows: list[ClaimedMessage],
+    me: str,
+    clock: Clock | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> SliceStats:
+    """Send a claimed slice. `stop` is asked before each chunk (out of time, draining): when it says
+    so, the rest of the slice goes back to `pending` unsent. Raises DatabaseAway when the database
+    stopped answering: results received are written (or kept, see `results`), unsent claims given
+    back, and the caller's connection is dead."""
     now_fn = clock or utc_now
     stats = SliceStats(claimed=len(rows))
+    # Claims not yet written or handed to the provider: what goes back if the slice ends early.
+    unsent = {r.id for r in rows}
+    try:
+        await _send_slice(d, conn, ch, rows, me, now_fn, stop or (lambda: False), stats, unsent)
+    except SLICE_ENDERS as exc:
+        if unsent:
+            back = [
+                ClaimOutcome(message_id=i, state=MessageState.PENDING, reason=UNSENT, attempts_delta=-1)
+                for i in unsent
+            ]
+            stats.returned += len(back)
+            await d.writer.keep(back, me, exc)
+        if isinstance(exc, DatabaseAway):
+            raise
+        raise DatabaseAway(str(exc)) from exc
+    return stats
+
+
+UNSENT = "returned unsent (database away)"
+
+
+async def _send_slice(
+    d: Dispatcher,
+    conn: Conn,
+    ch: Channel,
+    rows: list[ClaimedMessage],
+    me: str,
+    now_fn: Clock,
+    stop: Callable[[], bool],
+    stats: SliceStats,
+    unsent: set[uuid.UUID],
+) -> None:
     now = now_fn()
+
+    def settling(out: Outcomes) -> Outcomes:
+        unsent.difference_update(o.message_id for o in out.items)
+        return out
 
     blocked = await suppression.suppressed(
         conn, ch.tenant_id, ch.name,
@@ -169,19 +270,24 @@ async def send_slice(
     decided = tri.triage(rows, now=now, policy=ch.retry, suppressed=blocked, templates=templates)
     first = Outcomes()
     first.put_all(decided.settle)
-    ready: list[tuple[ClaimedMessage, base.OutboundMessage]] = []
-    for item in decided.send:
-        row = item.message
-        try:
-            app_id = d.templates.app_id(ch, row.template_id)
-            ready.append((row, d.composer.compose(ch, row, item.template, now, app_id)))
-        except RenderError as exc:
-            first.put_all([tri.render_failed(row, exc)])
+    # Rendered in a thread, one hop per slice (compose.py): a heavy template cannot stall the loop.
+    items = [(i.message, i.template, d.templates.app_id(ch, i.message.template_id)) for i in decided.send]
+    composed = await compose_slice(d.composer, ch, items, now)
+    ready = composed.ready
+    first.put_all(tri.render_failed(row, exc) for row, exc in composed.failed)
+    if composed.over_limits:
+        log.warning("messages failed: template exceeded render limits", tenant=ch.tenant_id, n=composed.over_limits)
     for state in first.states:
         stats.add(state)
-    await write(conn, first, me, now)
+    await d.write(conn, settling(first), me, now)
 
     for start in range(0, len(ready), ch.chunk):
+        if stop():
+            # Out of time or draining: never mid-chunk; the rest goes back unsent, for any worker.
+            back = [row.id for row, _ in ready[start:]]
+            stats.returned += await message_store.unclaim(conn, back, me, now_fn())
+            unsent.difference_update(back)
+            break
         chunk = ready[start : start + ch.chunk]
         # A pause or cancel takes effect before the next chunk, not only at the next claim.
         held = await message_store.held_campaigns(
@@ -191,7 +297,7 @@ async def send_slice(
             out = Outcomes()
             settled, _ = tri.hold_back([row for row, _ in chunk], held)
             out.put_all(settled)
-            await write(conn, out, me, now_fn())
+            await d.write(conn, settling(out), me, now_fn())
             chunk = [(row, m) for row, m in chunk if row.campaign_id not in held]
             if not chunk:
                 continue
@@ -202,7 +308,7 @@ async def send_slice(
             wait = timedelta(seconds=max(1.0, ch.providers.seconds_until_usable()))
             out.put_all(tri.give_back([row for row, _ in ready[start:]], now_fn() + wait))
             stats.retried += len(out)
-            await write(conn, out, me, now_fn())
+            await d.write(conn, settling(out), me, now_fn())
             break
         index, provider = picked
         if ch.bucket is not None:
@@ -226,7 +332,7 @@ async def send_slice(
                 metrics.count_provider_error(provider.name, result.outcome.value)
             stats.add(t.state)
         metrics.count_sent(provider.name, sent)
-        await write(conn, out, me, now)
+        await d.write(conn, settling(out), me, now)
         if ch.providers.report(index, results):
             log.warning(
                 "provider benched: throttled or failing",
@@ -235,4 +341,3 @@ async def send_slice(
                 reasons=sorted({r.reason or "" for r in results if r.outcome is not base.Outcome.SENT})[:3],
                 seconds=round(elapsed, 2),
             )
-    return stats

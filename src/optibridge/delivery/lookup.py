@@ -1,16 +1,22 @@
 """The delivery-lookup client: asks a channel's delivery lookup (a provider API, configured as the
 channel option `delivery_lookup_url`) which message ids the provider took, for sends whose answer
 was lost. The protocol: POST {"message_ids": [...]} -> {"delivered": [...]}.
+
+The URL is the tenant's, so it goes through the operator's outbound policy like every provider
+URL: checked as written, and each resolved address again on connect; redirects are not followed.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import aiohttp
 
 from optibridge.channels import base
 from optibridge.core.logs import get_logger
+from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
 from optibridge.store.messages import ClaimedMessage
 
 log = get_logger(__name__)
@@ -19,16 +25,45 @@ BATCH = 500
 TIMEOUT_S = 30
 
 
-async def delivered_ids(url: str, ids: Sequence[str]) -> set[str]:
-    """Ask the channel's delivery lookup which of these message ids the provider accepted."""
+MAX_ANSWER_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class DeliveryLookup:
+    """A channel's lookup URL and the outbound policy it is reached under."""
+
+    url: str
+    policy: OutboundPolicy = field(default_factory=OutboundPolicy)
+
+
+async def delivered_ids(lookup: DeliveryLookup | str, ids: Sequence[str]) -> set[str]:
+    """Ask the channel's delivery lookup which of these message ids the provider accepted.
+
+    A bare URL is reached under the default (strict) policy. DestinationRefusedError (an OSError)
+    if the policy refuses the destination.
+    """
+    if isinstance(lookup, str):
+        lookup = DeliveryLookup(lookup)
+    reason = lookup.policy.check_url(lookup.url)  # literal IPs never reach the resolver
+    if reason is not None:
+        raise DestinationRefusedError(f"delivery lookup refused: {reason}")
     found: set[str] = set()
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    connector = aiohttp.TCPConnector(resolver=lookup.policy.resolver())
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False) as http:
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
-            async with http.post(url, json={"message_ids": list(batch)}) as resp:
-                resp.raise_for_status()
-                body = await resp.json()
+            async with http.post(
+                lookup.url, json={"message_ids": list(batch)}, allow_redirects=False
+            ) as resp:
+                if resp.status != 200:
+                    raise ValueError(f"delivery lookup answered HTTP {resp.status}")
+                raw = await resp.content.read(MAX_ANSWER_BYTES + 1)
+                if len(raw) > MAX_ANSWER_BYTES:
+                    raise ValueError("delivery lookup answer is too large")
+                body = json.loads(raw)
+            if not isinstance(body, dict) or not isinstance(body.get("delivered", []), list):
+                raise ValueError("delivery lookup answer is not {delivered: [...]}")
             found |= {str(i) for i in body.get("delivered", [])}
     return found
 
@@ -38,7 +73,7 @@ def _message_id(row: ClaimedMessage | Mapping[str, object]) -> str:
 
 
 async def settle_uncertain(
-    lookup_url: str,
+    lookup_url: DeliveryLookup | str,
     rows: Sequence[ClaimedMessage | Mapping[str, object]],
     results: list[base.SendResult],
 ) -> list[base.SendResult]:
@@ -49,7 +84,9 @@ async def settle_uncertain(
     try:
         accepted = await delivered_ids(lookup_url, ids)
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-        log.warning("delivery lookup failed; the uncertain policy decides", error=str(exc), count=len(ids))
+        # Our words only (status, refusal, exception type): never the lookup's own answer text.
+        error = str(exc) if isinstance(exc, DestinationRefusedError | ValueError) else type(exc).__name__
+        log.warning("delivery lookup failed; the uncertain policy decides", error=error, count=len(ids))
         return results
     settled = []
     for row, r in zip(rows, results, strict=True):

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optibridge.channels import base
-from optibridge.channels.factory import build_provider
+from optibridge.channels.factory import STRICT, build_provider
 from optibridge.core.errors import ConfigError
+from optibridge.core.outbound import OutboundPolicy
 
 BENCH_BASE_S = 2.0
 BENCH_MAX_S = 60.0
@@ -84,12 +85,16 @@ def provider_list(settings: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def build_channel_providers(
-    kind: str, settings: dict[str, Any], callback_base_url: str | None
+    kind: str,
+    settings: dict[str, Any],
+    callback_base_url: str | None,
+    *,
+    policy: OutboundPolicy = STRICT,
 ) -> ChannelProviders:
     built: list[base.Provider] = []
     try:
         for one in provider_list(settings):
-            provider = build_provider(kind, one, callback_base_url=callback_base_url)
+            provider = build_provider(kind, one, callback_base_url=callback_base_url, policy=policy)
             await provider.open()
             built.append(provider)
     except BaseException:

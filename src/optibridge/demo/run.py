@@ -267,7 +267,14 @@ async def run_demo(
     mail_dir.mkdir(parents=True)
     sock = listen_socket("127.0.0.1", port)
     # Listener, tracking and receipt URLs must point at where we actually listen.
-    settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{sock.getsockname()[1]}"})
+    # Everything the demo talks to (emulator, SMTP sink, tracking) is on loopback: the operator
+    # setting opens exactly that, nothing wider.
+    settings = settings.model_copy(
+        update={
+            "public_url": f"http://127.0.0.1:{sock.getsockname()[1]}",
+            "allow_private_destinations": ["127.0.0.0/8", "::1/128"],
+        }
+    )
     async with (
         running_emulator(EmulatorConfig(rate_limit_enabled=False)) as emu,
         SmtpSink(mail_dir=mail_dir) as smtp,

@@ -5,6 +5,12 @@ when idle too long or refused as expired), waits for a slot under the per-key ra
 by the whole process, and retries transient failures (429, 5xx, timeouts, connection errors)
 with jittered exponential backoff that honours `Retry-After`. The aiohttp session is the only
 network boundary: pass one in, or the client opens (and closes) its own.
+
+`outbound` is the operator's outbound policy (core.outbound): the client's own session resolves
+through its guard, so a base URL whose name points inside is refused on every connection; a
+literal-IP base URL (which aiohttp connects to without asking the resolver) is judged before any
+request. Redirects are never followed. The service always passes its policy; None (no guard) is
+for library use and tests against a local emulator.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any, Final, TypeVar
 import aiohttp
 
 from optibridge.core.logs import get_logger
+from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
 from optibridge.optimove import responses
 from optibridge.optimove.auth import ApiKeyAuth, LoginAuth, TokenState, is_token_expired_answer
 from optibridge.optimove.batching import (
@@ -100,8 +107,11 @@ class OptimoveClient:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         limiters: LimiterSource | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self.config = config
+        self._outbound = outbound
+        self._refused = outbound.check_url(config.base_url) if outbound is not None else None
         self._session = session
         self._owns_session = session is None
         self._clock: Clock = clock or SYSTEM_CLOCK
@@ -144,7 +154,10 @@ class OptimoveClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.config.max_connections)
+            connector = aiohttp.TCPConnector(
+                limit=self.config.max_connections,
+                resolver=self._outbound.resolver() if self._outbound is not None else None,
+            )
             self._session = aiohttp.ClientSession(connector=connector, headers={"Accept": "application/json"})
         return self._session
 
@@ -194,6 +207,12 @@ class OptimoveClient:
         login: bool = False,
     ) -> bytes:
         """Send one logical request, retrying as the policy allows; return the 2xx body."""
+        if self._refused is not None:
+            raise OptimoveRequestError(
+                f"Optimove {call} not sent: the API base URL is refused ({self._refused})",
+                call=call,
+                retryable=False,
+            )
         policy = self.config.retry
         url = f"{self._base}/{path}"
         renewed = False
@@ -215,7 +234,13 @@ class OptimoveClient:
             try:
                 self.requests_sent += 1
                 async with self._http().request(
-                    method, url, params=params, data=body, headers=headers, timeout=self._timeout
+                    method,
+                    url,
+                    params=params,
+                    data=body,
+                    headers=headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,
                 ) as response:
                     status = response.status
                     payload = await response.read()
@@ -230,6 +255,11 @@ class OptimoveClient:
                 )
             except aiohttp.ClientError as exc:
                 request_done(call, "transport", time.perf_counter() - started)
+                refused = _refusal(exc)
+                if refused is not None:  # the guard said no: asking again would get the same answer
+                    raise OptimoveRequestError(
+                        f"Optimove {call} not sent: {refused}", call=call, retryable=False
+                    ) from None
                 error = OptimoveTransportError(
                     f"Optimove {call} failed: {type(exc).__name__}: {exc} (attempt {attempt})",
                     call=call,
@@ -274,8 +304,11 @@ class OptimoveClient:
             data = json.loads(payload) if payload.strip() else None
             return parse(data)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # The parser's words without the row it quotes (upstream data: never in messages).
+            what = str(exc).split(": {", 1)[0][:120]
             raise OptimoveResponseError(
-                f"Optimove {call} returned an unexpected body: {exc}; body: {excerpt(payload)}",
+                f"Optimove {call} returned a body that is not what the call returns "
+                f"({len(payload)} bytes): {what}",
                 call=call,
                 body_excerpt=excerpt(payload),
             ) from exc
@@ -528,13 +561,25 @@ def _error_string_answer(call: str, status: int, message: str, attempts: int) ->
     text = excerpt(message)
     tries = f" after {attempts} attempts" if attempts > 1 else ""
     return OptimoveResponseError(
-        f"Optimove {call} answered HTTP {status} with an error message instead of data{tries}: {text!r}",
+        f"Optimove {call} answered HTTP {status} with an error message instead of data{tries}",
         call=call,
         status=status,
         body_excerpt=text,
         attempts=attempts,
         retryable=True,
     )
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """The outbound guard's refusal inside an aiohttp connection error, if that is what it is."""
+    cause: BaseException | None = exc
+    for _ in range(5):  # aiohttp wraps the resolver's OSError; walk a bounded chain
+        if cause is None:
+            return None
+        if isinstance(cause, DestinationRefusedError):
+            return str(cause)
+        cause = getattr(cause, "os_error", None) or cause.__cause__
+    return None
 
 
 def _parse_token(data: Any) -> str:

@@ -68,7 +68,9 @@ class OptimoveClients:
                     tenant = await tenant_store.get(conn, tenant_id)
                     creds = await tenant_store.credentials(conn, self._box, tenant_id)
                 client = OptimoveClient(
-                    client_config(self._settings, tenant.api_base_url, creds), limiters=self._limiters
+                    client_config(self._settings, tenant.api_base_url, creds),
+                    limiters=self._limiters,
+                    outbound=self._settings.outbound_policy,
                 )
                 self._clients[tenant_id] = client
             return client

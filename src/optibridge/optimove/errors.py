@@ -1,8 +1,13 @@
 """Typed failures of Optimove API calls.
 
-Each error says which call failed (`call`), why (`status`, `body_excerpt`, message) and whether
-trying again later may help (`retryable`). The client has already retried retryable failures
-as its policy allows when one of these reaches the caller.
+Each error says which call failed (`call`), why (`status`, message) and whether trying again
+later may help (`retryable`). The client has already retried retryable failures as its policy
+allows when one of these reaches the caller.
+
+Messages are our own words (call, status, its class): never Optimove's body, because messages
+reach API answers, stored campaign errors and logs, and a body can carry anything the server at
+the tenant's base URL chose to say. `body_excerpt` keeps the start of the body for debugging in
+process; nothing shows it.
 """
 
 from __future__ import annotations
@@ -89,6 +94,23 @@ class OptimoveResponseError(OptimoveError):
     """A 2xx answer whose body is not what the call returns (malformed JSON, wrong shape)."""
 
 
+def status_summary(status: int) -> str:
+    """Our words for an HTTP status, e.g. "500 (server error)"."""
+    if status == 429:
+        label = "rate limited"
+    elif status in (401, 403):
+        label = "credentials refused"
+    elif status >= 500:
+        label = "server error"
+    elif 400 <= status < 500:
+        label = "request refused"
+    elif 300 <= status < 400:
+        label = "redirect, not followed"
+    else:
+        label = "unexpected status"
+    return f"{status} ({label})"
+
+
 def error_for_status(call: str, status: int, body: bytes, attempts: int) -> OptimoveHTTPError:
     """The typed error for a non-2xx answer."""
     text = excerpt(body)
@@ -103,11 +125,11 @@ def error_for_status(call: str, status: int, body: bytes, attempts: int) -> Opti
         cls = OptimoveServerError
     elif 400 <= status < 500:
         cls = OptimoveClientError
-    else:  # 1xx/3xx: aiohttp follows redirects, so reaching here means something odd
+    else:  # 1xx/3xx: redirects are not followed (they could lead past the outbound guard)
         cls = OptimoveHTTPError
     retryable = is_retryable_status(status)
     tries = f" after {attempts} attempts" if attempts > 1 else ""
-    message = f"Optimove {call} failed: HTTP {status}{tries}: {text or '(empty body)'}"
+    message = f"Optimove {call} failed: Optimove answered {status_summary(status)}{tries}"
     return cls(
         message,
         call=call,

@@ -316,6 +316,16 @@ async def channel_provider_settings(
     )
 
 
+async def stored_provider_secrets(conn: Conn, box: SecretBox, tenant_id: str) -> dict[str, dict[str, Any]]:
+    """Each channel's stored provider secrets by channel name (channels without secrets absent)."""
+    rows = await (
+        await conn.execute(
+            "SELECT name, secrets FROM channels WHERE tenant_id = %s AND secrets IS NOT NULL", (tenant_id,)
+        )
+    ).fetchall()
+    return {r["name"]: box.decrypt_json(r["secrets"]) for r in rows}
+
+
 async def message_channel_provider_settings(
     conn: Conn, box: SecretBox, message_id: uuid.UUID
 ) -> dict[str, Any] | None:

@@ -2,7 +2,9 @@
 
 The probe uses a client of its own with no retries and a short timeout (the shared client would
 retry for minutes), and keeps each answer for `ttl_s`, so a dashboard refreshing every few seconds
-costs Optimove one call a minute per tenant. Error texts are scrubbed of the tenant's credentials.
+costs Optimove one call a minute per tenant. Failures are described in our words (`describe`):
+never Optimove's body, which the server at a tenant's base URL controls; and scrubbed of the
+tenant's credentials.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from datetime import UTC, datetime
 
 from optibridge.optimove import NO_RETRY, OptimoveClient, OptimoveError, Timeouts
 from optibridge.optimove.clients import client_config
+from optibridge.optimove.errors import (
+    OptimoveHTTPError,
+    OptimoveRequestError,
+    OptimoveResponseError,
+    OptimoveTimeoutError,
+    OptimoveTransportError,
+    status_summary,
+)
 from optibridge.runtime import Runtime
 from optibridge.store import tenants as tenant_store
 
@@ -39,6 +49,24 @@ def scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
+def describe(exc: BaseException, secrets: list[str]) -> str:
+    """What went wrong calling Optimove, for an API answer: status and our summary only."""
+    if isinstance(exc, OptimoveHTTPError) and exc.status is not None:
+        text = f"Optimove answered {status_summary(exc.status)}"
+    elif isinstance(exc, OptimoveResponseError):
+        status = f"HTTP {exc.status} " if exc.status is not None else ""
+        text = f"Optimove answered {status}with a body that is not what {exc.call} returns"
+    elif isinstance(exc, OptimoveRequestError):
+        text = str(exc)  # ours: the outbound policy's refusal or a bad argument
+    elif isinstance(exc, OptimoveTimeoutError | TimeoutError):
+        text = "Optimove did not answer in time"
+    elif isinstance(exc, OptimoveTransportError | OSError):
+        text = "Optimove did not answer (connection failed)"
+    else:
+        text = f"Optimove call failed ({type(exc).__name__})"
+    return scrub(text, secrets)[:300]
+
+
 @contextlib.asynccontextmanager
 async def one_off_client(runtime: Runtime, tenant_id: str) -> AsyncIterator[tuple[OptimoveClient, list[str]]]:
     """A client for one quick call: one attempt, short timeout; and the secrets to scrub from errors."""
@@ -50,7 +78,7 @@ async def one_off_client(runtime: Runtime, tenant_id: str) -> AsyncIterator[tupl
         retry=NO_RETRY,
         timeouts=Timeouts(total_s=PROBE_TIMEOUT_S, connect_s=min(3.0, PROBE_TIMEOUT_S)),
     )
-    client = OptimoveClient(config)
+    client = OptimoveClient(config, outbound=runtime.settings.outbound_policy)
     try:
         yield client, list(creds.values())
     finally:
@@ -67,10 +95,8 @@ async def probe(runtime: Runtime, tenant_id: str) -> Reachability:
             one_off_client(runtime, tenant_id) as (client, secrets),
         ):
             last = await client.get_last_data_update()
-    except OptimoveError as exc:
-        return Reachability(False, scrub(str(exc), secrets)[:300], now)
-    except (TimeoutError, OSError) as exc:
-        return Reachability(False, f"no answer: {type(exc).__name__}", now)
+    except (OptimoveError, TimeoutError, OSError) as exc:
+        return Reachability(False, describe(exc, secrets), now)
     latency = round((time.perf_counter() - start) * 1000, 1)
     return Reachability(True, f"last data update {last.isoformat()}", now, latency)
 

@@ -23,7 +23,13 @@ from optibridge.testing.feedback import (
 
 @pytest.fixture
 def settings(db_url: str, test_secret_key: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=db_url, secret_key=test_secret_key, data_dir=tmp_path, optimove_rate_limit=0)
+    return Settings(
+        database_url=db_url,
+        secret_key=test_secret_key,
+        data_dir=tmp_path,
+        optimove_rate_limit=0,
+        allow_private_destinations=["127.0.0.0/8", "::1/128"],  # the emulator is on loopback
+    )
 
 
 @pytest.fixture

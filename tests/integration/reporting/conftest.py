@@ -18,7 +18,13 @@ from optibridge.testing.feedback import MutableClock
 @pytest.fixture
 def settings(db_url: str, test_secret_key: str, tmp_path: Path) -> Settings:
     # No client-side rate limit: the emulator's is off too, and a test must never wait for it.
-    return Settings(database_url=db_url, secret_key=test_secret_key, data_dir=tmp_path, optimove_rate_limit=0)
+    return Settings(
+        database_url=db_url,
+        secret_key=test_secret_key,
+        data_dir=tmp_path,
+        optimove_rate_limit=0,
+        allow_private_destinations=["127.0.0.0/8", "::1/128"],  # the emulator is on loopback
+    )
 
 
 @pytest.fixture

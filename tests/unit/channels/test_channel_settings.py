@@ -75,7 +75,31 @@ def test_smtp_defaults() -> None:
         ("push", {"type": "fcm", "credentials": "{}"}, "credentials lack client_email, private_key"),
         ("push", {"type": "fcm", "credentials": "not json"}, "service-account JSON"),
         ("webhook", {**WEBHOOK, "signing_secret": "short"}, "signing_secret: String should have at least 16"),
-        ("webhook", {**WEBHOOK, "url": "http://10.0.0.1/x"}, "webhook url refused: 10.0.0.1 is private"),
+        ("webhook", {**WEBHOOK, "url": "http://10.0.0.1/x"}, "url refused: 10.0.0.1 is private"),
+        # Header injection: every string that reaches a mail header or an HTTP request line.
+        ("email", {**SMTP, "message_id_domain": "a.example>\r\nBcc: b@c.example"}, "message_id_domain"),
+        ("email", {**SMTP, "message_id_domain": "shop example"}, "valid host name"),
+        ("email", {**SMTP, "local_hostname": "mx\nRCPT TO:<x@y>"}, "local_hostname: must be a valid host"),
+        ("email", {**SMTP, "from_name": "Shop\r\nBcc: spy@evil.example"}, "from_name contains a line break"),
+        ("email", {**SMTP, "host": "smtp.example.com\r\nx"}, "host: must be a valid host name"),
+        ("email", {**SMTP, "host": "smtp.example.com\x00x"}, "host: must be a valid host name"),
+        ("sms", {**JSON, "auth_token": "t\r\nX-Evil: 1"}, "auth_token contains a line break"),
+        ("sms", {**JSON, "auth_scheme": "Bearer\r\nX-Evil: 1"}, "auth_scheme contains a line break"),
+        ("sms", {**TWILIO, "from_number": "+1\r\nX"}, "from_number contains a line break"),
+        ("webhook", {**WEBHOOK, "headers": {"X-A": "1\x00"}}, "line break or NUL"),
+        # Only http(s) with a host ever reaches a client.
+        ("sms", {**JSON, "url": "ftp://files.example.com/x"}, "url: must be an http:// or https:// URL"),
+        ("sms", {**JSON, "url": "file:///etc/passwd"}, "url: must be an http:// or https:// URL"),
+        ("webhook", {**WEBHOOK, "url": "gopher://hooks.example.com/x"}, "must be an http:// or https://"),
+        ("webhook", {**WEBHOOK, "url": "http:///x"}, "with a host"),
+        ("push", {**JSON, "url": "http://api.example.com:99999/"}, "well-formed"),
+        # SMTP settings that cannot work are refused before the send job retries them forever.
+        ("email", {**SMTP, "tls": "implicit", "port": 587}, "tls 'implicit' cannot work on port 587"),
+        ("email", {**SMTP, "tls": "starttls", "port": 465}, "cannot work on port 465"),
+        ("email", {**SMTP, "port": 0}, "port: Input should be greater than or equal to 1"),
+        ("email", {"type": "smtp", "host": "smtp.example.com"}, "from_address: Field required"),
+        # A tenant cannot open loopback for itself any more.
+        ("webhook", {**WEBHOOK, "allow_private": True}, "allow_private is an operator setting now"),
     ],
 )
 def test_mistakes_give_one_clear_line(kind: str, settings: dict[str, Any], message: str) -> None:
@@ -96,6 +120,12 @@ def test_errors_never_echo_secret_values() -> None:
 def test_fcm_private_key_must_parse(service_account: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="invalid service-account credentials"):
         build_provider("push", {"type": "fcm", "credentials": {**service_account, "private_key": "garbage"}})
+
+
+def test_header_injection_errors_never_echo_the_value() -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_provider("email", {**SMTP, "message_id_domain": "x\r\nBcc: spy@evil.example"})
+    assert "spy@evil" not in str(caught.value)
 
 
 def test_callback_base_url_must_be_http() -> None:

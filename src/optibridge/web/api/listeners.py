@@ -27,7 +27,7 @@ from optibridge.web.api.common import (
     translate,
 )
 from optibridge.web.auth import ApiError
-from optibridge.web.optimove_probe import PROBE_TIMEOUT_S, one_off_client, scrub
+from optibridge.web.optimove_probe import PROBE_TIMEOUT_S, describe, one_off_client
 
 SYNC_TIMEOUT_S = 60.0
 
@@ -99,7 +99,7 @@ def router(runtime: Runtime) -> APIRouter:
             async with asyncio.timeout(15), one_off_client(runtime, tenant_id) as (client, secrets):
                 current = await client.get_registered_event_listeners()
         except (OptimoveError, TimeoutError, OSError) as exc:
-            problem = f"Optimove did not answer: {scrub(str(exc), secrets)[:300] or type(exc).__name__}"
+            problem = describe(exc, secrets)  # our summary: never Optimove's body
         else:
             want = {(w.event_type_id, w.channel_id): w.listener_url for w in wanted}
             registered = [
@@ -162,7 +162,7 @@ def router(runtime: Runtime) -> APIRouter:
         except ConfigError as exc:
             raise ApiError(409, "conflict", str(exc)) from None
         except OptimoveError as exc:
-            raise ApiError(502, "optimove error", scrub(str(exc), found)[:500]) from None
+            raise ApiError(502, "optimove error", describe(exc, found)) from None
         except TimeoutError:
             raise ApiError(504, "optimove timeout", "Optimove did not answer in time") from None
         except OSError as exc:

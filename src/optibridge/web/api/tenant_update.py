@@ -4,6 +4,11 @@
 come from a file; this is the API's partial update. Credentials are write-only: given, they replace
 the stored ones; omitted, they stay. A channel whose provider settings name no secret field keeps
 its stored secrets, so a client can change a host without sending the password again.
+
+Nothing is stored unless it passes the same checks as the config file and the CLI
+(channels.factory.validate_tenant): the provider settings models, and every destination (API base
+URL, provider URLs, delivery lookups) against the operator's outbound policy. A channel that keeps
+its stored secrets is checked with them merged in, as the send path will build it.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from optibridge.core.config import ChannelConfig
+from optibridge.channels.factory import check_api_base_url, validate_channel_config
+from optibridge.core.config import SECRET_FIELD, ChannelConfig, merge_provider_settings
 from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.core.outbound import OutboundPolicy
 from optibridge.core.secretbox import SecretBox
 from optibridge.store import tenants as tenant_store
 
@@ -59,8 +66,54 @@ class TenantUpdate(BaseModel):
         return None
 
 
-async def update(conn: Conn, box: SecretBox, tenant_id: str, change: TenantUpdate) -> bool:
-    """Apply the change; returns whether the credentials changed (cached clients must go)."""
+def _names_a_secret(value: Any) -> bool:
+    # Mirrors split_provider_settings: a secret field at any depth means "the secrets are given".
+    if isinstance(value, dict):
+        return any(
+            (SECRET_FIELD.search(str(k)) and not isinstance(v, dict | list)) or _names_a_secret(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(_names_a_secret(v) for v in value)
+    return False
+
+
+async def check(
+    conn: Conn,
+    box: SecretBox,
+    tenant_id: str,
+    change: TenantUpdate,
+    policy: OutboundPolicy,
+    callback_base_url: str | None = None,
+) -> None:
+    """ConfigError if the change, applied, would store settings the send path cannot use or that
+    reach a destination the outbound policy refuses. Never quotes a submitted value."""
+    if change.api_base_url is not None:
+        check_api_base_url(change.api_base_url, policy)
+    if change.channels is None:
+        return
+    stored = await tenant_store.stored_provider_secrets(conn, box, tenant_id)
+    for channel in change.channels:
+        kept = stored.get(channel.name)
+        if kept and not _names_a_secret(channel.provider):
+            # The stored secrets stay (keep_absent_secrets): judge what will be built.
+            channel = channel.model_copy(update={"provider": merge_provider_settings(channel.provider, kept)})
+        validate_channel_config(channel, policy, callback_base_url=callback_base_url)
+
+
+async def update(
+    conn: Conn,
+    box: SecretBox,
+    tenant_id: str,
+    change: TenantUpdate,
+    *,
+    policy: OutboundPolicy | None = None,
+    callback_base_url: str | None = None,
+) -> bool:
+    """Apply the change; returns whether the credentials changed (cached clients must go).
+
+    ConfigError (nothing stored) if `check` refuses it; `policy` None means the strict default.
+    """
     async with conn.transaction():
         source = await tenant_store.lock_source(conn, tenant_id)
         if source is None:
@@ -70,6 +123,7 @@ async def update(conn: Conn, box: SecretBox, tenant_id: str, change: TenantUpdat
                 f"tenant {tenant_id!r} is defined in the config file, which would overwrite this change "
                 "at the next start; edit the file instead"
             )
+        await check(conn, box, tenant_id, change, policy or OutboundPolicy(), callback_base_url)
         creds = change.credentials()
         await tenant_store.update_fields(
             conn,

@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from optibridge.core.config import SECRET_FIELD, TenantConfig
-from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.channels.factory import check_names_resolve_outside, named_destinations, validate_tenant
+from optibridge.core.config import SECRET_FIELD, ChannelConfig, TenantConfig
+from optibridge.core.errors import ConfigError, ConflictError, NotFoundError
 from optibridge.runtime import Runtime
 from optibridge.store import tenants as tenant_store
 from optibridge.web.api.common import (
@@ -90,8 +91,24 @@ async def load_tenants(
     return [TenantOut(**r.__dict__, channels=channels.get(r.id, [])) for r in rows]
 
 
+def refused(exc: ConfigError) -> ApiError:
+    """A write the settings checks refuse: 422, with our reason (it never quotes a submitted value)."""
+    return ApiError(422, "invalid settings", str(exc)[:1000])
+
+
 def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(route_class=SafeRoute, tags=["tenants"])
+    policy = runtime.settings.outbound_policy
+    public_url = runtime.settings.public_url
+
+    async def names_outside(api_base_url: str | None, channels: list[ChannelConfig] | None) -> None:
+        destinations = named_destinations(channels or [])
+        if api_base_url is not None:
+            destinations.insert(0, ("api_base_url", api_base_url))
+        try:
+            await check_names_resolve_outside(destinations, policy)
+        except ConfigError as exc:
+            raise refused(exc) from None
 
     async def one(tenant_id: str) -> TenantOut:
         async with runtime.pool.connection() as conn:
@@ -117,6 +134,11 @@ def router(runtime: Runtime) -> APIRouter:
     )
     async def create_tenant(principal: Auth, body: TenantConfig) -> TenantOut:
         principal.require_admin("adding a tenant")
+        try:
+            validate_tenant(body, policy, callback_base_url=public_url)
+        except ConfigError as exc:
+            raise refused(exc) from None
+        await names_outside(body.api_base_url, body.channels)
         async with runtime.pool.connection() as conn:
             try:
                 await tenant_store.add(conn, runtime.box, body, "api")
@@ -136,11 +158,16 @@ def router(runtime: Runtime) -> APIRouter:
     )
     async def update_tenant(principal: Auth, tenant_id: TenantId, body: TenantUpdate) -> TenantOut:
         principal.require_tenant(tenant_id)
+        await names_outside(body.api_base_url, body.channels)
         async with runtime.pool.connection() as conn:
             try:
-                creds_changed = await update(conn, runtime.box, tenant_id, body)
+                creds_changed = await update(
+                    conn, runtime.box, tenant_id, body, policy=policy, callback_base_url=public_url
+                )
             except (NotFoundError, ConflictError) as exc:
                 raise translate(exc) from None
+            except ConfigError as exc:
+                raise refused(exc) from None
         if creds_changed or body.api_base_url is not None:
             await runtime.clients.invalidate(tenant_id)
         return await one(tenant_id)
