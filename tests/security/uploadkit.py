@@ -7,11 +7,13 @@ Every loop is bounded in bytes and in time.
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -23,6 +25,17 @@ class Upload:
     elapsed_s: float
     closed: bool = False  # the server closed the connection
     raw: bytes = field(default=b"", repr=False)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def json_error(self) -> str | None:
+        """The `error` of a JSON error body, None if the body is not one."""
+        try:
+            data = self.json()
+        except ValueError:
+            return None
+        return data.get("error") if isinstance(data, dict) else None
 
 
 def _parse(raw: bytes) -> tuple[int, dict[str, str], bytes] | None:
@@ -83,12 +96,12 @@ def upload(
                 piece = next(body, None)
                 if piece is None:
                     pending = b"0\r\n\r\n" if content_length is None else b""
-                    sending = bool(pending)
+                    sending = False  # the last bytes (if any) go out below, once
                 elif content_length is None:
                     pending = b"%x\r\n" % len(piece) + piece + b"\r\n"
                 else:
                     pending = piece
-            readable, writable, _ = select.select([sock], [sock] if sending and pending else [], [], 0.2)
+            readable, writable, _ = select.select([sock], [sock] if pending else [], [], 0.2)
             if readable:
                 try:
                     data = sock.recv(65536)
@@ -105,12 +118,10 @@ def upload(
                 try:
                     n = sock.send(pending)
                 except (BrokenPipeError, ConnectionResetError):
-                    sending = False
+                    sending, pending = False, b""
                     continue
                 written += n
                 pending = pending[n:]
-                if content_length is not None and not pending and written >= head_len:
-                    pass
     finally:
         sock.close()
     elapsed = time.monotonic() - started
@@ -130,15 +141,18 @@ def trickle(
     declared: int = 1000,
     every_s: float = 1.0,
     time_limit_s: float = 30.0,
+    prefix: bytes = b"",
+    byte: bytes = b"{",
 ) -> Upload:
-    """Declare `declared` bytes and send one byte every `every_s` until answered (or out of time)."""
+    """Declare `declared` bytes, send `prefix` at once, then one `byte` every `every_s` until
+    answered (or out of time)."""
     started = time.monotonic()
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     head = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     head += [f"{k}: {v}" for k, v in (headers or {}).items()]
     head.append(f"Content-Length: {declared}")
-    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-    sent = 0
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + prefix)
+    sent = len(prefix)
     raw = b""
     closed = False
     answer = None
@@ -159,7 +173,7 @@ def trickle(
                     break
                 continue
             try:
-                sock.send(b"{")
+                sock.send(byte)
             except (BrokenPipeError, ConnectionResetError):
                 closed = True
                 break

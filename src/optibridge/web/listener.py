@@ -27,7 +27,7 @@ from optibridge.store import listener_tokens, tenants
 
 log = get_logger(__name__)
 
-BODY_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 11.0  # the listener's own cap, behind web/limits.py's body_timeout_s (10 s)
 MAX_BODY = 64 * 1024
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 NOT_FOUND = JSONResponse({"error": "not found"}, status_code=404)
@@ -37,20 +37,23 @@ def _bad(reason: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
 
 
-async def _read_json(request: Request) -> Any:
-    """The body as JSON, or a JSONResponse saying why not. Content-Type is not trusted either way."""
+async def _read_json(request: Request, timeout_s: float = BODY_TIMEOUT_S) -> Any:
+    """The body as JSON, or a JSONResponse saying why not. Content-Type is not trusted either way.
+
+    Defence in depth: the app's body limits (web/limits.py) refuse a body over 64 KiB or slower than
+    `body_timeout_s` before this runs out; these checks only matter for an app built without them."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         return _bad(f"body larger than {MAX_BODY} bytes", 413)
     body = b""
     try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):  # a trickled body must not hold a request slot
+        async with asyncio.timeout(timeout_s):  # a trickled body must not hold a request slot
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > MAX_BODY:
                     return _bad(f"body larger than {MAX_BODY} bytes", 413)
     except TimeoutError:
-        return _bad(f"body not received within {BODY_TIMEOUT_S:g} s", 408)
+        return _bad(f"body not received within {timeout_s:g} s", 408)
     if not body.strip():
         return _bad("empty body: expected a JSON object")
     try:
@@ -74,7 +77,10 @@ def router(runtime: Runtime) -> APIRouter:
             return NOT_FOUND
         # The body is read before a database connection is taken: a slow sender must not hold one
         # (25 trickled uploads once emptied the pool). It is bounded in size and time.
-        body = await _read_json(request)
+        # A second after the middleware's deadline (10 s by default), so that its 408 is the one a
+        # client gets: two timers due in the same loop turn would leave this one's answer (a 404
+        # for a wrong token) instead.
+        body = await _read_json(request, min(BODY_TIMEOUT_S, runtime.settings.body_timeout_s + 1))
         async with runtime.pool.connection() as conn:
             if not await listener_tokens.is_valid(conn, tenant, token, datetime.now(UTC)):
                 return NOT_FOUND
