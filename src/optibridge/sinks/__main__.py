@@ -2,6 +2,8 @@
 
     python -m optibridge.sinks --mail-dir ./sink-mail
     python -m optibridge.sinks --no-smtp --http-port 0 --no-record    # what bench/channels.py runs
+    python -m optibridge.sinks --smtp-port 0 --no-http --control-port 0   # tests/faults: SMTP faults,
+                                                    # stats and a delivery lookup (sinks/control.py)
 
 Prints where each listens, then one JSON line {"smtp_port": ..., "http_port": ...} for scripts,
 and runs until interrupted.
@@ -17,6 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
+from optibridge.sinks.control import SinkControl
 from optibridge.sinks.http_sink import HttpSink
 from optibridge.sinks.smtp_sink import SmtpSink
 
@@ -30,6 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-smtp", action="store_true", help="run only the HTTP sink")
     parser.add_argument("--no-http", action="store_true", help="run only the SMTP sink")
     parser.add_argument("--no-record", action="store_true", help="count requests and mails, keep none")
+    parser.add_argument(
+        "--control-port",
+        type=int,
+        default=None,
+        help="serve the SMTP sink's control API and delivery lookup there (0: a free port)",
+    )
     return parser.parse_args(argv)
 
 
@@ -49,6 +58,11 @@ async def serve(args: argparse.Namespace) -> None:
             ports["smtp_port"] = smtp.port
             where = f", writing to {args.mail_dir}" if args.mail_dir else ""
             print(f"smtp sink listening on {args.host}:{smtp.port}{where}", flush=True)
+            if args.control_port is not None:
+                control = SinkControl(smtp, args.host, args.control_port)
+                await stack.enter_async_context(control)
+                ports["control_port"] = control.port
+                print(f"smtp sink control on http://{args.host}:{control.port}", flush=True)
         if not args.no_http:
             http = HttpSink(args.host, args.http_port, record=not args.no_record)
             await stack.enter_async_context(http)

@@ -6,6 +6,7 @@
         sink.reject_recipients(["x@y.test"]) # "550 5.1.1 ..." at RCPT
         sink.slow(0.2, count=5)              # delay DATA replies
         sink.drop_connections(count=1)       # close the connection at MAIL (or at="DATA")
+        sink.drop_connections(at="ACCEPTED", seconds=5)  # keep the mail, lose its 250
         sink.drop_all_connections()          # like a server restart or an idle timeout
         assert sink.count == 10 and sink.messages[0].parse()["Subject"] == "..."
 
@@ -108,6 +109,7 @@ class SmtpSink:
         self.count = 0
         self.connections = 0  # sessions opened since start
         self.rejections = 0  # replies other than 250 at MAIL/RCPT
+        self.unanswered = 0  # messages kept whose 250 was never sent (drop at "ACCEPTED")
         self._sessions: set[_SinkSMTP] = set()
         self._server: asyncio.base_events.Server | None = None
         self._queue_ids = itertools.count(1)
@@ -174,6 +176,7 @@ class SmtpSink:
         self.count = 0
         self.connections = 0
         self.rejections = 0
+        self.unanswered = 0
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -209,10 +212,16 @@ class SmtpSink:
         self._slow = (Window(count=count, seconds=seconds), delay_s)
 
     def drop_connections(
-        self, *, count: int | None = 1, seconds: float | None = None, at: Literal["MAIL", "DATA"] = "MAIL"
+        self,
+        *,
+        count: int | None = 1,
+        seconds: float | None = None,
+        at: Literal["MAIL", "DATA", "ACCEPTED"] = "MAIL",
     ) -> None:
         """Close the connection instead of answering MAIL FROM, or after the message data
-        without answering it (the message is then not kept): a crash mid-session."""
+        without answering it (the message is then not kept): a crash mid-session. With
+        `at="ACCEPTED"` the message is kept, and only its 250 answer is lost: the provider
+        accepted it, the sender cannot know (a timeout or reset after DATA)."""
         self._drop = Window(count=count, seconds=seconds)
         self._drop_at = at
 
@@ -298,6 +307,9 @@ class _Handler:
             if window.hit():
                 await asyncio.sleep(delay)
         queue_id = sink._accept(envelope, session)
+        if sink._drop_at == "ACCEPTED" and sink._drop is not None and sink._drop.hit():
+            sink.unanswered += 1
+            return _abort(server)
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 
