@@ -29,21 +29,21 @@ MAX_ANSWER_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
-class DeliveryLookup:
+class LookupTarget:
     """A channel's lookup URL and the outbound policy it is reached under."""
 
     url: str
     policy: OutboundPolicy = field(default_factory=OutboundPolicy)
 
 
-async def delivered_ids(lookup: DeliveryLookup | str, ids: Sequence[str]) -> set[str]:
+async def delivered_ids(lookup: LookupTarget | str, ids: Sequence[str]) -> set[str]:
     """Ask the channel's delivery lookup which of these message ids the provider accepted.
 
     A bare URL is reached under the default (strict) policy. DestinationRefusedError (an OSError)
     if the policy refuses the destination.
     """
     if isinstance(lookup, str):
-        lookup = DeliveryLookup(lookup)
+        lookup = LookupTarget(lookup)
     reason = lookup.policy.check_url(lookup.url)  # literal IPs never reach the resolver
     if reason is not None:
         raise DestinationRefusedError(f"delivery lookup refused: {reason}")
@@ -73,7 +73,7 @@ def _message_id(row: ClaimedMessage | Mapping[str, object]) -> str:
 
 
 async def settle_uncertain(
-    lookup_url: DeliveryLookup | str,
+    lookup_url: LookupTarget | str,
     rows: Sequence[ClaimedMessage | Mapping[str, object]],
     results: list[base.SendResult],
 ) -> list[base.SendResult]:

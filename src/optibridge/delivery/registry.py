@@ -18,7 +18,7 @@ from datetime import timedelta
 from optibridge.core.config import ChannelOptions
 from optibridge.core.outbound import OutboundPolicy
 from optibridge.core.secretbox import SecretBox
-from optibridge.delivery.lookup import DeliveryLookup
+from optibridge.delivery.lookup import LookupTarget
 from optibridge.delivery.providers import ChannelProviders, TokenBucket, build_channel_providers
 from optibridge.delivery.transitions import RetryPolicy
 from optibridge.runtime import Pool
@@ -57,10 +57,10 @@ class Channel:
         return self.options.uncertain
 
     @property
-    def lookup_url(self) -> DeliveryLookup | None:
+    def lookup_url(self) -> LookupTarget | None:
         """The delivery lookup, with the outbound policy it is reached under."""
         url = self.options.delivery_lookup_url
-        return DeliveryLookup(url, self.policy) if url else None
+        return LookupTarget(url, self.policy) if url else None
 
     @property
     def track(self) -> bool:

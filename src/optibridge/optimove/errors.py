@@ -129,7 +129,7 @@ def error_for_status(call: str, status: int, body: bytes, attempts: int) -> Opti
         cls = OptimoveHTTPError
     retryable = is_retryable_status(status)
     tries = f" after {attempts} attempts" if attempts > 1 else ""
-    message = f"Optimove {call} failed: Optimove answered {status_summary(status)}{tries}"
+    message = f"Optimove {call} failed: HTTP {status_summary(status)}{tries}"
     return cls(
         message,
         call=call,

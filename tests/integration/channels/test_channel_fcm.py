@@ -7,9 +7,13 @@ from typing import Any
 
 from optibridge.channels import OutboundMessage, Outcome, build_provider
 from optibridge.channels.fcm import FcmPushProvider
+from optibridge.core.outbound import OutboundPolicy
 from optibridge.sinks import HttpSink
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)
+
+# The sinks run on loopback: the operator setting opens it (the default policy refuses it).
+LOOPBACK = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128"])
 
 
 def fcm(sink: HttpSink, service_account: dict[str, str], **settings: Any) -> FcmPushProvider:
@@ -21,7 +25,7 @@ def fcm(sink: HttpSink, service_account: dict[str, str], **settings: Any) -> Fcm
         "max_connections": 4,
         **settings,
     }
-    provider = build_provider("push", config, callback_base_url=None)
+    provider = build_provider("push", config, callback_base_url=None, policy=LOOPBACK)
     assert isinstance(provider, FcmPushProvider)
     return provider
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from optibridge.channels import OutboundMessage, Outcome, build_provider
 from optibridge.channels.generic_json import GenericJsonProvider
+from optibridge.core.outbound import OutboundPolicy
 from optibridge.sinks import HttpSink
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)
@@ -21,6 +22,9 @@ TEMPLATE = json.dumps(
     }
 )
 
+# The sinks run on loopback: the operator setting opens it (the default policy refuses it).
+LOOPBACK = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128"])
+
 
 def json_provider(sink: HttpSink, kind: str, **settings: Any) -> GenericJsonProvider:
     config = {
@@ -33,7 +37,7 @@ def json_provider(sink: HttpSink, kind: str, **settings: Any) -> GenericJsonProv
         "max_connections": 4,
         **settings,
     }
-    provider = build_provider(kind, config, callback_base_url="https://hooks.example")
+    provider = build_provider(kind, config, callback_base_url="https://hooks.example", policy=LOOPBACK)
     assert isinstance(provider, GenericJsonProvider)
     return provider
 

@@ -10,12 +10,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from optibridge.channels import OutboundMessage, Outcome, SendResult, build_provider
-from optibridge.delivery.lookup import settle_uncertain
+from optibridge.core.outbound import OutboundPolicy
+from optibridge.delivery.lookup import LookupTarget, settle_uncertain
 from optibridge.sinks.lookup import DeliveryLookup
 
 from servicekit import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+# The sinks run on loopback: the operator setting opens it (the default policy refuses it).
+LOOPBACK = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128"])
 
 
 @asynccontextmanager
@@ -60,6 +64,7 @@ def twilio(port: int) -> Any:
             "base_url": f"http://127.0.0.1:{port}", "timeout_s": 0.5,
         },
         callback_base_url=None,
+        policy=LOOPBACK,
     )  # fmt: skip
 
 
@@ -99,6 +104,7 @@ def smtp(port: int) -> Any:
             "from_address": "news@shop.test", "pool_size": 1, "timeout_s": 2,
         },
         callback_base_url=None,
+        policy=LOOPBACK,
     )  # fmt: skip
 
 
@@ -146,10 +152,12 @@ async def test_the_delivery_lookup_settles_uncertain_sends_and_a_failing_one_cha
     results = [lost, lost, refused, SendResult(Outcome.SENT)]
     accepted = {str(rows[0]["id"]), str(rows[2]["id"])}  # row 2 was refused: the lookup is not asked
     async with DeliveryLookup(lambda: accepted) as lookup:
-        settled = await settle_uncertain(lookup.url, rows, results)
+        settled = await settle_uncertain(LookupTarget(lookup.url, LOOPBACK), rows, results)
+        # The same lookup under the default policy: refused before any request, nothing settled.
+        assert await settle_uncertain(lookup.url, rows, results) == results
     assert [r.outcome for r in settled] == [Outcome.SENT, Outcome.TRANSIENT, Outcome.TRANSIENT, Outcome.SENT]
     assert not any(r.uncertain for r in settled)  # the lookup's answer is certain either way
     assert settled[1].reason == "no answer after sending (timeout); not taken, says the delivery lookup"
     assert settled[2] is refused
     unreachable = f"http://127.0.0.1:{free_port()}/delivered"
-    assert await settle_uncertain(unreachable, rows, results) == results  # the policy will decide
+    assert await settle_uncertain(LookupTarget(unreachable, LOOPBACK), rows, results) == results

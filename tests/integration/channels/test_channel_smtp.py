@@ -12,9 +12,13 @@ import pytest
 
 from optibridge.channels import OutboundMessage, Outcome, build_provider
 from optibridge.channels.smtp import SmtpProvider
+from optibridge.core.outbound import OutboundPolicy
 from optibridge.sinks import SmtpSink
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)
+
+# The sinks run on loopback: the operator setting opens it (the default policy refuses it).
+LOOPBACK = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128"])
 
 
 def smtp_provider(sink: SmtpSink, **settings: Any) -> SmtpProvider:
@@ -28,7 +32,7 @@ def smtp_provider(sink: SmtpSink, **settings: Any) -> SmtpProvider:
         "pool_size": 4,
         **settings,
     }
-    provider = build_provider("email", config, callback_base_url=None)
+    provider = build_provider("email", config, callback_base_url=None, policy=LOOPBACK)
     assert isinstance(provider, SmtpProvider)
     return provider
 
@@ -187,6 +191,7 @@ async def test_unreachable_server_is_transient(make_message: MakeMessage) -> Non
         provider = build_provider(
             "email",
             {"type": "smtp", "host": "127.0.0.1", "port": port, "tls": "none", "from_address": "a@b.example"},
+            policy=LOOPBACK,
         )
         await provider.open()
         try:

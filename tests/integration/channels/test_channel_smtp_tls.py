@@ -7,9 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from optibridge.channels import OutboundMessage, Outcome, build_provider
+from optibridge.core.outbound import OutboundPolicy
 from optibridge.sinks import SmtpSink
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)
+
+# The sinks run on loopback: the operator setting opens it (the default policy refuses it).
+LOOPBACK = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128"])
 
 
 def settings(sink: SmtpSink, cert: str, **overrides: Any) -> dict[str, Any]:
@@ -28,8 +32,12 @@ async def test_starttls_with_auth(
 ) -> None:
     sink = SmtpSink(tls_context=server_tls, require_starttls=True, credentials={"mailer": "pa55"})
     async with sink:
-        good = build_provider("email", settings(sink, tls_files[0], username="mailer", password="pa55"))
-        bad = build_provider("email", settings(sink, tls_files[0], username="mailer", password="wrong"))
+        good = build_provider(
+            "email", settings(sink, tls_files[0], username="mailer", password="pa55"), policy=LOOPBACK
+        )
+        bad = build_provider(
+            "email", settings(sink, tls_files[0], username="mailer", password="wrong"), policy=LOOPBACK
+        )
         for provider in (good, bad):
             await provider.open()
         try:
@@ -51,7 +59,7 @@ async def test_implicit_tls(
     server_tls: ssl.SSLContext, tls_files: tuple[str, str], make_message: MakeMessage
 ) -> None:
     async with SmtpSink(tls_context=server_tls, implicit_tls=True) as sink:
-        provider = build_provider("email", settings(sink, tls_files[0], tls="implicit"))
+        provider = build_provider("email", settings(sink, tls_files[0], tls="implicit"), policy=LOOPBACK)
         await provider.open()
         try:
             result = await provider.send(make_message())
@@ -65,7 +73,7 @@ async def test_required_starttls_missing_is_transient(
     tls_files: tuple[str, str], make_message: MakeMessage
 ) -> None:
     async with SmtpSink() as sink:  # offers no STARTTLS
-        provider = build_provider("email", settings(sink, tls_files[0], tls="starttls"))
+        provider = build_provider("email", settings(sink, tls_files[0], tls="starttls"), policy=LOOPBACK)
         await provider.open()
         try:
             result = await provider.send(make_message())

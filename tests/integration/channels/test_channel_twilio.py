@@ -10,12 +10,16 @@ from urllib.parse import parse_qs, urlsplit
 
 from optibridge.channels import OutboundMessage, Outcome, build_provider
 from optibridge.channels.twilio import TwilioSmsProvider
+from optibridge.core.outbound import OutboundPolicy
 from optibridge.sinks import HttpSink
 from optibridge.sinks.http_sink import twilio_signature
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)
 
 SID = "AC0123456789abcdef"
+
+# The sinks run on loopback: the operator setting opens it (the default policy refuses it).
+LOOPBACK = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128"])
 
 
 def twilio(sink: HttpSink, *, callback_base_url: str | None = None, **settings: Any) -> TwilioSmsProvider:
@@ -28,7 +32,7 @@ def twilio(sink: HttpSink, *, callback_base_url: str | None = None, **settings: 
         "max_connections": 4,
         **settings,
     }
-    provider = build_provider("sms", config, callback_base_url=callback_base_url)
+    provider = build_provider("sms", config, callback_base_url=callback_base_url, policy=LOOPBACK)
     assert isinstance(provider, TwilioSmsProvider)
     return provider
 

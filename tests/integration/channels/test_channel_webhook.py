@@ -16,6 +16,7 @@ from optibridge.channels.settings import WebhookSettings
 from optibridge.channels.signing import verify
 from optibridge.channels.webhook import WebhookProvider
 from optibridge.core.errors import ConfigError
+from optibridge.core.outbound import OutboundPolicy
 from optibridge.sinks import HttpSink
 
 MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conftest.py)
@@ -23,9 +24,13 @@ MakeMessage = Callable[..., OutboundMessage]  # the `make_message` fixture (conf
 SECRET = "whsec-0123456789abcdef"
 
 
-def webhook(url: str, **settings: Any) -> WebhookProvider:
-    config = {"type": "webhook", "url": url, "signing_secret": SECRET, "allow_private": True, **settings}
-    provider = build_provider("webhook", config, callback_base_url=None)
+# The sink runs on loopback: the operator's setting opens it (a tenant's settings cannot).
+LOOPBACK = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128"])
+
+
+def webhook(url: str, policy: OutboundPolicy = LOOPBACK, **settings: Any) -> WebhookProvider:
+    config = {"type": "webhook", "url": url, "signing_secret": SECRET, **settings}
+    provider = build_provider("webhook", config, callback_base_url=None, policy=policy)
     assert isinstance(provider, WebhookProvider)
     return provider
 
@@ -77,12 +82,21 @@ async def test_receiver_faults_are_classified(http_sink: HttpSink, make_message:
         "http://2130706433/hook",  # 127.0.0.1 as one decimal number
         "http://127.1/hook",
         "http://localhost:8080/hook",
+        "http://0x7f.1/hook",
+        "http://0177.0.0.1/hook",
         "ftp://example.com/hook",
     ],
 )
 def test_private_destinations_are_refused_when_settings_are_built(url: str) -> None:
     with pytest.raises(ConfigError, match=r"refused|http"):
-        webhook(url, allow_private=False)
+        webhook(url, OutboundPolicy())
+
+
+def test_a_tenant_cannot_allow_private_destinations_itself() -> None:
+    with pytest.raises(
+        ConfigError, match="allow_private is an operator setting now: allow_private_destinations"
+    ):
+        webhook("http://127.0.0.1/hook", OutboundPolicy(), allow_private=True)
 
 
 async def test_hostname_resolving_to_loopback_is_refused_at_connect(
@@ -96,7 +110,7 @@ async def test_hostname_resolving_to_loopback_is_refused_at_connect(
         pytest.skip("this host's name does not resolve")
     if not any(a.startswith("127.") for a in addresses):
         pytest.skip("this host's name does not resolve to loopback")
-    async with webhook(f"http://{hostname}:{http_sink.port}/webhook/x", allow_private=False) as provider:
+    async with webhook(f"http://{hostname}:{http_sink.port}/webhook/x", OutboundPolicy()) as provider:
         result = await provider.send(make_message(to="", body="{}"))
     assert result.outcome is Outcome.PERMANENT
     assert result.reason is not None

@@ -103,7 +103,8 @@ async def test_bad_credentials_fail_clearly_without_retrying(
     with pytest.raises(OptimoveAuthError) as error:
         await make_client(LoginAuth("user-1", "wrong")).get_execution_channels()
     assert (error.value.call, error.value.status, error.value.retryable) == ("Login", 401, False)
-    assert "Unauthorized" in str(error.value)
+    assert "Unauthorized" in error.value.body_excerpt
+    assert "Unauthorized" not in str(error.value)  # messages carry our words, never Optimove's body
     with pytest.raises(OptimoveAuthError) as key_error:
         await make_client(ApiKeyAuth("nope")).get_channel_templates(504)
     assert key_error.value.call == "GetChannelTemplates"
@@ -204,7 +205,7 @@ async def test_retries_stop_at_max_attempts_with_a_retryable_server_error(
     with pytest.raises(OptimoveServerError) as error:
         await make_client().get_channel_templates(504)
     assert (error.value.status, error.value.attempts, error.value.retryable) == (500, 4, True)
-    assert str(error.value).startswith("Optimove GetChannelTemplates failed: HTTP 500 after 4")
+    assert str(error.value) == "Optimove GetChannelTemplates failed: HTTP 500 (server error) after 4 attempts"
     assert "injected fault" in error.value.body_excerpt
 
 
@@ -239,7 +240,8 @@ async def test_bad_request_is_not_retried_and_says_why(
         await client.get_campaign_details(404)
     assert (error.value.status, error.value.retryable, error.value.attempts) == (400, False, 1)
     assert "GetCampaignDetails" in str(error.value)
-    assert "unknown CampaignID" in str(error.value)
+    assert "unknown CampaignID" in error.value.body_excerpt
+    assert "unknown CampaignID" not in str(error.value)
     assert await statuses(emulator, "GetCampaignDetails") == [400]
 
 

@@ -9,6 +9,21 @@ from adminkit import ACME_API_KEY, GLOBEX_PASSWORD, SMTP_PASSWORD, TWILIO_TOKEN,
 
 from optibridge.store import tenants
 
+# Valid provider settings: the API validates them as the config file and the CLI do.
+TWILIO_SETTINGS = {
+    "type": "twilio",
+    "account_sid": "AC1",
+    "auth_token": TWILIO_TOKEN,
+    "from_number": "+15005550006",
+}
+# A change naming no secret field keeps the stored password (checked with it merged in).
+SMTP_WITHOUT_SECRETS = {
+    "type": "smtp",
+    "host": "smtp2.example.com",
+    "from_address": "news@acme.example",
+    "username": "mailer",
+}
+
 
 async def test_tenant_and_channels_are_shown_without_any_credential(web: Admin) -> None:
     acme = (await web.call("GET", "/api/v1/tenants/acme")).body
@@ -34,14 +49,16 @@ async def test_a_tenant_created_by_api_is_stored_encrypted_and_answered_without_
         "name": "Initech",
         "api_base_url": "https://api5.example.com",
         "api_key": ACME_API_KEY,
-        "channels": [
-            {"name": "push", "kind": "push", "channel_id": 506, "provider": {"private_key": TWILIO_TOKEN}}
-        ],
+        "channels": [{"name": "sms", "kind": "sms", "channel_id": 505, "provider": TWILIO_SETTINGS}],
     }
     created = await web.call("POST", "/api/v1/tenants", json_body=body)
     assert created.status == 201
     assert created.body["source"] == "api"
-    assert created.body["channels"][0]["settings"] == {}
+    assert created.body["channels"][0]["settings"] == {
+        "type": "twilio",
+        "account_sid": "AC1",
+        "from_number": "+15005550006",
+    }
     assert created.body["channels"][0]["has_secrets"] is True
     again = await web.call("POST", "/api/v1/tenants", json_body=body)
     assert again.status == 409
@@ -59,7 +76,7 @@ async def test_update_changes_only_given_fields_and_keeps_omitted_secrets(web: A
     assert renamed.status == 200
     assert renamed.body["name"] == "Acme 2"
     channels: list[dict[str, Any]] = [
-        {"name": "email", "kind": "email", "channel_id": 504, "provider": {"host": "smtp2.example.com"}},
+        {"name": "email", "kind": "email", "channel_id": 504, "provider": SMTP_WITHOUT_SECRETS},
         {"name": "webhook", "kind": "webhook", "channel_id": 507},
     ]
     changed = await web.call(
@@ -77,7 +94,7 @@ async def test_update_changes_only_given_fields_and_keeps_omitted_secrets(web: A
                 "SELECT settings, secrets FROM channels WHERE tenant_id = 'acme' AND name = 'email'"
             )
         ).fetchone()
-    assert row["settings"] == {"host": "smtp2.example.com"}
+    assert row["settings"] == SMTP_WITHOUT_SECRETS
     assert box.decrypt_json(row["secrets"]) == {"password": SMTP_PASSWORD}  # kept: no secret field was sent
     bad = await web.call("PATCH", "/api/v1/tenants/acme", json_body={"api_key": "k", "username": "u"})
     assert bad.status == 422

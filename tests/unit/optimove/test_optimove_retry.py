@@ -76,6 +76,8 @@ def test_status_maps_to_a_typed_error_naming_call_status_and_body(status: int, c
     assert error.call == "GetChannelTemplates"
     assert error.status == status
     assert error.attempts == 3
-    assert str(error).startswith(f"Optimove GetChannelTemplates failed: HTTP {status} after 3")
+    assert str(error).startswith(f"Optimove GetChannelTemplates failed: HTTP {status} (")
+    assert str(error).endswith("after 3 attempts")
+    assert "nope" not in str(error)  # the body never reaches messages (API answers, logs)
     assert "nope" in error.body_excerpt
     assert len(error.body_excerpt) <= 301  # long bodies are cut
