@@ -86,7 +86,14 @@ async def check_saveable(
 
 
 async def upsert(
-    conn: Conn, app: procrastinate.App, tenant_id: str, channel_name: str, spec: TemplateSpec, *, create: bool
+    conn: Conn,
+    app: procrastinate.App,
+    tenant_id: str,
+    channel_name: str,
+    spec: TemplateSpec,
+    *,
+    create: bool,
+    render_timeout_s: float = DEFAULT_RENDER_TIMEOUT_S,
 ) -> str:
     """Add (create=True: refuse an existing id) or replace a template; returns what happened.
 
@@ -94,7 +101,7 @@ async def upsert(
     with sample values, in a render thread under the deadline: `check_saveable`).
     """
     kind, _ = await channel_kind(conn, tenant_id, channel_name)
-    compiled = await check_saveable(kind, spec)
+    compiled = await check_saveable(kind, spec, timeout_s=render_timeout_s)
     async with conn.transaction():
         row = await templates.lock(conn, tenant_id, channel_name, spec.template_id)
         content = templates.TemplateContent(

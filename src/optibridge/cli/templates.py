@@ -85,7 +85,10 @@ def _write_template(create: bool) -> Callable[..., None]:
 
         async def go(rt: Runtime) -> str:
             async with rt.pool.connection() as conn:
-                outcome = await store.upsert(conn, rt.job_app, tenant, channel, spec, create=create)
+                outcome = await store.upsert(
+                    conn, rt.job_app, tenant, channel, spec, create=create,
+                    render_timeout_s=rt.settings.render_timeout_s,
+                )  # fmt: skip
             return outcome + ("; " + await _push_now(rt, tenant, channel) if now else "")
 
         typer.echo(f"template {template_id}: {with_runtime(go, pool_size=4)}")
@@ -190,7 +193,11 @@ def templates_import(
             # All or nothing: one bad template leaves the catalog as it was.
             async with conn.transaction():
                 for tf in files:
-                    outcome = await store.upsert(conn, rt.job_app, tenant, tf.channel, tf.spec, create=False)
+                    # Each is checked against the render limits (a trial render) before it is stored.
+                    outcome = await store.upsert(
+                        conn, rt.job_app, tenant, tf.channel, tf.spec, create=False,
+                        render_timeout_s=rt.settings.render_timeout_s,
+                    )  # fmt: skip
                     out.append(f"{tf.path}: template {tf.spec.template_id} on {tf.channel}: {outcome}")
         if now:
             for ch in sorted({tf.channel for tf in files}):

@@ -273,7 +273,9 @@ def router(runtime: Runtime) -> APIRouter:
         await checked(kind, spec, timeout_s=timeout_s, trial=True)
         async with runtime.pool.connection() as conn:
             try:
-                return await catalog.upsert(conn, runtime.job_app, tenant_id, channel, spec, create=create)
+                return await catalog.upsert(
+                    conn, runtime.job_app, tenant_id, channel, spec, create=create, render_timeout_s=timeout_s
+                )
             except (NotFoundError, ConflictError) as exc:
                 raise translate(exc) from None
             except ConfigError as exc:  # checked above; kept so a new rule in the catalog is a 422 too
