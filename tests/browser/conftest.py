@@ -1,6 +1,6 @@
 """Browser tests: the dashboard in Debian's chromium, driven by Playwright, against the service
 on a loopback socket. Skipped (with the reason) where /usr/bin/chromium or Playwright is missing;
-CI installs both. The database fixtures are the integration tests' (one embedded PostgreSQL)."""
+CI installs both. The database fixtures (db_url, ...) are tests/conftest.py's (one embedded PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -28,23 +28,8 @@ CHROMIUM_ARGS = [
 ]
 
 sys.path.insert(0, str(INTEGRATION))  # for `inprocess`
+sys.path.insert(0, str(INTEGRATION / "reporting"))  # for `reporting_helpers`
 
-
-def _integration_fixtures() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "optibridge_integration_conftest", INTEGRATION / "conftest.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_fixtures = _integration_fixtures()
-pg_server_url = _fixtures.pg_server_url
-template_url = _fixtures.template_url
-db_url = _fixtures.db_url
 
 SKIP_REASON = None
 if not Path(CHROMIUM).exists():

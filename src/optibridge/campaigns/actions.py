@@ -1,8 +1,11 @@
-"""The operator actions on a campaign: pause, resume, cancel.
+"""The operator actions on a campaign: pause, resume, cancel, and "push now" (the on-demand report
+push, which lives in reporting/; here only whether it applies).
 
 Pause/resume set `paused` (the dispatcher honours it). Cancel is what a full cancel from
 Optimove does: status 'canceled' and every pending message canceled, in one transaction.
-`decide` is the pure part: what an action does to a campaign in a given state.
+`decide` and `decide_push` are the pure part: what an action does to a campaign in a given state.
+`offered` is what the dashboard shows as buttons: exactly the actions `decide` would carry out,
+so a button is never offered that the POST behind it would refuse.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ OPERATOR_CANCEL_REASON = "canceled by operator"
 Step = Literal[
     "cancel", "recancel", "pause", "resume", "already paused", "not paused", "conflict", "finished"
 ]
+# Steps that change something an operator asked for; "recancel" only sweeps rows that cannot exist
+# (see act), so it is not offered as a button although the API still accepts it.
+OFFERED_STEPS: frozenset[Step] = frozenset({"cancel", "pause", "resume"})
+PushStep = Literal["push", "nothing to report", "closed"]
 
 
 def decide(action: Action, *, status: str, paused: bool, open_messages: int | None = None) -> Step:
@@ -37,8 +44,33 @@ def decide(action: Action, *, status: str, paused: bool, open_messages: int | No
     if status == "canceled":
         return "conflict"
     if action == "pause":
-        return "already paused" if paused else "pause"
+        if paused:
+            return "already paused"
+        # Nothing left to send: pausing would only set a flag nobody reads.
+        return "finished" if status == "ingested" and open_messages == 0 else "pause"
     return "resume" if paused else "not paused"
+
+
+def decide_push(*, reportable: int, closed: bool) -> PushStep:
+    """`reportable`: messages that left the queue other than canceled (sent, failed, expired,
+    suppressed): what a push reports on. `closed`: the reporting window is over (or given up)."""
+    if closed:
+        return "closed"
+    return "push" if reportable > 0 else "nothing to report"
+
+
+def offered(
+    *, status: str, paused: bool, open_messages: int, reportable: int, closed: bool
+) -> tuple[str, ...]:
+    """The actions to show for a campaign, in display order ("push" is the on-demand push)."""
+    out: list[str] = [
+        a
+        for a in ACTIONS
+        if decide(a, status=status, paused=paused, open_messages=open_messages) in OFFERED_STEPS
+    ]
+    if decide_push(reportable=reportable, closed=closed) == "push":
+        out.append("push")
+    return tuple(out)
 
 
 async def act(conn: Conn, tenant_id: str, channel: str, campaign_id: int, action: Action) -> str:
@@ -48,14 +80,14 @@ async def act(conn: Conn, tenant_id: str, channel: str, campaign_id: int, action
         row = await campaign_row(conn, tenant_id, channel, campaign_id, lock=True)
         key = (tenant_id, row.channel_id, campaign_id)
         open_messages = None
-        if action == "cancel" and row.status == "ingested":
+        if action in ("cancel", "pause") and row.status == "ingested":
             counts = (await store.state_counts(conn, [key], 0.0))[key].counts
             open_messages = sum(counts.get(s, 0) for s in OPEN_STATES)
         step = decide(action, status=row.status, paused=row.paused, open_messages=open_messages)
         if step == "finished":
             raise ConflictError(
                 f"campaign {campaign_id} on {tenant_id}/{channel} is finished: every message was sent "
-                "or settled; nothing to cancel"
+                f"or settled; nothing to {action}"
             )
         if step == "recancel":
             # Pending rows written after an earlier cancel cannot exist (ingest stops on it),

@@ -1,7 +1,15 @@
-"""Campaign pages: the list (with a refreshed rows fragment), one campaign, pause/resume/cancel."""
+"""Campaign pages: the list (with a refreshed rows fragment), one campaign's whole life (stage,
+progress, funnel counted vs received by Optimove, push history, charts), pause/resume/cancel and
+"push now" (the on-demand report push).
+
+Times are read from the dashboard clock: `app.state.dashboard_clock` if the app was given one (the
+browser tests move it through a campaign's seven days), else the wall clock.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -9,11 +17,76 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from optibridge import campaigns as campaign_store
+from optibridge.campaigns import story as campaign_story
+from optibridge.campaigns.actions import decide_push
 from optibridge.core.errors import ConflictError, NotFoundError
+from optibridge.core.logs import get_logger
+from optibridge.optimove.errors import OptimoveError
+from optibridge.reporting.ondemand import push_now
+from optibridge.reporting.show import campaign_overview
 from optibridge.web.api.campaigns import parse_after
 from optibridge.web.api.common import encode_cursor
 from optibridge.web.auth import ApiError
+from optibridge.web.dashboard import charts
 from optibridge.web.dashboard.common import PAGE_SIZE, PREFIX, Dashboard, Loader, Viewer
+
+log = get_logger(__name__)
+
+# The funnel's metrics in Optimove's order of the campaign's life (names as reporting.show has them).
+FUNNEL = ("sent", "delivered", "opened", "clicked", "unsubscribed", "bounced", "dropped", "spam")
+EVENT_NAMES = {
+    1: "delivered",
+    2: "opened",
+    3: "clicked",
+    4: "unsubscribed",
+    5: "dropped",
+    6: "spam",
+    9: "bounced",
+}
+# A dashboard push waits this long for Optimove, then goes on in the background (as the API's does).
+PUSH_WAIT_S = 20.0
+_pushes: set[asyncio.Task[Any]] = set()
+
+
+def clock_of(request: Request) -> datetime:
+    """The dashboard's now: the app's `dashboard_clock` if one was installed (tests), else UTC now."""
+    clock: object = getattr(request.app.state, "dashboard_clock", None)
+    if callable(clock):
+        found: object = clock()
+        if isinstance(found, datetime):
+            return found
+    return datetime.now(UTC)
+
+
+def funnel_rows(overview: list[dict[str, Any]], channel_id: int) -> list[dict[str, Any]]:
+    """Per template of this channel: each metric as we count it now and as Optimove last accepted
+    it (None: never pushed), and whether they differ. The same numbers `reports show` and the demo's
+    table print (reporting.show.campaign_overview)."""
+    rows = []
+    for block in overview:
+        if block["channel_id"] != channel_id:
+            continue
+        for t in block["templates"]:
+            cells = []
+            for name in FUNNEL:
+                counted = int(t["counted"].get(name) or 0)
+                reported = t["reported"].get(name)
+                cells.append(
+                    {
+                        "metric": name,
+                        "counted": counted,
+                        "reported": reported,
+                        "differs": reported is None or int(reported) != counted,
+                    }
+                )
+            rows.append({"template_id": t["template_id"], "cells": cells})
+    return rows
+
+
+def _finished(task: asyncio.Task[Any]) -> None:
+    _pushes.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("dashboard report push failed", error=str(task.exception())[:300])
 
 
 def add_routes(api: APIRouter, ui: Dashboard) -> None:
@@ -34,6 +107,7 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
         async with runtime.pool.connection() as conn:
             rows = await campaign_store.list_campaigns(conn, flt, after=after, limit=PAGE_SIZE + 1)
             failures = await campaign_store.failure_reasons(conn, [c.key for c in rows[:PAGE_SIZE]])
+            stages = await campaign_story.stages_for(conn, rows[:PAGE_SIZE], clock_of(request))
         next_cursor = None
         if len(rows) > PAGE_SIZE:
             rows = rows[:PAGE_SIZE]
@@ -44,6 +118,7 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
         return {
             "campaigns": rows,
             "failures": failures,
+            "stages": stages,
             "next_cursor": next_cursor,
             "tenant": tenant,
             "status": status,
@@ -74,21 +149,88 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
             except NotFoundError as exc:
                 raise ApiError(404, "not found", str(exc)) from None
 
-    def detail_of(tenant: str, channel: str, campaign_id: int) -> Loader:
+    def detail_of(request: Request, tenant: str, channel: str, campaign_id: int, *, full: bool) -> Loader:
+        """The campaign with its story; `full` adds the funnel, push history and charts."""
+
         async def load(viewer: Viewer) -> dict[str, Any]:
-            return {"d": await campaign_detail(viewer, tenant, channel, campaign_id)}
+            d = await campaign_detail(viewer, tenant, channel, campaign_id)
+            now = clock_of(request)
+            c = d.campaign
+            async with runtime.pool.connection() as conn:
+                s = await campaign_story.story(conn, c, now, charts=full)
+                data: dict[str, Any] = {"d": d, "s": s, "now": now}
+                if not full:
+                    return data
+                overview = await campaign_overview(conn, campaign_id, tenant, now=now)
+            minutes = charts.fill_minutes([(m.minute, m.sent, m.due) for m in s.minutes])
+            end = now if s.schedule is None else min(now, s.schedule.final_at)
+            start = s.schedule.finished_at if s.schedule else s.facts.first_sent_at
+            hours = charts.fill_hours(
+                [(h.hour, h.opened, h.clicked) for h in s.hours], start, end if start else None
+            )
+            data |= {
+                "funnel": funnel_rows(overview, c.channel_id),
+                "funnel_metrics": FUNNEL,
+                "event_names": EVENT_NAMES,
+                "sends_svg": charts.sends_chart(minutes),
+                "send_minutes": len(minutes),
+                "engagement_svg": charts.engagement_chart(hours),
+            }
+            return data
 
         return load
 
     @api.get("/campaigns/{tenant}/{channel}/{campaign_id}")
     async def campaign_page(request: Request, tenant: str, channel: str, campaign_id: int) -> Response:
         outcome = request.query_params.get("outcome")
-        load = detail_of(tenant, channel, campaign_id)
+        load = detail_of(request, tenant, channel, campaign_id, full=True)
         return await ui.view(request, load, "campaign.html", nav="campaigns", outcome=outcome)
 
     @api.get("/campaigns/{tenant}/{channel}/{campaign_id}/progress")
     async def campaign_progress(request: Request, tenant: str, channel: str, campaign_id: int) -> Response:
-        return await ui.view(request, detail_of(tenant, channel, campaign_id), "_campaign_progress.html")
+        load = detail_of(request, tenant, channel, campaign_id, full=False)
+        return await ui.view(request, load, "_campaign_progress.html")
+
+    @api.get("/campaigns/{tenant}/{channel}/{campaign_id}/story")
+    async def campaign_story_part(request: Request, tenant: str, channel: str, campaign_id: int) -> Response:
+        load = detail_of(request, tenant, channel, campaign_id, full=True)
+        return await ui.view(request, load, "_campaign_story.html")
+
+    async def push(request: Request, viewer: Viewer, tenant: str, channel: str, campaign_id: int) -> str:
+        """The on-demand push, if the campaign's stage allows one (the rule the button follows)."""
+        d = await campaign_detail(viewer, tenant, channel, campaign_id)
+        now = clock_of(request)
+        async with runtime.pool.connection() as conn:
+            s = await campaign_story.story(conn, d.campaign, now, charts=False)
+        closed = s.stage.word == "closed" or (s.schedule is not None and s.schedule.state != "active")
+        step = decide_push(reportable=s.stage.reportable, closed=closed)
+        if step != "push":
+            raise ApiError(409, "conflict", f"campaign {campaign_id}: {step}; no push")
+        # Never cancelled with the request: cut between Optimove's acceptance of an interaction
+        # list and our record of it, it would send those customers again next time.
+        task = asyncio.create_task(push_now(runtime, campaign_id, tenant_id=tenant, now=now))
+        _pushes.add(task)
+        task.add_done_callback(_finished)
+        done, _ = await asyncio.wait({task}, timeout=PUSH_WAIT_S)
+        if not done:
+            return "push still running (Optimove is slow); it goes on in the background"
+        try:
+            pushed = task.result()
+        except NotFoundError as exc:
+            raise ApiError(404, "not found", str(exc)) from None
+        except ConflictError as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
+        except OptimoveError as exc:
+            # Our own summary only: an upstream body is never shown.
+            raise ApiError(
+                502, "optimove error", f"Optimove did not accept the push ({type(exc).__name__})"
+            ) from None
+        return "pushed: " + "; ".join(
+            f"channel {p.channel_id}: {p.metrics_sent} metric value(s), "
+            f"{p.interactions_sent} new interaction(s)"
+            + ("" if p.complete else " (more left for the next push)")
+            for p in pushed
+        )
 
     @api.post("/campaigns/{tenant}/{channel}/{campaign_id}/{action}")
     async def campaign_action(
@@ -99,6 +241,16 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
             return ui.login_redirect(request)
         if refused := await ui.csrf_refused(request, viewer):
             return refused
+        if action == "push":
+            try:
+                viewer.principal.require_tenant(tenant)
+                outcome = await push(request, viewer, tenant, channel, campaign_id)
+            except ApiError as exc:
+                return ui.error(request, viewer, exc)
+            target = (
+                f"{PREFIX}/campaigns/{quote(tenant)}/{quote(channel)}/{campaign_id}?outcome={quote(outcome)}"
+            )
+            return RedirectResponse(target, status_code=303)
         what = next((a for a in campaign_store.ACTIONS if a == action), None)
         if what is None:
             return ui.error(request, viewer, ApiError(404, "not found", f"no action {action!r}"))

@@ -20,10 +20,11 @@
   }
   function init() {
     Array.prototype.forEach.call(document.querySelectorAll("[data-poll]"), poll);
-    Array.prototype.forEach.call(document.querySelectorAll("form[data-confirm]"), function (form) {
-      form.addEventListener("submit", function (event) {
-        if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
-      });
+    // Delegated: forms inside a refreshed fragment (the campaign's actions) are new elements.
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (form && form.hasAttribute && form.hasAttribute("data-confirm") &&
+          !window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
     });
   }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", init); } else { init(); }

@@ -1,0 +1,90 @@
+"""A campaign's whole life for the dashboard: its stage (stage.py) and the timing behind the charts
+(sends per minute against due times, opens and clicks per hour), the current rate and what report
+pushes Optimove accepted. Everything is read at `now`, the dashboard's clock (tests move it).
+
+What we counted per metric beside what Optimove received is reporting's (reporting.show); the
+dashboard puts the two side by side, this module does not compute metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from optibridge.campaigns.progress import RATE_WINDOW_S, Campaign
+from optibridge.campaigns.stage import ReportingFacts, Stage, stage_of
+from optibridge.store import campaign_story as store
+from optibridge.store.campaign_story import AcceptedPush, CampaignKey, HourCounts, MinuteCounts, SendFacts
+from optibridge.store.campaigns import Conn
+
+__all__ = ["Story", "reporting_facts", "stage_for", "stages_for", "story"]
+
+
+def reporting_facts(inputs: store.StageInputs | None) -> ReportingFacts | None:
+    if inputs is None or inputs.schedule_state is None:
+        return None
+    if inputs.finished_at is None or inputs.final_at is None:
+        return None
+    return ReportingFacts(
+        state=inputs.schedule_state,
+        finished_at=inputs.finished_at,
+        final_at=inputs.final_at,
+        next_push_at=inputs.next_push_at,
+        last_push_at=inputs.last_push_at,
+        pushes=inputs.pushes,
+        failures=inputs.failures,
+        last_error=inputs.last_error,
+    )
+
+
+def stage_for(c: Campaign, inputs: store.StageInputs | None, now: datetime) -> Stage:
+    return stage_of(
+        status=c.status,
+        paused=c.paused,
+        counts=c.progress.counts,
+        now=now,
+        first_due=inputs.first_due if inputs else None,
+        hold_until=inputs.hold_until if inputs else None,
+        reporting=reporting_facts(inputs),
+        error=c.error,
+    )
+
+
+async def stages_for(conn: Conn, campaigns: list[Campaign], now: datetime) -> dict[CampaignKey, Stage]:
+    inputs = await store.stage_inputs(conn, [c.key for c in campaigns])
+    return {c.key: stage_for(c, inputs.get(c.key), now) for c in campaigns}
+
+
+@dataclass(frozen=True)
+class Story:
+    stage: Stage
+    schedule: ReportingFacts | None
+    facts: SendFacts
+    rate_per_s: float  # sent in the last minute (to `now`), per second
+    eta_s: float | None  # what is still to go at that rate
+    minutes: list[MinuteCounts] = field(default_factory=list)
+    hours: list[HourCounts] = field(default_factory=list)
+    pushes: list[AcceptedPush] = field(default_factory=list)
+
+
+async def story(conn: Conn, c: Campaign, now: datetime, *, charts: bool = True) -> Story:
+    """`charts=False` leaves out the per-minute, per-hour and push rows (the 2 s progress refresh)."""
+    inputs = (await store.stage_inputs(conn, [c.key])).get(c.key)
+    facts = await store.send_facts(conn, c.key, now=now, window_s=RATE_WINDOW_S)
+    stage = stage_for(c, inputs, now)
+    rate = facts.sent_in_window / RATE_WINDOW_S
+    remaining = stage.open_messages
+    eta = (remaining / rate if rate > 0 else None) if remaining else 0.0
+    out = Story(stage, reporting_facts(inputs), facts, round(rate, 2), eta)
+    if not charts:
+        return out
+    return Story(
+        stage,
+        out.schedule,
+        facts,
+        out.rate_per_s,
+        eta,
+        minutes=await store.send_minutes(conn, c.key),
+        hours=await store.engagement_hours(conn, c.key),
+        pushes=await store.accepted_pushes(conn, c.key),
+    )
