@@ -132,9 +132,11 @@ def test_callback_signed_by_the_channels_account_is_recorded(twilio: Twilio) -> 
     url = twilio.url("acme")
     reply = twilio.post(url, OPT_OUT, _sign(AUTH["acme"], url, OPT_OUT))
     assert reply.status == 200, reply.text
-    assert twilio.stored() == {"message_events": 1, "suppressions": 1}
+    after = twilio.stored()
+    assert after["message_events"] == 1
+    assert after["suppressions"] >= 1  # the number (and, for an opt-out, the customer)
     # globex's own account signs for globex's message, not for acme's
     url = twilio.url("globex")
     delivered = {"MessageSid": "SM" + "b" * 32, "MessageStatus": "delivered"}
     assert twilio.post(url, delivered, _sign(AUTH["globex"], url, delivered)).status == 200
-    assert twilio.stored() == {"message_events": 2, "suppressions": 1}
+    assert twilio.stored() == {"message_events": 2, "suppressions": after["suppressions"]}

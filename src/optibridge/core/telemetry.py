@@ -5,7 +5,7 @@ loading the web framework; `optibridge.web.metrics` exposes these beside the dat
 
     optibridge_send_delay_seconds{channel}               sent time minus scheduled time (histogram)
     optibridge_provider_sends_total{provider}            messages a provider accepted
-    optibridge_provider_errors_total{provider,reason}    provider errors, by outcome class
+    optibridge_provider_errors_total{tenant,provider,reason}  provider errors, by outcome class
     optibridge_optimove_requests_total{call,status}      Optimove API requests by call and answer
     optibridge_optimove_request_seconds{call}            their duration (histogram)
 
@@ -31,8 +31,10 @@ SEND_DELAY = Histogram(
 PROVIDER_SENDS = Counter("optibridge_provider_sends", "Messages accepted by a provider", ["provider"])
 PROVIDER_ERRORS = Counter(
     "optibridge_provider_errors",
-    "Provider errors by provider and outcome class (throttled, transient, permanent, ...)",
-    ["provider", "reason"],
+    "Provider errors by tenant, provider and outcome class (throttled, transient, permanent, ...)",
+    # The tenant: provider names are chosen by each tenant's config (and often the same, "twilio"),
+    # and a tenant-scoped dashboard viewer must see only its own tenant's errors.
+    ["tenant", "provider", "reason"],
 )
 OPTIMOVE_REQUESTS = Counter(
     "optibridge_optimove_requests",
@@ -69,11 +71,12 @@ def count_sent(provider: str, n: int = 1) -> None:
         PROVIDER_SENDS.labels(_label(provider)).inc(n)
 
 
-def count_provider_error(provider: str, reason: str, n: int = 1) -> None:
-    """The dispatcher calls this per failed provider call. `reason` must be a small fixed set (the
-    classification outcome: throttled, transient, permanent, timeout), never the provider's text."""
+def count_provider_error(provider: str, reason: str, n: int = 1, *, tenant: str = "") -> None:
+    """The dispatcher calls this per failed provider call, with the channel's tenant. `reason`
+    must be a small fixed set (the classification outcome: throttled, transient, permanent,
+    timeout), never the provider's text."""
     if n > 0:
-        PROVIDER_ERRORS.labels(_label(provider), _label(reason.lower())).inc(n)
+        PROVIDER_ERRORS.labels(_label(tenant), _label(provider), _label(reason.lower())).inc(n)
 
 
 def record_optimove_request(call: str, status: int | str, seconds: float) -> None:
@@ -100,14 +103,31 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
-def provider_error_totals(registry: CollectorRegistry | None = None) -> dict[tuple[str, str], float]:
-    """(provider, reason) -> errors counted so far, as /metrics would show them."""
-    out: dict[tuple[str, str], float] = {}
+def provider_errors_by_tenant(
+    registry: CollectorRegistry | None = None, *, tenant: str | None = None
+) -> dict[tuple[str, str, str], float]:
+    """(tenant, provider, reason) -> errors counted so far, as /metrics would show them; only
+    `tenant`'s when given (what a tenant-scoped viewer may see), every tenant's when None."""
+    out: dict[tuple[str, str, str], float] = {}
     for metric in (registry or process_registry()).collect():
         if metric.name != "optibridge_provider_errors":
             continue
         for sample in metric.samples:
-            if sample.name.endswith("_total"):
-                key = (sample.labels.get("provider", ""), sample.labels.get("reason", ""))
-                out[key] = out.get(key, 0.0) + sample.value
+            if not sample.name.endswith("_total"):
+                continue
+            owner = sample.labels.get("tenant", "")
+            if tenant is not None and owner != tenant:
+                continue
+            key = (owner, sample.labels.get("provider", ""), sample.labels.get("reason", ""))
+            out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def provider_error_totals(
+    registry: CollectorRegistry | None = None, *, tenant: str | None = None
+) -> dict[tuple[str, str], float]:
+    """(provider, reason) -> errors counted so far, summed over tenants (or only `tenant`'s)."""
+    out: dict[tuple[str, str], float] = {}
+    for (_, provider, reason), n in provider_errors_by_tenant(registry, tenant=tenant).items():
+        out[(provider, reason)] = out.get((provider, reason), 0.0) + n
     return out

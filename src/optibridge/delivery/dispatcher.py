@@ -329,7 +329,7 @@ async def _send_slice(
                 sent += 1
                 metrics.observe_send_delay(ch.kind, row.send_at, now)
             else:
-                metrics.count_provider_error(provider.name, result.outcome.value)
+                metrics.count_provider_error(provider.name, result.outcome.value, tenant=ch.tenant_id)
             stats.add(t.state)
         metrics.count_sent(provider.name, sent)
         await d.write(conn, settling(out), me, now)

@@ -31,7 +31,7 @@ async def test_metrics_expose_every_documented_name_with_sane_values(web: Admin)
     now = datetime.now(UTC)
     telemetry.observe_send_delay("email", now - timedelta(seconds=3), now)
     telemetry.count_sent("smtp", 6)
-    telemetry.count_provider_error("smtp", "Transient")
+    telemetry.count_provider_error("smtp", "Transient", tenant="acme")
     telemetry.record_optimove_request("GetLastDataUpdate", 200, 0.12)
     telemetry.record_optimove_request("GetLastDataUpdate", "timeout", 60.0)
     reply = await web.call("GET", "/metrics", key=None)
@@ -50,7 +50,8 @@ async def test_metrics_expose_every_documented_name_with_sane_values(web: Admin)
     assert got[(msg, (("channel", "email"), ("state", "expired"), ("tenant", "globex")))] == 0
     assert got[("optibridge_campaigns", (("status", "ingested"),))] == 2
     assert got[("optibridge_campaigns_paused", ())] == 1
-    assert got[("optibridge_provider_errors_total", (("provider", "smtp"), ("reason", "transient")))] >= 1
+    errors = (("provider", "smtp"), ("reason", "transient"), ("tenant", "acme"))
+    assert got[("optibridge_provider_errors_total", errors)] >= 1
     assert (
         got[("optibridge_optimove_requests_total", (("call", "GetLastDataUpdate"), ("status", "timeout")))]
         >= 1

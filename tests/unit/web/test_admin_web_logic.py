@@ -128,15 +128,14 @@ def _value(name: str, labels: dict[str, str]) -> float:
 
 
 def test_metric_hooks_count_and_bound_their_labels() -> None:
-    before = _value("optibridge_provider_errors_total", {"provider": "twilio", "reason": "throttled"})
+    throttled = {"tenant": "unknown", "provider": "twilio", "reason": "throttled"}  # no tenant given
+    before = _value("optibridge_provider_errors_total", throttled)
     metrics.count_provider_error("twilio", "THROTTLED")
-    assert (
-        _value("optibridge_provider_errors_total", {"provider": "twilio", "reason": "throttled"})
-        == before + 1
-    )
+    assert _value("optibridge_provider_errors_total", throttled) == before + 1
     long_reason = "x" * 500
     metrics.count_provider_error("twilio", long_reason)
-    assert _value("optibridge_provider_errors_total", {"provider": "twilio", "reason": "x" * 64}) >= 1
+    long_labels = {"tenant": "unknown", "provider": "twilio", "reason": "x" * 64}
+    assert _value("optibridge_provider_errors_total", long_labels) >= 1
     now = datetime.now(UTC)
     count = _value("optibridge_send_delay_seconds_count", {"channel": "sms"})
     metrics.observe_send_delay("sms", now + timedelta(seconds=5), now)  # early: counts as 0

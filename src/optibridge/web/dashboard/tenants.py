@@ -22,7 +22,8 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
             return ui.login_redirect(request)
         async with runtime.pool.connection() as conn:
             tenants = await load_tenants(conn, viewer.principal.tenant_id, None, 1000)
-        errors = sorted(telemetry.provider_error_totals().items())
+        # Counted per tenant: a tenant-scoped viewer sees its own tenant's errors only.
+        errors = sorted(telemetry.provider_errors_by_tenant(tenant=viewer.principal.tenant_id).items())
         return ui.page(
             request, "tenants.html", viewer=viewer, nav="tenants", tenants=tenants, provider_errors=errors
         )
