@@ -18,6 +18,10 @@ from collections.abc import Callable
 import psycopg
 from securitykit import Reply, Served
 
+from optibridge.core.config import Settings
+from optibridge.web.limits import rule_for, rules
+from optibridge.web.ratelimit import FailureLimiter
+
 LIMIT = 20
 WINDOW_S = 15
 
@@ -181,3 +185,63 @@ def test_a_storm_of_dashboard_logins_gets_429_without_lookups(serve_with: Callab
     assert login(served, served.acme_key).status == 303
     assert login(served, served.globex_key).status == 429
     assert login(served, wrong_key(), source="127.0.0.2").status == 401
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_limiter_counts_failures_per_window_and_stays_bounded() -> None:
+    clock = FakeClock()
+    limiter = FailureLimiter(3, 10.0, max_entries=100, max_known=2, clock=clock)
+    for _ in range(3):
+        assert limiter.refuse("a", None) is None
+        limiter.failed("a")
+    assert limiter.refuse("a", None) == 10
+    assert limiter.refuse("b", None) is None
+    clock.now += 4.2
+    assert limiter.refuse("a", b"guess") == 6  # Retry-After: the rest of the window, rounded up
+    limiter.succeeded(b"k1")
+    assert limiter.refuse("a", b"k1") is None  # a key seen to work is still checked
+    limiter.succeeded(b"k2")
+    limiter.succeeded(b"k3")  # past max_known: the oldest (k1) is forgotten
+    assert limiter.refuse("a", b"k1") == 6
+    clock.now += 6
+    assert limiter.refuse("a", None) is None  # the window is over
+    # A spray of addresses keeps at most max_entries windows, evicting the oldest first.
+    for i in range(1000):
+        limiter.failed(f"10.0.{i // 256}.{i % 256}")
+    assert len(limiter) == 100
+    assert FailureLimiter(0, 10.0).refuse("a", None) is None  # limit 0: off
+
+
+def test_every_route_family_has_a_body_rule() -> None:
+    table = rules(Settings())
+    picked = {
+        path: rule_for(table, method, path).name
+        for method, path in [
+            ("POST", "/api/v1/tenants/acme/contacts/import"),
+            ("PUT", "/api/v1/tenants/acme/channels/email/templates/7"),
+            ("PATCH", "/api/v1/tenants/x"),
+            ("POST", "/optimove/acme/tok/events"),
+            ("POST", "/r/generic/acme"),
+            ("POST", "/t/u/tok"),
+            ("POST", "/ui/login"),
+            ("POST", "/livez"),
+        ]
+    }
+    assert list(picked.values()) == [
+        "contacts import",
+        "templates",
+        "admin API",
+        "listener",
+        "receipts",
+        "tracking",
+        "dashboard",
+        "other",
+    ]
+    assert rule_for(table, "GET", "/api/v1/tenants/acme/contacts/import").name == "admin API"
