@@ -85,13 +85,17 @@ class Budget:
 _BUDGET: ContextVar[Budget | None] = ContextVar("optibridge_render_budget", default=None)
 
 
+def start(timeout_s: float) -> Budget:
+    """A budget whose deadline is `timeout_s` from now."""
+    return Budget(deadline=time.monotonic() + timeout_s, timeout_s=timeout_s)
+
+
 @contextmanager
-def budget(timeout_s: float) -> Iterator[Budget]:
-    """Run a render under this budget: every loop iteration and filter call checks its deadline."""
-    b = Budget(deadline=time.monotonic() + timeout_s, timeout_s=timeout_s)
-    token = _BUDGET.set(b)
+def using(allowance: Budget) -> Iterator[Budget]:
+    """Run renders under `allowance`: every loop iteration and filter call checks its deadline."""
+    token = _BUDGET.set(allowance)
     try:
-        yield b
+        yield allowance
     finally:
         _BUDGET.reset(token)
 
@@ -261,6 +265,9 @@ _PRECHECKS: dict[str, Callable[[object, tuple[Any, ...]], None]] = {
 }
 
 
+_COLLECTIONS = frozenset({range, list, tuple})
+
+
 def _check_argument(name: str, value: object) -> None:
     kind = type(value)  # not isinstance(): see _text_len
     if kind is range:
@@ -295,14 +302,20 @@ def guarded(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     pre = _PRECHECKS.get(name)
 
     def run(left: object, *args: Any, **kwargs: Any) -> Any:
-        _check_deadline()
-        _check_argument(name, left)
+        # On every filter call of every message: the common cases take one type test each.
+        allowance = _BUDGET.get()
+        if allowance is not None and time.monotonic() > allowance.deadline:
+            allowance.check()
+        if type(left) in _COLLECTIONS:
+            _check_argument(name, left)
         for arg in args:
-            _check_argument(name, arg)
+            if type(arg) in _COLLECTIONS:
+                _check_argument(name, arg)
         if pre is not None:
             pre(left, args)
         result = func(left, *args, **kwargs)
-        _check_result(name, result)
+        if type(result) is not str or len(result) > MAX_FILTER_OUTPUT:
+            _check_result(name, result)
         return result
 
     # python-liquid passes the context / environment to filters that ask for them by attribute.

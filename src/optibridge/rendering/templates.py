@@ -105,12 +105,14 @@ class CompiledTemplate:
         """
         data = {**self.defaults, **{k: v for k, v in variables.items() if v is not None}}
         out: dict[str, str] = {}
-        with limits.budget(timeout_s) as allowance:
-            for name, template in self.parts.items():
-                plan = self.plans.get(name)
-                if plan is not None and (text := render_plan(plan, data)) is not None:
-                    out[name] = text
-                else:
+        allowance: limits.Budget | None = None  # one for all parts, made when one needs Liquid
+        for name, template in self.parts.items():
+            plan = self.plans.get(name)
+            if plan is not None and (text := render_plan(plan, data)) is not None:
+                out[name] = text
+            else:
+                allowance = allowance or limits.start(timeout_s)
+                with limits.using(allowance):
                     try:
                         out[name] = template.render(**data)
                     except LiquidError as exc:
@@ -118,10 +120,10 @@ class CompiledTemplate:
                         if detail is not None:
                             raise RenderLimitError(detail, part=name, timed_out=allowance.timed_out) from None
                         raise RenderError(f"{name}: {_reason(exc)}") from None
-                if name in self.json_parts:
-                    _, why = jsonbody.parse_document(out[name])
-                    if why is not None:
-                        raise RenderError(f"{name}: the rendered JSON body {why}")
+            if name in self.json_parts:
+                _, why = jsonbody.parse_document(out[name])
+                if why is not None:
+                    raise RenderError(f"{name}: the rendered JSON body {why}")
         return out
 
 
