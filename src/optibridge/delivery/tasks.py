@@ -1,9 +1,12 @@
 """Delivery jobs: a tick that finds channels with due work, and send jobs that do it.
 
 The tick runs every second (once in the cluster: procrastinate periodic) and enqueues, for each
-channel with due or stale-claimed messages, one send job per lane; a queueing lock per lane keeps
-at most one waiting. A send job works its lane for a time budget, then ends; the next tick starts
-another if work remains. Jobs stay coarse: a job is many slices, never one message.
+channel with due or stale-claimed messages, one send job per lane. Per lane, a queueing lock keeps
+at most one job waiting and a job lock (procrastinate `lock`: a job is not fetched while another
+with its lock is `doing`) at most one running, so `lanes` is the number of send jobs working a
+channel at once across all workers. A send job works its lane for a short time budget, one small
+slice at a time, then ends; the lane's next job goes to whichever worker fetches it first, so the
+workers of a cluster share a campaign. Jobs stay coarse: a job is many slices, never one message.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from optibridge.core.config import ChannelOptions
 from optibridge.core.logs import bind, get_logger, unbind
 from optibridge.delivery import dispatcher as dsp
 from optibridge.delivery.reconcile import DEAD_WORKER_AFTER, reconcile
+from optibridge.delivery.results import DatabaseAway
 from optibridge.engine import jobs
 from optibridge.runtime import Runtime, runtime_of
 from optibridge.store import messages as message_store
@@ -28,23 +32,42 @@ log = get_logger(__name__)
 SEND_TASK = "optibridge.delivery.send"
 TICK_TASK = "optibridge.delivery.tick"
 SEND_QUEUE = "delivery"
-BUDGET_S = 20.0
+# Short, so that a lane's work moves between workers (a worker that joins a running campaign gets
+# the next job of a lane) and a drain or a deploy never waits long; checked between chunks.
+BUDGET_S = 5.0
+
+
+def lane_lock(tenant_id: str, channel_id: int, lane: int) -> str:
+    return f"send:{tenant_id}:{channel_id}:{lane}"
 
 
 async def run_send(
     runtime: Runtime, tenant_id: str, channel_id: int, me: str, budget_s: float = BUDGET_S
 ) -> dsp.SliceStats:
+    """Work a channel until out of time, out of due messages, or the process drains: reconcile dead
+    workers' claims, then claim, send and write one slice at a time."""
     d = dsp.dispatcher_of(runtime)
-    ch = await d.channel(tenant_id, channel_id)
     total = dsp.SliceStats()
     deadline = time.monotonic() + budget_s
-    async with runtime.pool.connection() as conn:
-        await reconcile(conn, ch, datetime.now(UTC))
-        while time.monotonic() < deadline:
-            rows = await dsp.claim(conn, ch, me, datetime.now(UTC))
-            if not rows:
-                break
-            total.merge(await dsp.send_slice(d, conn, ch, rows, me))
+
+    def stop() -> bool:
+        return runtime.draining.is_set() or time.monotonic() >= deadline
+
+    try:
+        # Results an earlier outage left behind go in before anything is claimed or reconciled.
+        await d.writer.flush()
+        reconciled = False
+        while not stop():
+            async with runtime.pool.connection() as conn, d.registry.using(conn, tenant_id, channel_id) as ch:
+                if not reconciled:
+                    await reconcile(conn, ch, datetime.now(UTC))
+                    reconciled = True
+                rows = await dsp.claim(conn, ch, me, datetime.now(UTC))
+                if not rows:
+                    break
+                total.merge(await dsp.send_slice(d, conn, ch, rows, me, stop=stop))
+    except DatabaseAway as exc:
+        log.warning("send job ends: the database is away", error=str(exc), **vars(total))
     return total
 
 
@@ -61,7 +84,8 @@ async def tick(runtime: Runtime, now: datetime | None = None) -> int:
                         conn,
                         runtime.job_app,
                         SEND_TASK,
-                        queueing_lock=f"send:{r.tenant_id}:{r.channel_id}:{lane}",
+                        lock=lane_lock(r.tenant_id, r.channel_id, lane),
+                        queueing_lock=lane_lock(r.tenant_id, r.channel_id, lane),
                         tenant_id=r.tenant_id,
                         channel_id=r.channel_id,
                         lane=lane,

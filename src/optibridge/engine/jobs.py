@@ -128,16 +128,27 @@ async def retry_stalled_jobs(app: procrastinate.App) -> int:
     """
     stalled = list(await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S))
     for job in stalled:
+        # A job `lock` (send jobs: one per lane) needs nothing here: the stalled job is the one
+        # `doing` under its lock, going back to `todo` frees the lock, and a twin waiting under
+        # the same queueing lock is the UniqueViolation below.
         try:
-            await app.job_manager.retry_job(job)
-        except procrastinate.exceptions.UniqueViolation:
-            await app.job_manager.finish_job(job, status=procrastinate.jobs.Status.ABORTED, delete_job=True)
-            log.warning(
-                "a job of a dead worker is queued again already; dropped",
-                job_id=job.id,
-                task=job.task_name,
-                queueing_lock=job.queueing_lock,
-            )
+            try:
+                await app.job_manager.retry_job(job)
+            except procrastinate.exceptions.UniqueViolation:
+                await app.job_manager.finish_job(
+                    job, status=procrastinate.jobs.Status.ABORTED, delete_job=True
+                )
+                log.warning(
+                    "a job of a dead worker is queued again already; dropped",
+                    job_id=job.id,
+                    task=job.task_name,
+                    queueing_lock=job.queueing_lock,
+                )
+                continue
+        except procrastinate.exceptions.ConnectorException as exc:
+            # E.g. the job finished or was retried by another pass meanwhile: the next job still gets
+            # its turn in this pass.
+            log.warning("a job of a dead worker could not be retried", job_id=job.id, error=str(exc)[:300])
             continue
         log.warning("retrying a job of a dead worker", job_id=job.id, task=job.task_name)
     return len(stalled)

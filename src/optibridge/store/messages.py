@@ -4,8 +4,9 @@ templates).
 
 Every function runs on the caller's connection and inside the caller's transaction, if any: the
 transaction boundaries are the delivery flow's (`optibridge.delivery`), and they are what makes a
-send happen exactly once. `claim_due` and `lock_stale_claims` lock rows (`FOR UPDATE SKIP LOCKED`):
-concurrent workers share the work and never block on each other.
+send happen exactly once. `claim_due` locks rows (`FOR UPDATE SKIP LOCKED`): concurrent workers
+share the work and never block on each other. `stale_claims` locks nothing (the delivery lookup it
+prepares may take seconds); `settle_stale_claims` writes only rows still claimed as they were seen.
 
 And as intake writes them: a page of ingest COPYed in (columns of `COPY_COLUMNS`, built by
 `optibridge.intake.ingest.build_rows`; the one-transaction-per-page and the savepoint around the
@@ -69,6 +70,7 @@ class SendChannel:
     name: str
     kind: str
     options: dict[str, Any]
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,84 @@ async def release_claims(conn: Conn, outcomes: Sequence[ClaimOutcome], worker: s
     return cur.rowcount
 
 
+LATE_SQL = """
+UPDATE messages m SET state = u.state::message_state, reason = u.reason,
+       send_at = COALESCE(u.send_at, m.send_at), attempts = GREATEST(0, m.attempts + u.delta),
+       provider = COALESCE(u.provider, m.provider),
+       provider_message_id = COALESCE(u.pmid, m.provider_message_id),
+       sent_at = CASE WHEN u.state = 'sent' THEN %(now)s ELSE m.sent_at END,
+       claimed_by = NULL, claimed_until = NULL, updated_at = %(now)s
+FROM unnest(%(ids)s::uuid[], %(states)s::text[], %(reasons)s::text[], %(send_at)s::timestamptz[],
+            %(deltas)s::int[], %(providers)s::text[], %(pmids)s::text[])
+     AS u(id, state, reason, send_at, delta, provider, pmid)
+WHERE m.id = u.id AND (
+    (m.state = 'claimed' AND m.claimed_by = %(me)s)
+    OR (u.state <> 'pending' AND m.state = 'pending')
+    OR (u.state <> 'pending' AND m.state = 'claimed' AND NOT EXISTS (
+          SELECT 1 FROM procrastinate_workers w
+          WHERE w.id::text = m.claimed_by AND w.last_heartbeat > %(now)s - %(dead)s)))
+"""
+
+
+async def release_claims_late(
+    conn: Conn, outcomes: Sequence[ClaimOutcome], worker: str, now: datetime, *, dead_after: timedelta
+) -> int:
+    """Write outcomes that could not be written when they happened (the database was away), or that
+    a worker journaled before it died, where they still tell the truth about the row.
+
+    An answer the provider gave is written to a row still claimed by `worker`; a final answer (the
+    provider took the message, or refused it for good) also to a row that went back to `pending`
+    meanwhile (reconciled while the database or the worker was away, not yet claimed again: writing
+    `sent` keeps it from being sent twice), or that is claimed by a worker that is dead too. A row
+    claimed by a live worker is that worker's to write; a final state is never touched. Returns
+    how many were written.
+    """
+    if not outcomes:
+        return 0
+    cur = await conn.execute(
+        LATE_SQL,
+        {
+            "ids": [o.message_id for o in outcomes],
+            "states": [str(o.state) for o in outcomes],
+            "reasons": [o.reason for o in outcomes],
+            "send_at": [o.send_at for o in outcomes],
+            "deltas": [o.attempts_delta for o in outcomes],
+            "providers": [o.provider for o in outcomes],
+            "pmids": [o.provider_message_id for o in outcomes],
+            "me": worker,
+            "now": now,
+            "dead": dead_after,
+        },
+    )
+    return cur.rowcount
+
+
+async def unclaim(conn: Conn, ids: Sequence[uuid.UUID], worker: str, now: datetime) -> int:
+    """Give claims this worker has not started sending back to `pending`, with their attempt (a
+    draining or out-of-time send job); returns how many."""
+    if not ids:
+        return 0
+    cur = await conn.execute(
+        """UPDATE messages SET state = 'pending', attempts = GREATEST(0, attempts - 1),
+                  claimed_by = NULL, claimed_until = NULL, updated_at = %(now)s
+           WHERE id = ANY(%(ids)s::uuid[]) AND state = 'claimed' AND claimed_by = %(me)s""",
+        {"ids": list(ids), "me": worker, "now": now},
+    )
+    return cur.rowcount
+
+
+async def extend_claims(conn: Conn, ids: Sequence[uuid.UUID], worker: str, until: datetime) -> int:
+    """Push the lease of claims this worker still holds to `until` (results waiting to be written)."""
+    if not ids:
+        return 0
+    cur = await conn.execute(
+        """UPDATE messages SET claimed_until = GREATEST(claimed_until, %(until)s)
+           WHERE id = ANY(%(ids)s::uuid[]) AND state = 'claimed' AND claimed_by = %(me)s""",
+        {"ids": list(ids), "me": worker, "until": until},
+    )
+    return cur.rowcount
+
+
 # -- campaigns that hold their messages back ----------------------------------------------------
 
 
@@ -206,25 +286,27 @@ async def held_campaigns(
 
 # -- reconciliation -----------------------------------------------------------------------------
 
+# A claim is stale when its lease ran out, or when its worker has sent no heartbeat for `dead` and
+# the database itself has been up for longer than that: just after a database restart every
+# worker's heartbeat is old, and a live worker's claims (with results waiting to be written) must
+# not be taken from it.
 STALE_SQL = """
 SELECT m.id, m.claimed_by, m.send_at, m.attempts FROM messages m
 WHERE m.tenant_id = %(t)s AND m.channel_id = %(ch)s AND m.state = 'claimed'
-  AND (m.claimed_until < %(now)s OR NOT EXISTS (
+  AND (m.claimed_until < %(now)s OR (pg_postmaster_start_time() < %(now)s - %(dead)s AND NOT EXISTS (
         SELECT 1 FROM procrastinate_workers w
-        WHERE w.id::text = m.claimed_by AND w.last_heartbeat > %(now)s - %(dead)s))
-LIMIT 10000
-FOR UPDATE OF m SKIP LOCKED
+        WHERE w.id::text = m.claimed_by AND w.last_heartbeat > %(now)s - %(dead)s)))
+LIMIT %(n)s
 """
 
 
-async def lock_stale_claims(
-    conn: Conn, tenant_id: str, channel_id: int, now: datetime, *, dead_after: timedelta
+async def stale_claims(
+    conn: Conn, tenant_id: str, channel_id: int, now: datetime, *, dead_after: timedelta, limit: int = 10000
 ) -> list[StaleClaim]:
-    """Lock the claims of dead workers (no heartbeat for `dead_after`) or past their lease.
-
-    Call inside a transaction: the locks keep other workers off these rows until it ends.
-    """
-    params = {"t": tenant_id, "ch": channel_id, "now": now, "dead": dead_after}
+    """The claims of dead workers (no heartbeat for `dead_after`) or past their lease. Locks
+    nothing: the caller asks the delivery lookup about them, then settles with `settle_stale_claims`,
+    which writes only rows still claimed as they were seen here."""
+    params = {"t": tenant_id, "ch": channel_id, "now": now, "dead": dead_after, "n": limit}
     rows = await (await conn.execute(STALE_SQL, params)).fetchall()
     return [
         StaleClaim(id=r["id"], claimed_by=r["claimed_by"], send_at=r["send_at"], attempts=r["attempts"])
@@ -233,17 +315,36 @@ async def lock_stale_claims(
 
 
 async def settle_stale_claims(
-    conn: Conn, ids: Sequence[str], states: Sequence[MessageState], now: datetime, reason: str
-) -> None:
-    """Settle locked stale claims: each to `sent` or back to `pending`, with one reason for all."""
-    await conn.execute(
+    conn: Conn,
+    claims: Sequence[StaleClaim],
+    states: Sequence[MessageState],
+    now: datetime,
+    reason: str,
+    *,
+    dead_after: timedelta,
+) -> int:
+    """Settle stale claims: each to `sent` or back to `pending`, with one reason for all. Only rows
+    still claimed by the worker `stale_claims` saw are written: a row its worker wrote meanwhile (it
+    was alive after all), or that another send job settled, is left as it is. Returns how many."""
+    cur = await conn.execute(
         """UPDATE messages m SET state = u.state::message_state, claimed_by = NULL, claimed_until = NULL,
                   sent_at = CASE WHEN u.state = 'sent' THEN %(now)s ELSE m.sent_at END,
                   reason = %(why)s, updated_at = %(now)s
-           FROM unnest(%(ids)s::uuid[], %(states)s::text[]) AS u(id, state)
-           WHERE m.id = u.id AND m.state = 'claimed'""",
-        {"ids": list(ids), "states": [str(s) for s in states], "now": now, "why": reason},
+           FROM unnest(%(ids)s::uuid[], %(states)s::text[], %(by)s::text[]) AS u(id, state, by)
+           WHERE m.id = u.id AND m.state = 'claimed' AND m.claimed_by IS NOT DISTINCT FROM u.by
+             AND (m.claimed_until < %(now)s OR NOT EXISTS (
+                  SELECT 1 FROM procrastinate_workers w
+                  WHERE w.id::text = m.claimed_by AND w.last_heartbeat > %(now)s - %(dead)s))""",
+        {
+            "ids": [c.id for c in claims],
+            "states": [str(s) for s in states],
+            "by": [c.claimed_by for c in claims],
+            "now": now,
+            "why": reason,
+            "dead": dead_after,
+        },
     )
+    return cur.rowcount
 
 
 DUE_SQL = """
@@ -259,7 +360,7 @@ WHERE EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = ch.tenant_id
 
 
 async def channels_with_due_work(conn: Conn, now: datetime, *, dead_after: timedelta) -> list[DueChannel]:
-    """Channels with due pending messages or stale claims (see `lock_stale_claims`)."""
+    """Channels with due pending messages or stale claims (see `stale_claims`)."""
     rows = await (await conn.execute(DUE_SQL, {"now": now, "dead": dead_after})).fetchall()
     return [
         DueChannel(tenant_id=r["tenant_id"], channel_id=r["channel_id"], options=r["options"]) for r in rows
@@ -273,13 +374,26 @@ async def send_channel(conn: Conn, tenant_id: str, channel_id: int) -> SendChann
     """A channel's name, kind and options (its provider settings: `tenants.channel_provider_settings`)."""
     row = await (
         await conn.execute(
-            "SELECT name, kind, options FROM channels WHERE tenant_id = %s AND optimove_channel_id = %s",
+            "SELECT name, kind, options, version FROM channels "
+            "WHERE tenant_id = %s AND optimove_channel_id = %s",
             (tenant_id, channel_id),
         )
     ).fetchone()
     if row is None:
         return None
-    return SendChannel(name=row["name"], kind=row["kind"], options=row["options"])
+    return SendChannel(name=row["name"], kind=row["kind"], options=row["options"], version=row["version"])
+
+
+async def channel_version(conn: Conn, tenant_id: str, channel_id: int) -> int | None:
+    """The channel's version: bumped by every change to its row (migration 0007), so a process
+    that keeps a built channel knows, at the cost of one index lookup, when to build it again."""
+    row = await (
+        await conn.execute(
+            "SELECT version FROM channels WHERE tenant_id = %s AND optimove_channel_id = %s",
+            (tenant_id, channel_id),
+        )
+    ).fetchone()
+    return None if row is None else int(row["version"])
 
 
 async def send_templates(

@@ -1,0 +1,139 @@
+"""A send result is never dropped (issue 14, fault 1): the provider answered, the database did not.
+
+Before: the state write failed, the send job raised, the result was lost, the rows stayed claimed
+until reconciled, and (uncertain = resend) were sent again: 256 duplicates from a 5-second restart.
+Now the results are journaled, written on a fresh connection as soon as the database answers, or
+replayed from the journal by the next process.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from deliverykit import (
+    CHANNEL_ID,
+    TENANT,
+    add_campaign,
+    add_tenant,
+    delivered,
+    heartbeats,
+    register_worker,
+    runtime,
+    states,
+)
+
+from optibridge.delivery import dispatcher as dsp
+from optibridge.delivery import results
+from optibridge.delivery.reconcile import reconcile
+from optibridge.delivery.tasks import run_send
+from optibridge.sinks.http_sink import HttpSink
+from optibridge.store import messages as message_store
+
+TOTAL = 600
+
+
+def journal_entries(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for p in sorted(folder.glob("*.jsonl")) for line in p.read_text().splitlines()]
+
+
+async def test_database_away_between_send_and_write_sends_nothing_twice_and_loses_nothing(
+    db_url: str, test_secret_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with HttpSink() as sink, runtime(db_url, test_secret_key, tmp_path / "data") as rt:
+        await add_tenant(rt, sink, chunk=50, claim_chunks=2)
+        await add_campaign(rt, 1, TOTAL)
+        me = await register_worker(rt)
+
+        # The write of some chunks (after the provider took them) fails as a dead connection does;
+        # the database then refuses two more connections before it answers again.
+        real, real_late = message_store.release_claims, message_store.release_claims_late
+        writes = {"n": 0, "late_failures": 2, "late": 0}
+
+        async def flaky(conn: Any, outcomes: Any, worker: str, now: datetime) -> int:
+            writes["n"] += 1
+            if writes["n"] in (2, 3, 6):
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return await real(conn, outcomes, worker, now)
+
+        async def flaky_late(conn: Any, outcomes: Any, worker: str, now: datetime, **kw: Any) -> int:
+            if writes["late_failures"] > 0:
+                writes["late_failures"] -= 1
+                raise psycopg.OperationalError("connection refused")
+            writes["late"] += 1
+            return await real_late(conn, outcomes, worker, now, **kw)
+
+        monkeypatch.setattr(message_store, "release_claims", flaky)
+        monkeypatch.setattr(message_store, "release_claims_late", flaky_late)
+        async with heartbeats(rt, me):
+            for _ in range(30):  # each outage ends its send job; the next job goes on
+                await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=30)
+                if await states(rt) == {"sent": TOTAL}:
+                    break
+        assert await states(rt) == {"sent": TOTAL}
+        per_id = delivered(sink)
+        assert len(per_id) == TOTAL, "lost messages"
+        dupes = sum(n - 1 for n in per_id.values())
+        assert dupes == 0, f"{dupes} duplicate(s)"
+        assert writes["late"] >= 3, writes  # every failed write went through the late path
+        # Every journaled batch was marked done once written.
+        entries = journal_entries(tmp_path / "data" / "journal")
+        batches = {e["batch"] for e in entries if "batch" in e}
+        assert batches
+        assert batches == {e["done"] for e in entries if "done" in e}
+
+
+async def test_journaled_results_are_replayed_by_the_next_process_even_after_a_reconcile(
+    db_url: str, test_secret_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    async with HttpSink() as sink, runtime(db_url, test_secret_key, data) as rt:
+        await add_tenant(rt, sink, chunk=50, claim_chunks=4)
+        await add_campaign(rt, 1, TOTAL)
+        dead = await register_worker(rt)
+
+        # Process 1: the provider takes the first chunk, then the database stays away longer than
+        # the writer may wait; the results go to the journal and the process dies.
+        async def away(*args: Any, **kwargs: Any) -> int:
+            raise psycopg.OperationalError("the database system is shutting down")
+
+        monkeypatch.setattr(results, "RETRY_FOR", timedelta(seconds=0.5))
+        monkeypatch.setattr(message_store, "release_claims", away)
+        monkeypatch.setattr(message_store, "release_claims_late", away)
+        await run_send(rt, TENANT, CHANNEL_ID, dead, budget_s=30)
+        monkeypatch.undo()
+        assert len(delivered(sink)) == 50
+        assert await states(rt) == {"claimed": 200, "pending": TOTAL - 200}
+        first = dsp.dispatcher_of(rt)
+        assert first.writer.backlog, "results kept for later"
+        assert first.writer.journal._file is not None
+        first.writer.journal._file.close()  # the process is gone: its journal lock with it
+        rt.extras.clear()
+        async with rt.pool.connection() as conn:
+            await conn.execute("DELETE FROM procrastinate_workers WHERE id = %s", (int(dead),))
+            # Its claims were reconciled meanwhile (lease over): back to pending (uncertain = resend).
+            await conn.execute("UPDATE messages SET claimed_until = now() - interval '1 second'")
+            ch = await dsp.dispatcher_of(rt).registry.channel(TENANT, CHANNEL_ID, conn)
+            counts = await reconcile(conn, ch, datetime.now(UTC))
+        assert counts["pending"] == 200
+        rt.extras.clear()
+
+        # Process 2 on the same machine: replays the journal before it claims anything.
+        me = await register_worker(rt)
+        async with heartbeats(rt, me):
+            for _ in range(20):
+                await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=30)
+                if await states(rt) == {"sent": TOTAL}:
+                    break
+        assert await states(rt) == {"sent": TOTAL}
+        per_id = delivered(sink)
+        assert len(per_id) == TOTAL
+        assert sum(n - 1 for n in per_id.values()) == 0, "a journaled result was sent again"
+        assert list((data / "journal").glob("*.jsonl")) == [] or all(
+            not p.read_text() or p.name.startswith(dsp.dispatcher_of(rt).writer.journal.path.name)
+            for p in (data / "journal").glob("*.jsonl")
+        ), "the replayed journal is deleted"
