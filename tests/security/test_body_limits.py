@@ -83,6 +83,11 @@ def test_huge_unauthenticated_bodies_are_refused_unread(served: Served) -> None:
                 body = multipart(filler(GIB)) if headers is MULTIPART else filler(GIB)
                 results.append((f"{method} {path}", upload(served.port, method, path, body, headers=sent)))
         grown = served.rss_mb() - before
+    print(
+        f"\n1 GiB x {len(results)} unauthenticated: RSS +{grown:.1f} MiB, most sent before the answer"
+        f" {max(up.sent for _, up in results) / MIB:.1f} MiB, slowest answer"
+        f" {max(up.elapsed_s for _, up in results):.2f} s, /livez max {watch.max_ms:.0f} ms"
+    )
     for what, up in results:
         assert up.status in (401, 413), (what, up)
         assert up.sent < UNREAD, (what, up.sent)
@@ -115,6 +120,11 @@ def test_huge_body_with_a_valid_key_stops_at_the_limit_and_stores_nothing(served
             headers=MULTIPART | auth,
         )
         grown = served.rss_mb() - before
+    print(
+        f"\n1 GiB with a valid key: sent before 413: PATCH {patch.sent / MIB:.1f} MiB, template"
+        f" {template.sent / MIB:.1f} MiB, import {imported.sent / MIB:.1f} MiB; RSS +{grown:.1f} MiB,"
+        f" /livez max {watch.max_ms:.0f} ms"
+    )
     assert (patch.status, patch.json_error()) == (413, "too large"), patch
     assert patch.sent < 1 * MIB + UNREAD
     assert (template.status, template.json_error()) == (413, "too large"), template
@@ -195,6 +205,11 @@ def test_trickled_bodies_get_408_at_the_deadline_while_the_api_answers(
             assert reply.status == 200
             time.sleep(0.3)
         results = [f.result(timeout=40) for f in futures]
+    print(
+        f"\n25 trickles: admin GET max {max(api_ms):.0f} ms, /livez max {watch.max_ms:.0f} ms, answers at"
+        f" {min(up.elapsed_s for up in results):.1f}-{max(up.elapsed_s for up in results):.1f} s:"
+        f" {sorted({up.status for up in results}, key=str)}"
+    )
     assert max(api_ms) < 1000, api_ms
     watch.assert_responsive(1000)
     for (_, path, *_), up in zip(targets, results, strict=True):
@@ -227,6 +242,10 @@ def test_contacts_import_streams_a_large_csv_with_bounded_memory(served: Served)
         time_limit_s=180,
     )
     grown = served.rss_mb() - before
+    print(
+        f"\n20 MiB import: {done.status} {done.body[:80]!r} in {done.elapsed_s:.1f} s, RSS +{grown:.1f} MiB;"
+        f" wrong key: {refused.status} after {refused.sent / MIB:.2f} MiB sent"
+    )
     assert done.status == 200, done
     rows = done.json()["rows"]
     assert rows > 50_000
