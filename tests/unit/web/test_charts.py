@@ -33,7 +33,8 @@ def test_fill_minutes_gives_one_point_per_minute_with_gaps_as_zero() -> None:
 def test_sends_chart_has_one_bar_and_one_due_vertex_per_minute() -> None:
     points = fill_minutes([(minute(0), 10, 30), (minute(1), 20, 0), (minute(2), 5, 5)])
     svg = str(sends_chart(points))
-    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert svg.startswith("<svg")
+    assert svg.endswith("</svg>")
     bars = re.findall(r'<rect class="sent"[^>]*data-sent="(\d+)" data-due="(\d+)"', svg)
     assert bars == [("10", "30"), ("20", "0"), ("5", "5")]
     line = re.search(r'<polyline class="due" points="([^"]+)"', svg)
