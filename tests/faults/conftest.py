@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from faultkit import Cluster, Options, TcpPostgres, drop_postgres, new_postgres
 
 MakeCluster = Callable[..., Awaitable[Cluster]]

@@ -44,7 +44,7 @@ CHANNEL_ID = 504
 API_KEY = "faults-key"
 USERNAME, PASSWORD = "faults-user", "faults-pass"
 SECRET_KEY = "t8Rt2Yg3T8xw0N5aV1pLrJ6kQm4sC9dFh2ZbWcXeUyA="  # the tests' key (tests/conftest.py)
-RESULTS = Path(os.environ.get("OPTIBRIDGE_FAULTS_RESULTS", "/tmp/optibridge-faults.jsonl"))  # noqa: S108
+RESULTS = Path(os.environ.get("OPTIBRIDGE_FAULTS_RESULTS", "/tmp/optibridge-faults.jsonl"))
 
 
 def free_port() -> int:
@@ -163,15 +163,17 @@ class Proc:
 def spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Proc:
     log = logs / f"{name}.log"
     fh = log.open("ab")
-    popen = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, *args], env=env, cwd=logs, stdout=fh, stderr=subprocess.STDOUT
-    )
+    popen = subprocess.Popen([sys.executable, *args], env=env, cwd=logs, stdout=fh, stderr=subprocess.STDOUT)
     fh.close()
     return Proc(name, popen, log)
 
 
 async def wait_for(
-    check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25, detail: Callable[[], str] | None = None
+    check: Callable[[], Any],
+    timeout: float,
+    what: str,
+    interval: float = 0.25,
+    detail: Callable[[], str] | None = None,
 ) -> Any:
     """Poll `check` (sync or async) until it returns something truthy; bounded by `timeout`."""
     deadline = time.monotonic() + timeout
@@ -218,7 +220,9 @@ class Figures:
     def record(self) -> None:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         with RESULTS.open("a") as fh:
-            fh.write(json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(self)}) + "\n")
+            fh.write(
+                json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(self)}) + "\n"
+            )
 
 
 # -- the cluster --------------------------------------------------------------------------------
@@ -268,21 +272,24 @@ class Cluster:
         await self._start_emulator(base)
         await self._start_sink(base)
         self.port = free_port()
-        self.env = base | {
-            "OPTIBRIDGE_DATABASE_URL": self.db_url,
-            "OPTIBRIDGE_SECRET_KEY": SECRET_KEY,
-            "OPTIBRIDGE_DATA_DIR": str(self.logs / "data"),
-            "OPTIBRIDGE_LOG_FORMAT": "json",
-            "OPTIBRIDGE_LOG_LEVEL": "INFO",
-            "OPTIBRIDGE_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
-            "OPTIBRIDGE_OPTIMOVE_RATE_LIMIT": "0",
-            "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8"]',
-            "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8", "::1/128"]',  # emulator, sinks
-            "OPTIBRIDGE_WORKER_CONCURRENCY": str(self.opt.concurrency),
-            "OPTIBRIDGE_SHUTDOWN_TIMEOUT_S": f"{self.opt.shutdown_timeout_s:g}",
-            # Optimove answers within milliseconds here; a hung call must not hold a test.
-            "OPTIBRIDGE_OPTIMOVE_TIMEOUT_S": "20",
-        } | self.opt.env
+        self.env = (
+            base
+            | {
+                "OPTIBRIDGE_DATABASE_URL": self.db_url,
+                "OPTIBRIDGE_SECRET_KEY": SECRET_KEY,
+                "OPTIBRIDGE_DATA_DIR": str(self.logs / "data"),
+                "OPTIBRIDGE_LOG_FORMAT": "json",
+                "OPTIBRIDGE_LOG_LEVEL": "INFO",
+                "OPTIBRIDGE_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
+                "OPTIBRIDGE_OPTIMOVE_RATE_LIMIT": "0",
+                "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8", "::1/128"]',  # emulator, sinks
+                "OPTIBRIDGE_WORKER_CONCURRENCY": str(self.opt.concurrency),
+                "OPTIBRIDGE_SHUTDOWN_TIMEOUT_S": f"{self.opt.shutdown_timeout_s:g}",
+                # Optimove answers within milliseconds here; a hung call must not hold a test.
+                "OPTIBRIDGE_OPTIMOVE_TIMEOUT_S": "20",
+            }
+            | self.opt.env
+        )
         await self._setup_tenant()
         self.start_serve()
         await self.wait_healthy()
@@ -367,14 +374,43 @@ tracking = false
         await self.cli("db", "upgrade")
         await self.cli("tenants", "add", "--file", str(tenant_file))
         await self.cli(
-            "templates", "add", TENANT, "email", "--id", "1", "--name", "T", "--body", str(body), "--subject", "Hi"
+            "templates",
+            "add",
+            TENANT,
+            "email",
+            "--id",
+            "1",
+            "--name",
+            "T",
+            "--body",
+            str(body),
+            "--subject",
+            "Hi",
         )
 
     def start_serve(self) -> Proc:
-        args = ["-m", "optibridge", "serve", "--port", str(self.port), "--workers", str(self.opt.serve_workers)]
+        args = [
+            "-m",
+            "optibridge",
+            "serve",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.opt.serve_workers),
+        ]
         self.serve = spawn("serve", args, self.env, self.logs)
         self.procs.append(self.serve)
         return self.serve
+
+    async def worker_ready(self, proc: Proc, timeout: float = 60) -> None:
+        """Until the worker has started (its signal handlers are in place from then on)."""
+
+        def ready() -> bool:
+            if not proc.alive():
+                raise AssertionError(f"{proc.name} exited:\n{proc.log.read_text()[-3000:]}")
+            return "worker started" in proc.log.read_text(errors="replace")
+
+        await wait_for(ready, timeout, f"{proc.name} started", interval=0.1)
 
     def start_worker(self) -> Proc:
         self._worker_seq += 1
@@ -384,7 +420,8 @@ tracking = false
         return proc
 
     async def wait_healthy(self, timeout: float = 90) -> None:
-        assert self._http is not None and self.serve is not None
+        assert self._http is not None
+        assert self.serve is not None
         serve = self.serve
 
         async def up() -> bool:
@@ -437,6 +474,19 @@ tracking = false
             ).fetchall()
         return {str(k): int(v) for k, v in rows}
 
+    def doing_jobs(self) -> list[tuple[int, str, int | None]]:
+        """(id, task, worker id) of every job row `doing`."""
+        with psycopg.connect(self.db_url, connect_timeout=5) as conn:
+            rows = conn.execute(
+                "SELECT id, task_name, worker_id FROM procrastinate_jobs WHERE status = 'doing'"
+            ).fetchall()
+        return [(int(i), str(t), None if w is None else int(w)) for i, t, w in rows]
+
+    def still_held(self, held: list[tuple[int, str, int | None]]) -> list[tuple[int, str, int | None]]:
+        """Those of `held` still `doing` under the same worker (not re-queued yet)."""
+        now = {(i, w) for i, _, w in self.doing_jobs()}
+        return [h for h in held if (h[0], h[2]) in now]
+
     async def sink_stats(self) -> dict[str, int]:
         assert self._http is not None
         async with self._http.get(f"{self.sink_control}/_smtp/stats") as resp:
@@ -468,10 +518,16 @@ tracking = false
         def done() -> dict[str, int] | None:
             states = self.states()
             final = sum(n for s, n in states.items() if s not in ("pending", "claimed"))
-            return states if final >= total and not states.get("claimed") and not states.get("pending") else None
+            return (
+                states if final >= total and not states.get("claimed") and not states.get("pending") else None
+            )
 
         states: dict[str, int] = await wait_for(
-            done, timeout, f"{total} messages final", interval=0.5, detail=lambda: f"{self.states()}\n{self.tail()}"
+            done,
+            timeout,
+            f"{total} messages final",
+            interval=0.5,
+            detail=lambda: f"{self.states()}\n{self.tail()}",
         )
         return states
 
@@ -482,7 +538,9 @@ tracking = false
             rows = self.job_rows()
             return rows if not any(k.startswith("doing ") for k in rows) else None
 
-        rows: dict[str, int] = await wait_for(settled, timeout, "no job doing", interval=1.0, detail=lambda: str(self.job_rows()))
+        rows: dict[str, int] = await wait_for(
+            settled, timeout, "no job doing", interval=1.0, detail=lambda: str(self.job_rows())
+        )
         return rows
 
     async def push_metrics(self, cid: int) -> float:
@@ -490,7 +548,7 @@ tracking = false
         assert self.control is not None
         await self.cli("reports", "push", str(cid), "--tenant", TENANT)
         metrics = await self.control.metrics(TENANT)
-        return sum(m["value"] for m in metrics if m["campaign_id"] == cid and m["metric_id"] == 0)
+        return float(sum(m["value"] for m in metrics if m["campaign_id"] == cid and m["metric_id"] == 0))
 
     def tracebacks(self) -> list[str]:
         """Log lines of our processes that carry a traceback (JSON `exception`, or plain text)."""
@@ -508,10 +566,16 @@ tracking = false
         out = []
         for proc in self.procs:
             with contextlib.suppress(OSError):
-                out += [f"{proc.name}: {ln}" for ln in proc.log.read_text(errors="replace").splitlines() if needle in ln]
+                out += [
+                    f"{proc.name}: {ln}"
+                    for ln in proc.log.read_text(errors="replace").splitlines()
+                    if needle in ln
+                ]
         return out
 
-    async def figures(self, scenario: str, audience: int, cid: int, started: float, **notes: Any) -> Figures:
+    async def figures(
+        self, scenario: str, audience: int, cids: int | list[int], started: float, **notes: Any
+    ) -> Figures:
         stats = await self.sink_stats()
         states = self.states()
         fig = Figures(
@@ -526,7 +590,9 @@ tracking = false
             unanswered=stats["unanswered"],
             notes=notes,
         )
-        fig.metric_sent = await self.push_metrics(cid)
+        fig.metric_sent = 0
+        for cid in [cids] if isinstance(cids, int) else cids:
+            fig.metric_sent += await self.push_metrics(cid)
         fig.tracebacks = len(self.tracebacks())
         fig.seconds = round(time.monotonic() - started, 1)
         fig.record()
@@ -556,7 +622,9 @@ tracking = false
 def assert_no_duplicates_or_losses(fig: Figures, *, duplicate_bound: int = 0) -> None:
     """The invariants of every scenario; `duplicate_bound` is the stated bound of the scenario."""
     assert fig.lost == 0, f"{fig.lost} message(s) lost: {fig}"
-    assert fig.duplicates <= duplicate_bound, f"{fig.duplicates} duplicate(s) > bound {duplicate_bound}: {fig}"
+    assert fig.duplicates <= duplicate_bound, (
+        f"{fig.duplicates} duplicate(s) > bound {duplicate_bound}: {fig}"
+    )
     assert fig.claimed == 0, f"{fig.claimed} row(s) left claimed: {fig}"
     assert fig.states == {"sent": fig.audience}, f"not all sent: {fig.states}"
     assert fig.metric_sent == fig.audience, f"Optimove was told {fig.metric_sent} sent: {fig}"
