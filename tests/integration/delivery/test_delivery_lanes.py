@@ -1,0 +1,155 @@
+"""Concurrency that matches the settings (issue 14, faults 3 and 4).
+
+`lanes` was not enforced: the queueing lock only de-duplicates `todo` jobs, so every tick queued a
+new job for a lane whose job was running, and 8 send jobs ran at once on a `lanes=2` channel. And
+one worker claimed almost everything at once: workers added to a running campaign got nothing.
+Now each lane's jobs carry a procrastinate job `lock` (one `doing` per lane), slices are small and
+jobs short, so the next job of a lane goes to whichever worker is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deliverykit import add_campaign, add_tenant, delivered, runtime, states
+
+from optibridge.delivery import tasks as delivery_tasks
+from optibridge.runtime import Runtime
+from optibridge.sinks.http_sink import HttpSink
+from optibridge.store import messages as message_store
+
+
+@contextlib.asynccontextmanager
+async def workers(rt: Runtime, count: int, name: str = "w") -> AsyncIterator[list[asyncio.Task[None]]]:
+    """`count` procrastinate workers on the delivery queue, in this loop (4 jobs at once each)."""
+    started = [
+        asyncio.create_task(
+            rt.job_app.run_worker_async(
+                queues=[delivery_tasks.SEND_QUEUE],
+                concurrency=4,
+                install_signal_handlers=False,
+                additional_context={"runtime": rt},
+                fetch_job_polling_interval=0.2,
+                name=f"{name}{i}",
+            )
+        )
+        for i in range(count)
+    ]
+    try:
+        yield started
+    finally:
+        rt.draining.set()  # send jobs return at once; then the workers stop
+        for task in started:
+            task.cancel()
+        for task in started:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 30)
+        rt.draining.clear()
+
+
+@contextlib.asynccontextmanager
+async def ticking(rt: Runtime, every_s: float = 0.25) -> AsyncIterator[None]:
+    """The dispatch tick, as the periodic job runs it (here more often than once a second)."""
+
+    async def loop() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await delivery_tasks.tick(rt)
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def doing(rt: Runtime) -> list[dict[str, Any]]:
+    async with rt.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT id, worker_id, args FROM procrastinate_jobs "
+                "WHERE task_name = %s AND status = 'doing'",
+                (delivery_tasks.SEND_TASK,),
+            )
+        ).fetchall()
+    return list(rows)
+
+
+async def test_lanes_bound_the_send_jobs_running_at_once_across_workers(
+    db_url: str, test_secret_key: str, tmp_path: Path
+) -> None:
+    total = 4000
+    async with HttpSink() as sink, runtime(db_url, test_secret_key, tmp_path / "data") as rt:
+        await add_tenant(rt, sink, lanes=2, chunk=25, claim_chunks=2, rate_per_s=800)
+        await add_campaign(rt, 1, total)
+        most = 0
+        seen_workers: set[int] = set()
+        samples = 0
+        async with workers(rt, 3), ticking(rt):
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                running = await doing(rt)
+                samples += 1
+                most = max(most, len(running))
+                seen_workers |= {r["worker_id"] for r in running}
+                if len(delivered(sink)) >= total:
+                    break
+                await asyncio.sleep(0.05)
+        assert samples > 50
+        assert most <= 2, f"{most} send jobs ran at once on a lanes=2 channel"
+        assert most == 2, "both lanes worked"
+        assert len(seen_workers) >= 2, seen_workers
+        assert await states(rt) == {"sent": total}
+        per_id = delivered(sink)
+        assert len(per_id) == total
+        assert sum(n - 1 for n in per_id.values()) == 0
+
+
+async def test_workers_joining_a_running_campaign_each_send_a_share(
+    db_url: str, test_secret_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    total = 20_000
+    claimed: Counter[str] = Counter()
+    largest = {"n": 0}
+    real_claim = message_store.claim_due
+
+    async def counting(conn: Any, tenant_id: str, channel_id: int, worker: str, now: Any, **kw: Any) -> Any:
+        rows = await real_claim(conn, tenant_id, channel_id, worker, now, **kw)
+        claimed[worker] += len(rows)
+        largest["n"] = max(largest["n"], len(rows))
+        return rows
+
+    monkeypatch.setattr(message_store, "claim_due", counting)
+    async with HttpSink() as sink, runtime(db_url, test_secret_key, tmp_path / "data") as rt:
+        await add_tenant(rt, sink, lanes=3, chunk=50, claim_chunks=2, rate_per_s=1500)
+        await add_campaign(rt, 1, total)
+        async with workers(rt, 1, "first"), ticking(rt):
+            deadline = time.monotonic() + 60
+            while len(delivered(sink)) < 2000:
+                assert time.monotonic() < deadline, "the first worker did not get going"
+                await asyncio.sleep(0.1)
+            before = Counter(claimed)
+            async with workers(rt, 2, "joined"):
+                deadline = time.monotonic() + 120
+                while len(delivered(sink)) < total:
+                    assert time.monotonic() < deadline, (len(delivered(sink)), claimed)
+                    await asyncio.sleep(0.2)
+        after = claimed - before
+        shares = sorted(after.values())
+        assert len(after) == 3, f"not every worker claimed after the join: {dict(after)}"
+        assert shares[0] >= 0.1 * sum(shares), f"a worker got almost nothing: {dict(after)}"
+        assert largest["n"] <= 100, "a claim is one slice of chunk x claim_chunks"
+        assert await states(rt) == {"sent": total}
+        per_id = delivered(sink)
+        assert len(per_id) == total
+        assert sum(n - 1 for n in per_id.values()) == 0
