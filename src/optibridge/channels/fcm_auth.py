@@ -100,11 +100,16 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def _guarded_handlers(policy: OutboundPolicy) -> list[urllib.request.BaseHandler]:
     connect = guarded_connect(policy)
 
+    # http.client sets `_create_connection` per instance in __init__: replace it after.
     class GuardedHTTP(http.client.HTTPConnection):
-        _create_connection = staticmethod(connect)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._create_connection = connect
 
     class GuardedHTTPS(http.client.HTTPSConnection):
-        _create_connection = staticmethod(connect)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._create_connection = connect
 
     class HttpHandler(urllib.request.HTTPHandler):
         def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
@@ -223,5 +228,5 @@ def _failure_summary(exc: BaseException) -> str:
     if "destination refused" in text:
         return "OAuth token refresh failed: token URI destination refused by the outbound policy"
     if isinstance(exc, google.auth.exceptions.RefreshError):
-        return "OAuth token refresh failed: the token endpoint refused the service account"
+        return "OAuth token refresh failed: the token endpoint issued no token"
     return f"OAuth token refresh failed: {type(exc).__name__}"

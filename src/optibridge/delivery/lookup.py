@@ -50,22 +50,28 @@ async def delivered_ids(lookup: LookupTarget | str, ids: Sequence[str]) -> set[s
     found: set[str] = set()
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
     connector = aiohttp.TCPConnector(resolver=lookup.policy.resolver())
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False) as http:
-        for start in range(0, len(ids), BATCH):
-            batch = ids[start : start + BATCH]
-            async with http.post(
-                lookup.url, json={"message_ids": list(batch)}, allow_redirects=False
-            ) as resp:
-                if resp.status != 200:
-                    raise ValueError(f"delivery lookup answered HTTP {resp.status}")
-                raw = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                if len(raw) > MAX_ANSWER_BYTES:
-                    raise ValueError("delivery lookup answer is too large")
-                body = json.loads(raw)
-            if not isinstance(body, dict) or not isinstance(body.get("delivered", []), list):
-                raise ValueError("delivery lookup answer is not {delivered: [...]}")
-            found |= {str(i) for i in body.get("delivered", [])}
+    try:
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False) as http:
+            for start in range(0, len(ids), BATCH):
+                found |= await _ask(http, lookup.url, ids[start : start + BATCH])
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, DestinationRefusedError):  # the guard, wrapped by aiohttp
+            raise exc.os_error from None
+        raise
     return found
+
+
+async def _ask(http: aiohttp.ClientSession, url: str, batch: Sequence[str]) -> set[str]:
+    async with http.post(url, json={"message_ids": list(batch)}, allow_redirects=False) as resp:
+        if not 200 <= resp.status < 300:
+            raise ValueError(f"delivery lookup answered HTTP {resp.status}")
+        raw = await resp.content.read(MAX_ANSWER_BYTES + 1)
+    if len(raw) > MAX_ANSWER_BYTES:
+        raise ValueError("delivery lookup answer is too large")
+    body = json.loads(raw)
+    if not isinstance(body, dict) or not isinstance(body.get("delivered", []), list):
+        raise ValueError("delivery lookup answer is not {delivered: [...]}")
+    return {str(i) for i in body.get("delivered", [])}
 
 
 def _message_id(row: ClaimedMessage | Mapping[str, object]) -> str:
