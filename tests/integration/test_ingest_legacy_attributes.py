@@ -1,14 +1,19 @@
 """Bad customer data fails that customer alone, with a counted reason: a legacy `CustomerAttribute`
-value holding the delimiter (never shifting values under the wrong names), a NUL character."""
+value holding the delimiter (never shifting values under the wrong names), an address holding a
+control character. Control characters in other attributes are stripped, the customer is sent, and
+the campaign says how many were cleaned."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from optibridge.core.config import TenantConfig
 from optibridge.emulator.config import EmulatorConfig
 from optibridge.emulator.testing import running_emulator
 from optibridge.intake import registration
+from optibridge.intake.ingest import ADDRESS_CONTROL_REASON
+from optibridge.store import campaigns as campaign_store
 from optibridge.store import tenants
 
 from inprocess import running_service
@@ -18,7 +23,17 @@ KEY = "key-acme-1"
 EMAIL = 504
 
 
-async def ingested_rows(db_url: str, test_secret_key: str, **campaign: Any) -> list[dict[str, Any]]:
+@dataclass
+class Campaign:
+    """What the API shows of an ingested campaign: its failures by reason and its ingest notes."""
+
+    failures: list[tuple[str, int]] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
+
+
+async def ingested_rows(
+    db_url: str, test_secret_key: str, seen: Campaign | None = None, **campaign: Any
+) -> list[dict[str, Any]]:
     """Ingest one 60-customer campaign made with `campaign` (emulator spec); its message rows."""
     async with (
         running_emulator(EmulatorConfig(rate_limit_enabled=False)) as emu,
@@ -53,9 +68,15 @@ async def ingested_rows(db_url: str, test_secret_key: str, **campaign: Any) -> l
         async with svc.runtime.pool.connection() as conn:
             rows = await (
                 await conn.execute(
-                    "SELECT customer_id, state, reason, attrs FROM messages WHERE campaign_id = %s", (cid,)
+                    "SELECT customer_id, state, reason, attrs, address FROM messages WHERE campaign_id = %s",
+                    (cid,),
                 )
             ).fetchall()
+            if seen is not None:
+                seen.failures = await campaign_store.failures(conn, (TENANT, EMAIL, cid))
+                row = await campaign_store.get_campaign(conn, TENANT, "email", cid)
+                assert row is not None
+                seen.notes = row.ingest_notes
     return list(rows)
 
 
@@ -79,16 +100,33 @@ async def test_a_delimiter_inside_a_value_fails_only_that_customer(db_url: str, 
     assert all(r["state"] != "failed" or r["reason"] == "no address" for r in clean)
 
 
-async def test_a_nul_in_one_customers_attribute_fails_only_that_customer(
+async def test_control_characters_refuse_an_address_and_are_stripped_from_other_values(
     db_url: str, test_secret_key: str
 ) -> None:
+    seen = Campaign()
     rows = await ingested_rows(
-        db_url, test_secret_key, attribute_values={"City": ["Paris"], "FirstName": ["Ann", "Bo\u0000b"]}
+        db_url,
+        test_secret_key,
+        seen,
+        attribute_values={
+            "Email": ["ok@example.com", "bad@example.com\r\nBcc: all@evil.example", "nul\u0000@example.com"],
+            "City": ["Paris"],
+            "FirstName": ["Ann", "Bo\u0000b\u0007\u009b", "Cy\u001b[2J"],
+        },
     )
     assert len(rows) == 60
-    nul = [r for r in rows if r["reason"] and "NUL" in r["reason"]]
-    assert nul, "the campaign should hold customers named Bo\\0b"
-    assert all(r["state"] == "failed" and r["attrs"] == {} for r in nul)
-    others = [r for r in rows if r not in nul]
-    assert others
-    assert {r["attrs"]["FirstName"] for r in others} == {"Ann"}
+    refused = [r for r in rows if r["reason"] == ADDRESS_CONTROL_REASON]
+    sent = [r for r in rows if r not in refused]
+    assert refused, "the campaign should hold customers with a control character in their address"
+    assert sent, "and customers without"
+    assert all(r["state"] == "failed" and r["attrs"] == {} and r["address"] is None for r in refused)
+    # Everyone else is pending, with the control characters gone from their first names.
+    assert all(r["state"] == "pending" and r["address"] == "ok@example.com" for r in sent)
+    assert {r["attrs"]["FirstName"] for r in sent} <= {"Ann", "Bob", "Cy[2J"}
+    assert {r["attrs"]["FirstName"] for r in sent} - {"Ann"}, "some sent names needed cleaning"
+    cleaned = sum(r["attrs"]["FirstName"] != "Ann" for r in sent)
+    # Counted: the refusals with the campaign's failures, the cleaned rows in a campaign note.
+    assert (ADDRESS_CONTROL_REASON, len(refused)) in seen.failures
+    assert (
+        f"control characters stripped from the attributes of {cleaned} customers (sent cleaned)" in seen.notes
+    )

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from optibridge.intake.ingest import build_rows, message_id, plan
+from optibridge.intake.ingest import (
+    ADDRESS_CONTROL_REASON,
+    NUL_REASON,
+    address_refused,
+    build_rows,
+    clean_attribute_values,
+    message_id,
+    plan,
+)
 from optibridge.optimove import SendDetail
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -110,7 +118,7 @@ def test_a_row_with_a_problem_carries_its_reason_and_no_attributes() -> None:
     assert rows[1][8] is None
 
 
-def test_a_nul_in_one_customers_data_fails_that_row_alone() -> None:
+def test_a_nul_in_a_value_is_stripped_and_in_a_customer_id_fails_that_row_alone() -> None:
     p = plan("acme", 504, 7, "email", {}, ["FirstName"])
     page = build_rows(
         p,
@@ -120,17 +128,56 @@ def test_a_nul_in_one_customers_data_fails_that_row_alone() -> None:
             SendDetail("C\x003", 101, T0, ("c3@example.com", "Cy")),
         ],
     )
-    assert (page.count, page.invalid) == (3, 2)
+    assert (page.count, page.invalid, page.cleaned) == (3, 1, 1)
     assert "\x00" not in page.copy_text
     assert "\\u0000" not in page.copy_text.replace("(\\\\u0000)", "")
     rows = fields(page.copy_text)
-    assert [r[10] for r in rows] == [
-        None,
-        "customer data holds a NUL character (\\u0000); not sent",
-        "customer data holds a NUL character (\\u0000); not sent",
-    ]
-    assert json.loads(str(rows[1][9])) == {}
-    assert rows[1][8] is None
+    assert [r[10] for r in rows] == [None, None, NUL_REASON]
+    assert json.loads(str(rows[1][9])) == {"Email": "c2@example.com", "FirstName": "Bob"}
+    assert rows[1][8] == "c2@example.com"
+    assert json.loads(str(rows[2][9])) == {}
+    assert rows[2][8] is None
     assert rows[2][4] == "C\ufffd3"
     # The message id still derives from the customer id Optimove sent.
     assert rows[2][3] == message_id("acme", 504, 7, "C\x003", 101).hex
+
+
+def test_attribute_values_lose_c0_c1_del_and_surrogates_but_keep_tab_lf_cr() -> None:
+    assert clean_attribute_values(("Ann", "Paris", "")) is None
+    assert clean_attribute_values(("line 1\nline 2\r\n\tend", "Zoë 😀 \u202eRTL")) is None
+    dirty = ("A\x01n\x07n\x1b[31m", "B\x7fo\x85b\x9f", "\ud800C\x0b\x0cy\x08", "keep\ttab\n")
+    assert clean_attribute_values(dirty) == ("Ann[31m", "Bob", "Cy", "keep\ttab\n")
+
+
+def test_an_address_with_any_control_character_refuses_its_row() -> None:
+    for bad in ("a@x.com\r\nBcc: b@y.com", "a\x00@x.com", "+1555\t0001", "a@x.com\u2028", "\u202em@x.com",
+                "a\x85@x.com", "a\ud800@x.com", "a\x7f@x.com"):  # fmt: skip
+        assert address_refused(bad), repr(bad)
+    for good in ("a@x.com", "+15550001", "Zoë@exämple.com", "device-token_1:AbC"):
+        assert not address_refused(good), good
+    p = plan("acme", 504, 7, "email", {}, ["FirstName"])
+    page = build_rows(
+        p,
+        [
+            SendDetail("C1", 101, T0, ("c1@example.com\r\nBcc: all@example.com", "Ann")),
+            SendDetail("C2", 101, T0, ("  c2@example.com\n", "Bo\x01")),  # trimmed, as before
+            SendDetail("C3", 101, T0, ("c3@exam\x00ple.com", "Cy")),
+        ],
+    )
+    assert (page.count, page.invalid, page.unaddressed, page.cleaned) == (3, 2, 2, 1)
+    rows = fields(page.copy_text)
+    assert [r[10] for r in rows] == [ADDRESS_CONTROL_REASON, None, ADDRESS_CONTROL_REASON]
+    assert [r[8] for r in rows] == [None, "c2@example.com", None]
+    assert [json.loads(str(r[9])) for r in rows] == [
+        {},
+        {"Email": "  c2@example.com\n", "FirstName": "Bo"},
+        {},
+    ]
+
+
+def test_a_lone_surrogate_in_a_customer_id_fails_that_row_and_does_not_break_the_page() -> None:
+    p = plan("acme", 504, 7, "email", {}, ["FirstName"])
+    page = build_rows(p, [SendDetail("C\udc801", 101, T0, ("c1@example.com", "Ann"))])
+    page.copy_text.encode()  # the whole page must still encode for COPY
+    rows = fields(page.copy_text)
+    assert (rows[0][4], rows[0][10]) == ("C\ufffd1", NUL_REASON)

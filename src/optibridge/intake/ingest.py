@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,39 @@ def plan(
     )
 
 
+# Control characters in customer data (what Optimove hands us is whatever the client's CRM held):
+# - in an attribute value, C0 controls other than TAB, LF and CR, DEL, C1 controls and lone UTF-16
+#   surrogates are stripped and the row is sent with the cleaned value: they render as nothing or as
+#   garbage, PostgreSQL stores no NUL, a surrogate cannot be encoded at all (it would fail the whole
+#   page), and a stray one in a first name must not cost the customer the message. TAB/LF/CR stay:
+#   multi-line values (postal addresses, SMS text) are legitimate. The rows cleaned are counted
+#   (`PageRows.cleaned`, a campaign note at the end of the ingest run).
+# - in the address (e-mail, phone number, push token, the one value a provider acts on), any control
+#   character, including TAB/LF/CR inside it (around it they are trimmed as before), a Unicode line
+#   or paragraph separator, a bidi override, or a lone surrogate refuses the row: failed with
+#   `ADDRESS_CONTROL_REASON`, counted with the campaign's failures. Guessing what was meant there
+#   risks header injection or sending to someone else.
+# - in the customer id, NUL or a lone surrogate fails the row (`NUL_REASON`; the id must round-trip
+#   to Optimove unchanged, so it is never edited for sending); other controls are COPY-escaped.
+_ATTR_STRIP = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_ADDRESS_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_ID_BAD = re.compile("[\x00\ud800-\udfff]")
+NUL_REASON = "customer data holds a NUL character (\\u0000); not sent"
+ADDRESS_CONTROL_REASON = "address holds a control character; not sent"
+
+
+def clean_attribute_values(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """`values` with stripped control characters (see above), or None when none needed stripping."""
+    if " ".join(values).isprintable() or not any(_ATTR_STRIP.search(v) for v in values):
+        return None
+    return tuple(_ATTR_STRIP.sub("", v) for v in values)
+
+
+def address_refused(address: str) -> bool:
+    """Whether an address (already trimmed) holds a character that refuses its row (see above)."""
+    return not address.isprintable() and _ADDRESS_BAD.search(address) is not None
+
+
 # COPY text format: backslash, tab and line ends inside a value must be escaped.
 _COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _JSON_STR = json.encoder.encode_basestring
@@ -121,6 +155,7 @@ class PageRows:
     count: int
     unaddressed: int
     invalid: int = 0  # rows failed at ingest, with their reason (e.g. shifted legacy attributes)
+    cleaned: int = 0  # rows sent with control characters stripped from their attribute values
 
 
 def _copy_text(value: str) -> str:
@@ -141,8 +176,9 @@ def build_rows(p: IngestPlan, details: Sequence[SendDetail]) -> PageRows:
     lead = f"{_copy_text(p.tenant_id)}\t{p.channel_id}\t{p.campaign_id}\t"
     address_index, tz_index = p.address_index, p.timezone_index
     json_str, sha1, ns = _JSON_STR, hashlib.sha1, _NAMESPACE_BYTES
-    unaddressed = invalid = 0
+    unaddressed = invalid = cleaned = 0
     null = chr(92) + "N"
+    nul_reason, address_reason = _copy_text(NUL_REASON), _copy_text(ADDRESS_CONTROL_REASON)
     for d in details:
         values = d.attributes
         reason = null
@@ -151,6 +187,18 @@ def build_rows(p: IngestPlan, details: Sequence[SendDetail]) -> PageRows:
             reason = _copy_text(d.problem)
         n = len(values)
         address = values[address_index].strip() if address_index is not None and address_index < n else ""
+        # isprintable() first: one C call clears nearly every row; the regexes run only for the rest.
+        refused = not address.isprintable() and address_refused(address)
+        if refused:
+            if reason == null:
+                invalid += 1
+                reason = address_reason
+            address = ""
+        if not " ".join(values).isprintable():
+            stripped = clean_attribute_values(values)
+            if stripped is not None:
+                values = stripped
+                cleaned += reason == null  # only rows that will be sent count as sent cleaned
         if not address:
             unaddressed += 1
         when = d.scheduled_time
@@ -165,26 +213,31 @@ def build_rows(p: IngestPlan, details: Sequence[SendDetail]) -> PageRows:
             at = times.get(key) or times.setdefault(key, send_time(when, zone, p.policy).isoformat())
         # JSON strings never hold raw tabs or line ends; only their backslashes need COPY escaping.
         attrs = "{" + ",".join([k + json_str(v) for k, v in zip(keys, values, strict=False)]) + "}"
+        if reason != null:
+            attrs = "{}"  # a row that is not sent keeps none of the customer's data
         customer = d.customer_id
-        if "\\u0000" in attrs or "\x00" in customer:
-            # PostgreSQL stores no NUL in text or jsonb: one customer's NUL would fail the whole page
-            # (the whole campaign, once). That customer alone is failed, with the reason.
+        if not customer.isprintable() and _ID_BAD.search(customer):
+            # PostgreSQL stores no NUL, and a lone surrogate cannot even be encoded: one customer's
+            # would fail the whole page (the whole campaign, once). That customer alone is failed.
             if reason == null:
                 invalid += 1
-            reason = "customer data holds a NUL character (\\\\u0000); not sent"
-            attrs, address, customer = "{}", "", customer.replace("\x00", "\ufffd")
+            reason = nul_reason
+            attrs, address, customer = "{}", "", _ID_BAD.sub("\ufffd", customer)
         if "\\" in attrs:
             attrs = attrs.replace("\\", "\\\\")
         tid = d.template_id
         # RFC 4122 version 5, inline: a UUID object per row costs more than the hash itself.
-        h = bytearray(sha1(ns + f"{head}{d.customer_id}\x1f{tid}".encode()).digest()[:16])
+        # surrogatepass: the same bytes as before for every valid id, and no crash on a lone surrogate.
+        h = bytearray(
+            sha1(ns + f"{head}{d.customer_id}\x1f{tid}".encode("utf-8", "surrogatepass")).digest()[:16]
+        )
         h[6] = (h[6] & 0x0F) | 0x50
         h[8] = (h[8] & 0x3F) | 0x80
         append(
             f"{lead}{h.hex()}\t{_copy_text(customer)}\t{tid}\t{scheduled}\t{at}\t"
             f"{_copy_text(address) if address else null}\t{attrs}\t{reason}\n"
         )
-    return PageRows("".join(lines), len(lines), unaddressed, invalid)
+    return PageRows("".join(lines), len(lines), unaddressed, invalid, cleaned)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
 
     producer = asyncio.create_task(produce())
     check = PageCheck(top=client.config.page_size)
-    total = 0
+    total = cleaned = 0
     waited = wrote = 0.0  # where the time goes: waiting for pages vs writing them
     try:
         async with pool.connection() as conn:
@@ -106,6 +106,7 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
                     log.info("ingest: campaign canceled; stopped reading")
                     return "canceled"
                 total += rows.count
+                cleaned += rows.cleaned
                 notes = check.observe(rows.count, result.inserted)
                 if notes:
                     log.warning("ingest: pages look inconsistent", notes=notes)
@@ -116,6 +117,10 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
     async with pool.connection() as conn:
+        if cleaned:  # counted, never silent (optibridge.intake.ingest: control characters)
+            note = f"control characters stripped from the attributes of {cleaned} customers (sent cleaned)"
+            log.warning("ingest: control characters stripped", customers=cleaned)
+            await campaign_store.add_ingest_notes(conn, tenant_id, channel_id, campaign_id, [note])
         await campaign_store.mark_ingested(conn, tenant_id, channel_id, campaign_id)
     log.info(
         "ingest: done",
