@@ -14,13 +14,18 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import psycopg
 import pytest
+import renderkit
 from psycopg.rows import dict_row
 from securitykit import Served, livez_watch
 
+from optibridge.core.errors import ConfigError
+from optibridge.delivery.tasks import run_send
+from optibridge.sinks.http_sink import HttpSink
 from optibridge.store import templates as template_store
 
 TEMPLATES = "/api/v1/tenants/acme/channels/email/templates"
@@ -200,3 +205,51 @@ def test_livez_answers_while_heavy_renders_run(served: Served) -> None:
     assert [a[0] for a in answers] == [200] * 4, [a[1][:300] for a in answers]
     print(f"\n4 heavy previews: {[round(a[2], 2) for a in answers]} s; /livez max {watch.max_ms:.0f} ms")
     watch.assert_responsive(within_ms=1000)
+
+
+# --- at send: a template stored before the limits existed fails only its own messages ----------
+
+SLOW = (  # within every size limit, ~0.7 s a render here: over a 0.2 s deadline
+    "{% capture s %}" + "x" * 1000 + "{% endcapture %}"
+    "{% for i in (1..6) %}{% capture s %}{{ s }}{{ s }}{% endcapture %}{% endfor %}"
+    '{% for i in (1..9999) %}{% assign t = s | replace: "x", "y" | upcase | downcase %}{% endfor %}'
+    "{{ t | size }}"
+)
+
+
+async def test_a_stored_bomb_fails_only_its_messages_and_the_loop_keeps_running(
+    db_url: str, test_secret_key: str, tmp_path: Path
+) -> None:
+    async with (
+        HttpSink() as sink,
+        renderkit.runtime(db_url, test_secret_key, tmp_path / "data", render_timeout_s=0.2) as rt,
+    ):
+        await renderkit.add_tenant(rt, f"{sink.base_url}/webhook/a")
+        await renderkit.save_template(rt, 1, '{"hello": "{{ customer_id }}"}')
+        with pytest.raises(ConfigError, match=REFUSED):  # the catalog refuses it today...
+            await renderkit.save_template(rt, 2, BOMBS["range_join"])
+        await renderkit.store_unchecked(rt, 2, BOMBS["range_join"])  # ...it was stored before
+        await renderkit.store_unchecked(rt, 3, SLOW)
+        await renderkit.add_messages(rt, 77, 30, (1, 2, 3), {"first_name": "Ada"})
+        me = await renderkit.register_worker(rt)
+        started = time.monotonic()
+        async with renderkit.LoopLag() as lag:
+            stats = await asyncio.wait_for(
+                run_send(rt, renderkit.TENANT, renderkit.CHANNEL_ID, me, budget_s=30), 60
+            )
+        took = time.monotonic() - started
+        got = await renderkit.outcomes(rt, 77)
+
+    assert [state for state, _ in got[1]] == ["sent"] * 10, got[1]
+    for template_id, detail in ((2, "a range of 20000000 items"), (3, "render took longer than 0.2 s")):
+        assert [state for state, _ in got[template_id]] == ["failed"] * 10, got[template_id]
+        for _, reason in got[template_id]:
+            assert reason is not None
+            assert REFUSED in reason
+            assert detail in reason
+    assert stats.sent == 10
+    assert stats.failed == 20
+    assert len(sink.of_kind("webhook", accepted_only=True)) == 10
+    # One deadline for the slow template's ten messages, not ten; the loop never waited on a render.
+    assert took < 5.0, took
+    assert lag.max_s < 0.5, f"the event loop was held {lag.max_s:.2f} s"
