@@ -15,10 +15,12 @@ no key could make the server take a whole body in (a 1 GB PATCH once grew it by 
 
 from __future__ import annotations
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from optibridge.core.logs import get_logger
 from optibridge.runtime import Runtime
 from optibridge.web.auth import ApiError, Principal, bearer_key, hash_key, principal_for_hash, unauthorized
-from optibridge.web.limits import ASGIApp, Receive, Scope, Send, error_response, send_all
+from optibridge.web.limits import error_response, send_all
 from optibridge.web.ratelimit import FailureLimiter, client_ip
 
 log = get_logger(__name__)

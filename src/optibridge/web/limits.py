@@ -34,19 +34,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optibridge.core.logs import get_logger
 
 log = get_logger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -253,6 +249,6 @@ class _Guarded:
         await self._send(message)
 
 
-def install(app: Any, settings: LimitSettings) -> None:
+def install(app: Starlette, settings: LimitSettings) -> None:
     """Wrap `app` (FastAPI/Starlette) so the limits run before everything else it does."""
     app.add_middleware(BodyLimits, table=rules(settings))
