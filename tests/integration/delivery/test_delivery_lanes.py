@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deliverykit import add_campaign, add_tenant, delivered, runtime, states
+from deliverykit import CHANNEL_ID, TENANT, add_campaign, add_tenant, delivered, runtime, states
 
 from optibridge.delivery import tasks as delivery_tasks
+from optibridge.engine import jobs
 from optibridge.runtime import Runtime
 from optibridge.sinks.http_sink import HttpSink
 from optibridge.store import messages as message_store
@@ -153,3 +154,52 @@ async def test_workers_joining_a_running_campaign_each_send_a_share(
         per_id = delivered(sink)
         assert len(per_id) == total
         assert sum(n - 1 for n in per_id.values()) == 0
+
+
+async def test_stalled_send_jobs_under_lane_locks_are_all_handled_in_one_pass(
+    db_url: str, test_secret_key: str, tmp_path: Path
+) -> None:
+    """A dead worker's send jobs stay `doing` under their lane lock, blocking the lane; the re-queuer
+    handles every one in one pass: back to `todo`, or dropped where the lane's work is queued again
+    (a twin under the same queueing lock), and the lane runs again."""
+    async with HttpSink() as sink, runtime(db_url, test_secret_key, tmp_path / "data") as rt:
+        await add_tenant(rt, sink, lanes=3)
+        async with rt.pool.connection() as conn:
+            dead = await (
+                await conn.execute(
+                    "INSERT INTO procrastinate_workers (last_heartbeat) "
+                    "VALUES (now() - interval '1 hour') RETURNING id"
+                )
+            ).fetchone()
+            assert dead is not None
+            for lane in range(3):
+                lock = delivery_tasks.lane_lock(TENANT, CHANNEL_ID, lane)
+                await jobs.defer(
+                    conn, rt.job_app, delivery_tasks.SEND_TASK, lock=lock, queueing_lock=lock,
+                    tenant_id=TENANT, channel_id=CHANNEL_ID, lane=lane,
+                )  # fmt: skip
+            await conn.execute(
+                "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE task_name = %s",
+                (dead["id"], delivery_tasks.SEND_TASK),
+            )
+            # Ticks queued lanes 0 and 1 again meanwhile: their twins wait for the lane lock.
+            assert await delivery_tasks.tick(rt) == 0  # nothing due: the tick queues nothing
+            for lane in (0, 1):
+                lock = delivery_tasks.lane_lock(TENANT, CHANNEL_ID, lane)
+                await jobs.defer(
+                    conn, rt.job_app, delivery_tasks.SEND_TASK, lock=lock, queueing_lock=lock,
+                    tenant_id=TENANT, channel_id=CHANNEL_ID, lane=lane,
+                )  # fmt: skip
+        assert await jobs.retry_stalled_jobs(rt.job_app) == 3
+        async with rt.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT lock, status::text AS status FROM procrastinate_jobs WHERE task_name = %s",
+                    (delivery_tasks.SEND_TASK,),
+                )
+            ).fetchall()
+        by_lock = Counter((r["lock"], r["status"]) for r in rows)
+        assert by_lock == Counter(
+            {(delivery_tasks.lane_lock(TENANT, CHANNEL_ID, lane), "todo"): 1 for lane in range(3)}
+        ), by_lock
+        assert await jobs.retry_stalled_jobs(rt.job_app) == 0
