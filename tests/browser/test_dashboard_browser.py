@@ -5,10 +5,12 @@ buttons, the template preview, and tenant confinement. Screenshots go to the tes
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from inprocess import Service, running_service
 
 SMTP_PASSWORD = "smtp-secret-0b7d9c"
 OPTIMOVE_KEY = "optimove-key-41aa6e"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 @dataclass
@@ -61,7 +64,13 @@ async def dash(db_url: str, test_secret_key: str) -> AsyncIterator[Dash]:
                                 "name": "email",
                                 "kind": "email",
                                 "channel_id": 504,
-                                "provider": {"host": "smtp.example.com", "password": SMTP_PASSWORD},
+                                "provider": {
+                                    "type": "smtp",
+                                    "host": "smtp.example.com",
+                                    "from_address": "news@acme.example",
+                                    "username": "acme",
+                                    "password": SMTP_PASSWORD,
+                                },
                             }
                         ],
                     }
@@ -222,3 +231,70 @@ async def test_pages_show_no_credentials_and_a_tenant_key_sees_only_its_tenant(
     assert "belongs to tenant 'acme'" in await page.inner_text("#error-detail")
     await page.goto(dash.url + "/jobs")
     assert "admin API key" in await page.inner_text("#error-detail")
+
+
+async def test_channel_health_shows_each_tenants_sending_errors_benches_and_in_flight(
+    browser: Browser, dash: Dash
+) -> None:
+    from optibridge.channels.base import Outcome, SendResult
+    from optibridge.delivery.dispatcher import dispatcher_of
+
+    page = browser.page
+    # acme's campaign 42: 30 sent just now, 6 failed (two reasons), 4 claimed, 5 waiting because
+    # every provider was benched; globex's campaign 9 gets 3 sent (acme's viewer must not see them).
+    await dash.sql(
+        "UPDATE messages SET state = 'sent', sent_at = now() - interval '20 seconds' WHERE id IN "
+        "(SELECT id FROM messages WHERE campaign_id = 42 ORDER BY customer_id LIMIT 30)"
+    )
+    await dash.sql(
+        "UPDATE messages SET state = 'failed', updated_at = now(), reason = CASE WHEN customer_id < 'c034' "
+        "THEN '550 5.1.1 user unknown' ELSE '554 rejected' END WHERE id IN (SELECT id FROM messages "
+        "WHERE campaign_id = 42 AND state = 'pending' ORDER BY customer_id LIMIT 6)"
+    )
+    await dash.sql(
+        "UPDATE messages SET state = 'claimed', claimed_by = 'w1', "
+        "claimed_until = now() + interval '1 minute' WHERE id IN (SELECT id FROM messages "
+        "WHERE campaign_id = 42 AND state = 'pending' ORDER BY customer_id LIMIT 4)"
+    )
+    await dash.sql(
+        "UPDATE messages SET reason = 'all providers benched', updated_at = now() WHERE id IN "
+        "(SELECT id FROM messages WHERE campaign_id = 42 AND state = 'pending' ORDER BY customer_id LIMIT 5)"
+    )
+    async with dash.svc.runtime.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO messages (id, tenant_id, channel_id, campaign_id, customer_id, template_id, "
+            "scheduled_at, send_at, state, sent_at) SELECT gen_random_uuid(), 'globex', 504, 9, 'g' || i, 7, "
+            "now(), now(), 'sent', now() FROM generate_series(1, 3) i"
+        )
+    # This process's dispatcher (a worker in the serve process) benches acme's SMTP provider after
+    # a batch that came back throttled: the real channel build and the real bench rule.
+    channel = await dispatcher_of(dash.svc.runtime).registry.channel("acme", 504)
+    assert channel.providers.report(0, [SendResult(Outcome.THROTTLED)] * 4)
+
+    await login(browser, dash, dash.acme_key)
+    await page.goto(dash.url + "/tenants")
+    row = page.locator("#channel-health-table tr[data-channel='acme/email']")
+    await row.wait_for()
+    assert await page.locator("#channel-health-table tr[data-channel]").count() == 1  # acme's only
+    assert await row.locator(".sent").inner_text() == "30 (30)"
+    assert await row.locator(".failed").inner_text() == "6"
+    assert await row.locator(".error-rate").inner_text() == "16.7%"
+    reasons = await row.locator(".reasons").inner_text()
+    assert "× 550 5.1.1 user unknown" in reasons
+    assert "× 554 rejected" in reasons
+    assert await row.locator(".in-flight").inner_text() == "4 / 512"  # 2 lanes x 4 chunks x 64
+    benched = await row.locator(".benched").inner_text()
+    assert "5 waiting: every provider benched" in benched
+    assert "smtp" in benched
+    await browser.shot("tenants-health")
+    if os.environ.get("OPTIBRIDGE_SCREENSHOTS") == "1":
+        await page.locator("#channel-health").screenshot(path=str(DOCS_IMG / "dashboard-channel-health.png"))
+    # Without JavaScript the same table is a page of its own; an admin sees both tenants there.
+    await page.goto(dash.url + "/tenants/health")
+    assert await page.locator("#channel-health-table tr[data-channel]").count() == 1
+    await page.click("text=Log out")
+    await login(browser, dash, dash.admin_key)
+    await page.goto(dash.url + "/tenants/health")
+    assert await page.locator("#channel-health-table tr[data-channel]").count() == 2
+    globex = page.locator("#channel-health-table tr[data-channel='globex/email']")
+    assert await globex.locator(".sent").inner_text() == "3 (3)"

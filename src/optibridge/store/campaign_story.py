@@ -293,3 +293,29 @@ async def stage_inputs(conn: Conn, keys: list[CampaignKey]) -> dict[CampaignKey,
             last_error=r["last_error"],
         )
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelLimits:
+    tenant_id: str
+    name: str
+    kind: str
+    channel_id: int
+    options: dict[str, Any]  # the channel's options (lanes, chunk, claim_chunks, rate_per_s, ...)
+
+
+async def channels_of(conn: Conn, tenant_id: str | None) -> list[ChannelLimits]:
+    """Every channel of one tenant (None: all), by tenant and name."""
+    rows = await (
+        await conn.execute(
+            """SELECT tenant_id, name, kind, optimove_channel_id, options FROM channels
+               WHERE (%(t)s::text IS NULL OR tenant_id = %(t)s) ORDER BY 1, 2""",
+            {"t": tenant_id},
+        )
+    ).fetchall()
+    return [
+        ChannelLimits(
+            r["tenant_id"], r["name"], r["kind"], int(r["optimove_channel_id"]), dict(r["options"] or {})
+        )
+        for r in rows
+    ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from optibridge.runtime import Runtime
-from optibridge.web.dashboard import campaigns, jobs, login, templates, tenants
+from optibridge.web.dashboard import campaigns, health, jobs, login, templates, tenants
 from optibridge.web.dashboard.common import PREFIX, STATIC_DIR, Dashboard, duration, number
 from optibridge.web.dashboard.templates import parse_sample
 
@@ -20,6 +20,6 @@ __all__ = ["PREFIX", "STATIC_DIR", "duration", "number", "parse_sample", "router
 def router(runtime: Runtime) -> APIRouter:
     ui = Dashboard(runtime)
     api = APIRouter(prefix=PREFIX, include_in_schema=False)
-    for pages in (login, campaigns, templates, tenants, jobs):
+    for pages in (login, campaigns, templates, tenants, health, jobs):
         pages.add_routes(api, ui)
     return api
