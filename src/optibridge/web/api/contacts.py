@@ -29,7 +29,7 @@ from optibridge.web.api.common import (
 from optibridge.web.auth import ApiError
 
 # The HTTP limit is web/limits.py's (setting max_import_bytes), enforced while the body arrives;
-# this one only guards a caller of save_upload that has none.
+# save_upload checks the same setting again, and this default only guards a caller that has none.
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 CHUNK = 1024 * 1024
 MAX_FIELDS = 10
@@ -99,7 +99,7 @@ def router(runtime: Runtime) -> APIRouter:
                 raise RequestValidationError(
                     [{"loc": ("body", "file"), "msg": "Field required", "type": "missing"}]
                 )
-            path = await save_upload(file)
+            path = await save_upload(file, runtime.settings.max_import_bytes)
         shown = (file.filename or "upload.csv").replace("\n", " ")[:200]
         try:
             async with runtime.pool.connection() as conn:
