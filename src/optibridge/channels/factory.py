@@ -194,6 +194,8 @@ async def check_names_resolve_outside(destinations: list[tuple[str, str]], polic
     name re-pointed later is refused then): the writer learns at once. Bounded: 32 names.
     """
     for where, url in destinations[:32]:
+        if policy.check_url(url) is not None:
+            continue  # refused without DNS: validate_channel / validate_tenant say why, in context
         reason = await policy.check_resolved(url)
         if reason is not None:
             raise ConfigError(f"{where} refused: {reason}")

@@ -24,6 +24,7 @@ _HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")  # RFC 11
 _MULTILINE_FIELDS = frozenset({"body_template", "credentials"})
 _PROJECT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
+_QUOTED_TAIL = re.compile(r":?\s*(['\"]).*\1\s*$", re.S)  # the value a message quotes at its end
 _CONTROL = re.compile(r"[\r\n\x00]")
 
 
@@ -116,7 +117,13 @@ class SmtpSettings(_Settings):
     @field_validator("from_address", "envelope_from")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
-        return None if value is None else check_address(value)
+        if value is None:
+            return None
+        try:
+            return check_address(value)
+        except ValueError as exc:
+            # check_address quotes the address; the reason is enough (no submitted text echoed).
+            raise ValueError(_QUOTED_TAIL.sub("", str(exc))) from None
 
     @field_validator("host")
     @classmethod
