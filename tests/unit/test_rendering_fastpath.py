@@ -102,3 +102,27 @@ def test_missing_attribute_and_output_limit_keep_liquid_errors() -> None:
     assert compiled.render({"A": "x" * 600_000})["text"] == "Hi " + "x" * 600_000
     with pytest.raises(RenderError):
         compiled.render({"A": "x" * 1_100_000})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(_piece(), max_size=8),
+    values=st.dictionaries(st.sampled_from(NAMES), VALUE, max_size=4),
+)
+def test_fast_path_and_liquid_agree_on_json_parts(pieces: list[str], values: dict[str, Any]) -> None:
+    # A JSON part escapes values and fallbacks as JSON string content on both paths.
+    source = "".join(pieces)
+    try:
+        compiled = compile_template({"text": source}, json_parts=frozenset({"text"}))
+    except TemplateSyntaxError:
+        assume(False)
+        return
+    template = compiled.parts.get("text")
+    if template is None:
+        return
+    data = {k: v for k, v in values.items() if v is not None}
+    expected = _liquid(template, data)
+    plan = compiled.plans["text"]
+    assert plan.json
+    fast = render_plan(plan, data)
+    assert fast is None or fast == expected

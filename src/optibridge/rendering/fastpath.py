@@ -23,9 +23,10 @@ from liquid.builtin.expressions.filtered import FilteredExpression
 from liquid.builtin.expressions.path import Path
 from liquid.builtin.expressions.primitive import StringLiteral
 from liquid.builtin.output import OutputNode
+from liquid.token import TOKEN_OUTPUT
 from markupsafe import escape
 
-from optibridge.rendering.jsonbody import JsonOutputNode, escape_json_text
+from optibridge.rendering.jsonbody import JsonOutput, JsonOutputNode, escape_json_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ def plan_of(template: Any) -> Plan | None:
         else:
             return None
     env = template.env
-    json_part = any(type(node) is JsonOutputNode for node in template.nodes)
+    json_part = isinstance(env.tags.get(TOKEN_OUTPUT), JsonOutput)  # the JSON environment
     return Plan(tuple(pieces), bool(env.autoescape), json_part, int(env.output_stream_limit or 0))
 
 
