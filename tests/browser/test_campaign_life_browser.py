@@ -13,7 +13,6 @@ to docs/img/.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -44,7 +43,6 @@ from inprocess import Service, running_service
 
 CAMPAIGN = 31
 CUSTOMERS = 60  # C1..C60, templates 1 and 2 alternating; due in three batches of 20 a minute apart
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 FUNNEL = ("sent", "delivered", "opened", "clicked", "unsubscribed", "bounced", "dropped", "spam")
 METRIC_IDS = {
     "sent": 0,
@@ -112,14 +110,6 @@ async def login(b: Browser, life: Life, key: str) -> None:
     await b.page.fill("#api_key", key)
     await b.page.click("#login-submit")
     await b.page.wait_for_selector("h1:text('Campaigns')")
-
-
-async def shot(b: Browser, name: str) -> None:
-    """A screenshot for docs/dashboard.md, only when asked for (OPTIBRIDGE_SCREENSHOTS=1)."""
-    await b.shot(name)
-    if os.environ.get("OPTIBRIDGE_SCREENSHOTS") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        await b.page.screenshot(path=str(DOCS_IMG / f"dashboard-{name}.png"), full_page=True)
 
 
 async def stage_is(b: Browser, word: str, *, reload: bool = True) -> str:
@@ -250,7 +240,7 @@ async def test_a_campaign_walks_from_notification_to_closed_on_the_page(browser:
         CAMPAIGN,
     )
     assert await stage_is(browser, "waiting") == "first send at 2024-03-01 12:02 UTC"
-    await shot(browser, "campaign-waiting")
+    await browser.shot("campaign-waiting")
 
     # --- sending: 20 at 12:02, 20 at 12:03, then the last 20 a minute late (5 of them fail) -----
     clock.now = T0 + timedelta(minutes=2, seconds=30)
@@ -307,7 +297,7 @@ async def test_a_campaign_walks_from_notification_to_closed_on_the_page(browser:
     funnel = await page_funnel(browser)
     assert {k: v[0] for k, v in funnel.items()} == await db_funnel(life)
     assert all(reported is None and marked for _, reported, marked in funnel.values())
-    await shot(browser, "campaign-sent")
+    await browser.shot("campaign-sent", doc="campaign-sent")
 
     # --- reporting: the tick finds the finished campaign and pushes at once ---------------------
     finished = T0 + timedelta(minutes=6)
@@ -347,7 +337,7 @@ async def test_a_campaign_walks_from_notification_to_closed_on_the_page(browser:
     assert (2, "clicked") in marked
     assert (2, "bounced") in marked
     assert (1, "sent") not in marked
-    await shot(browser, "campaign-differs")
+    await browser.shot("campaign-differs", doc="campaign-differs")
 
     # --- push now from the page: Optimove catches up -------------------------------------------
     await page.click("#push-now")
@@ -364,7 +354,9 @@ async def test_a_campaign_walks_from_notification_to_closed_on_the_page(browser:
 
     # --- day 3: the opens and clicks chart has one pair of bars per hour since sending finished --
     clock.now = finished + timedelta(days=2, hours=1)
-    assert (await stage_is(browser, "reporting")).startswith("day 3 of 7")
+    assert (await stage_is(browser, "reporting")).endswith("(overdue: are the workers running?)")
+    assert len((await run_tick(life.stack.runtime, clock.now)).pushed) == 1  # the workers are back
+    assert await stage_is(browser, "reporting") == "day 3 of 7, next push at 2024-03-03 16:06 UTC"
     hours = int((clock.now.replace(minute=0) - finished.replace(minute=0)) / timedelta(hours=1)) + 1
     opened_bars = page.locator("#engagement-chart rect.opened")
     assert await opened_bars.count() == hours
@@ -375,11 +367,11 @@ async def test_a_campaign_walks_from_notification_to_closed_on_the_page(browser:
         CAMPAIGN,
     )
     assert shown_opens == int(db_opens[0]["n"]) == 30
-    await shot(browser, "campaign-reporting")
+    await browser.shot("campaign-reporting", doc="campaign-reporting")
     await page.goto(life.svc.base_url + "/ui/campaigns")
     row = page.locator(f"tr.campaign[data-campaign='{TENANT}/email/{CAMPAIGN}']")
     assert (await row.locator(".status").first.inner_text()) == "reporting"
-    await shot(browser, "campaigns")
+    await browser.shot("campaigns", doc="campaigns")
 
     # --- the final push at the end of the window, then closed -----------------------------------
     clock.now = finished + timedelta(days=7)

@@ -5,12 +5,10 @@ buttons, the template preview, and tenant confinement. Screenshots go to the tes
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +24,6 @@ from inprocess import Service, running_service
 
 SMTP_PASSWORD = "smtp-secret-0b7d9c"
 OPTIMOVE_KEY = "optimove-key-41aa6e"
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 @dataclass
@@ -116,6 +113,7 @@ async def test_login_refuses_a_bad_key_and_sets_a_strict_httponly_session_cookie
     page = browser.page
     await page.goto(dash.url + "/campaigns")
     assert "/ui/login" in page.url
+    await browser.shot("login", doc="login")
     await page.fill("#api_key", "obk_not-a-real-key-at-all-000000000000000000")
     await page.click("#login-submit")
     assert "not valid" in await page.inner_text("#login-error")
@@ -201,7 +199,7 @@ async def test_template_preview_renders_for_a_sample_customer(browser: Browser, 
     frame = page.frame_locator("#preview-html")
     assert await frame.locator("p").inner_text() == "Hi Ada <script>, your code is X42"
     assert await frame.locator("b").inner_text() == "X42"
-    await browser.shot("template-preview")
+    await browser.shot("template-preview", doc="template-preview")
     await page.fill("#sample", "FIRST_NAME=Ada")
     await page.click("#preview-submit")
     assert "CODE" in await page.inner_text("#preview-error")
@@ -286,9 +284,7 @@ async def test_channel_health_shows_each_tenants_sending_errors_benches_and_in_f
     benched = await row.locator(".benched").inner_text()
     assert "5 waiting: every provider benched" in benched
     assert "smtp" in benched
-    await browser.shot("tenants-health")
-    if os.environ.get("OPTIBRIDGE_SCREENSHOTS") == "1":
-        await page.locator("#channel-health").screenshot(path=str(DOCS_IMG / "dashboard-channel-health.png"))
+    await browser.shot("tenants-health", doc="tenants")
     # Without JavaScript the same table is a page of its own; an admin sees both tenants there.
     await page.goto(dash.url + "/tenants/health")
     assert await page.locator("#channel-health-table tr[data-channel]").count() == 1
@@ -298,3 +294,5 @@ async def test_channel_health_shows_each_tenants_sending_errors_benches_and_in_f
     assert await page.locator("#channel-health-table tr[data-channel]").count() == 2
     globex = page.locator("#channel-health-table tr[data-channel='globex/email']")
     assert await globex.locator(".sent").inner_text() == "3 (3)"
+    await page.goto(dash.url + "/jobs")
+    await browser.shot("jobs", doc="jobs")

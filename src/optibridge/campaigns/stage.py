@@ -40,7 +40,8 @@ STAGES = (
     "canceled",
     "failed",
 )
-DEFAULT_WINDOW = timedelta(days=7)
+# The report tick runs every minute: a push this far past its time means no worker is ticking.
+OVERDUE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,8 @@ def _reporting(r: ReportingFacts, now: datetime) -> tuple[str, str, int | None, 
         )
     day = min(window_days, max(1, (now - r.finished_at) // timedelta(days=1) + 1))
     detail = f"day {day} of {window_days}, next push at {when(r.next_push_at)}"
+    if r.next_push_at is not None and now - r.next_push_at > OVERDUE:
+        detail += " (overdue: are the workers running?)"
     if r.failures:
         detail += f"; {r.failures} failed attempt(s), last: {r.last_error or '?'}"
     return "reporting", detail, day, window_days

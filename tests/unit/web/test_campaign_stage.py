@@ -181,3 +181,17 @@ def test_push_applies_once_something_left_the_queue_until_the_window_closes() ->
     assert decide_push(reportable=0, closed=False) == "nothing to report"
     assert decide_push(reportable=1, closed=False) == "push"
     assert decide_push(reportable=1, closed=True) == "closed"
+
+
+def test_a_push_long_past_its_time_is_called_overdue() -> None:
+    late = NOW + timedelta(hours=5)
+    s = stage_of(status="ingested", paused=False, counts={"sent": 5}, reporting=schedule(), now=late)
+    assert s.detail.endswith("next push at 2026-11-29 15:00 UTC (overdue: are the workers running?)")
+    on_time = stage_of(
+        status="ingested",
+        paused=False,
+        counts={"sent": 5},
+        reporting=schedule(),
+        now=FINISHED + timedelta(hours=4, minutes=1),
+    )
+    assert "overdue" not in on_time.detail

@@ -107,9 +107,15 @@ def _frame(kind: str, label: str, top: int, x_labels: list[tuple[float, str]], b
         f'<text class="ylabel" x="{LEFT - 4}" y="{TOP + 8}" text-anchor="end">{top:,}</text>',
         f'<text class="ylabel" x="{LEFT - 4}" y="{TOP + plot_h}" text-anchor="end">0</text>',
     ]
-    for x, text in x_labels:
+    for i, (x, text) in enumerate(x_labels):
+        # The first and last labels grow inwards, so none is cut at the chart's edge.
+        anchor = (
+            "start" if i == 0 and len(x_labels) > 1 else "end" if i == len(x_labels) - 1 and i else "middle"
+        )
+        edge = LEFT if anchor == "start" else WIDTH - RIGHT if anchor == "end" else x
         parts.append(
-            f'<text class="xlabel" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle">{escape(text)}</text>'
+            f'<text class="xlabel" x="{edge:.1f}" y="{HEIGHT - 8}" '
+            f'text-anchor="{anchor}">{escape(text)}</text>'
         )
     parts.extend(body)
     parts.append("</svg>")
