@@ -91,8 +91,13 @@ _NETWORK_ERRORS = (
 
 
 def parse_lock(text: str) -> dict[str, str]:
-    """name -> version of every pin in a requirements lock (hash and comment lines skipped)."""
-    return {m.group(1).lower(): m.group(2) for line in text.splitlines() if (m := _PIN.match(line))}
+    """name (normalized, PEP 503) -> version of every pin in a requirements lock (hash and comment
+    lines skipped)."""
+    return {
+        re.sub(r"[-_.]+", "-", m.group(1)).lower(): m.group(2)
+        for line in text.splitlines()
+        if (m := _PIN.match(line))
+    }
 
 
 def probe_advisories(name: str, version: str, timeout_s: float = 10.0) -> str | None:

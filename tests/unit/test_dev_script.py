@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,14 +46,28 @@ def test_the_committed_lock_pins_every_dependency_with_hashes(dev: ModuleType) -
     assert text.count("--hash=sha256:") >= len(pins)
 
 
+def test_the_lock_satisfies_every_requirement_of_pyproject(dev: ModuleType) -> None:
+    """A floor raised in pyproject.toml without regenerating the lock fails here, not on install."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = dev.parse_lock((ROOT / "requirements" / "lock.txt").read_text())
+    for text in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{name} is not in requirements/lock.txt: regenerate it (docs/operations.md)"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} vs {req}"
+
+
 def test_lock_parsing_skips_hashes_comments_and_keeps_markers_out(dev: ModuleType) -> None:
     text = (
         "# header\n"
         "aiohttp==3.14.5 \\\n    --hash=sha256:00 \\\n    --hash=sha256:11\n    # via x\n"
         "colorama==0.4.6 ; sys_platform == 'win32' \\\n    --hash=sha256:22\n"
         "Jinja2==3.1.6\n"
+        "typing_extensions==4.15.0\n"
     )
-    assert dev.parse_lock(text) == {"aiohttp": "3.14.5", "colorama": "0.4.6", "jinja2": "3.1.6"}
+    assert dev.parse_lock(text) == {
+        "aiohttp": "3.14.5", "colorama": "0.4.6", "jinja2": "3.1.6", "typing-extensions": "4.15.0",
+    }  # fmt: skip
 
 
 def test_a_changed_lock_or_pyproject_makes_the_venv_stale(dev: ModuleType, tmp_path: Path) -> None:
