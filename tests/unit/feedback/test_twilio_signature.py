@@ -65,3 +65,12 @@ def test_callback_tokens_expire_after_the_reporting_window_plus_a_day() -> None:
     assert max_age == timedelta(days=8)
     assert not expired(token, issued + timedelta(days=8), max_age)
     assert expired(token, issued + timedelta(days=8, seconds=1), max_age)
+
+
+def test_the_http_sink_signs_callbacks_as_we_verify_them() -> None:
+    """The demo's and tests' Twilio stand-in must keep producing callbacks that pass the check."""
+    from optibridge.sinks.http_sink import twilio_signature as sink_signature
+
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered", "To": "+15550001", "AccountSid": "AC1"}
+    url = "http://127.0.0.1:8080/r/twilio/AAAA"
+    assert twilio_signature_valid(["tok"], url, list(form.items()), sink_signature("tok", url, form))
