@@ -98,8 +98,11 @@ async def _watch_database(runtime: Runtime, stop: asyncio.Event) -> None:
     """While an outage is on record (see core.logs.database_outage), probe the database every
     second; the first answer ends it, with one info line."""
     while not stop.is_set():
-        if database_outage.active and await _database_answers(runtime):
-            database_outage.up()
+        if database_outage.needs_probe:
+            if await _database_answers(runtime):
+                database_outage.up()
+            else:
+                database_outage.confirm()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=DB_PROBE_INTERVAL_S)
 

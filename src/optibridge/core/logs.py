@@ -10,6 +10,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import MutableMapping
 from typing import Any, Literal
 
 import psycopg
@@ -46,7 +47,8 @@ def configure(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Our own lines fold an outage's errors first (lines from libraries: QuietRecoveryFilter).
+        processors=[_fold_database_outage, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
@@ -108,41 +110,79 @@ def is_database_unreachable(exc: BaseException | None) -> bool:
 
 
 class DatabaseOutage:
-    """One warning when the database is found unreachable, one info line when it is back."""
+    """One warning when the database is found unreachable, one info line when it is back.
+
+    Right after the database comes back, connections the pool still held from before fail once
+    each: a failure within RECOVERY_GRACE_S of the end of an outage is only a suspicion, which the
+    watcher's next probe confirms (a new outage, logged) or clears (silently).
+    """
+
+    RECOVERY_GRACE_S = 15.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.down_since: float | None = None
         self.error: str | None = None
+        self.suspect: str | None = None  # error class of an unconfirmed failure after recovery
+        self.recovered_at: float | None = None
         self.suppressed = 0  # log records folded into the current outage's warning
 
     @property
     def active(self) -> bool:
         return self.down_since is not None
 
+    @property
+    def needs_probe(self) -> bool:
+        return self.down_since is not None or self.suspect is not None
+
     def down(self, error: str) -> None:
+        now = time.monotonic()
         with self._lock:
             if self.down_since is not None:
                 self.suppressed += 1
                 return
-            self.down_since = time.monotonic()
-            self.error = error
-            self.suppressed = 0
-        logging.getLogger("optibridge.database").warning(
-            "database unreachable, retrying", extra={"error": error}
-        )
+            if self.recovered_at is not None and now - self.recovered_at < self.RECOVERY_GRACE_S:
+                self.suspect = self.suspect or error
+                self.suppressed += 1
+                return
+            self._begin(now, error)
+        self._warn(error)
+
+    def confirm(self) -> None:
+        """The probe failed while a failure was only suspected: a new outage."""
+        with self._lock:
+            if self.suspect is None or self.down_since is not None:
+                return
+            error = self.suspect
+            self._begin(time.monotonic(), error)
+        self._warn(error)
 
     def up(self) -> None:
+        now = time.monotonic()
         with self._lock:
+            self.suspect = None
             if self.down_since is None:
                 return
-            lasted = time.monotonic() - self.down_since
+            lasted = now - self.down_since
             folded, self.suppressed = self.suppressed, 0
             self.down_since = None
             self.error = None
+            self.recovered_at = now
         logging.getLogger("optibridge.database").info(
             "database reachable again",
             extra={"down_s": round(lasted, 1), "folded_log_lines": folded},
+        )
+
+    def _begin(self, now: float, error: str) -> None:
+        self.down_since = now
+        self.error = error
+        self.suspect = None
+        self.suppressed = 0
+
+    @staticmethod
+    def _warn(error: str) -> None:
+        logging.getLogger("optibridge.database").warning(
+            "database unreachable, retrying", extra={"error": error}
         )
 
 
@@ -162,6 +202,23 @@ def _record_error(record: logging.LogRecord) -> BaseException | None:
         if info is True:
             return sys.exc_info()[1]
     return None
+
+
+def _fold_database_outage(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: a line of ours whose error says the database is unreachable is folded
+    into the outage's one warning (dropped here)."""
+    info = event.get("exc_info")
+    error: BaseException | None = None
+    if isinstance(info, BaseException):
+        error = info
+    elif isinstance(info, tuple) and len(info) == 3 and isinstance(info[1], BaseException):
+        error = info[1]
+    elif info is True:
+        error = sys.exc_info()[1]
+    if error is not None and is_database_unreachable(error):
+        database_outage.down(_error_class(error))
+        raise structlog.DropEvent
+    return event
 
 
 class QuietRecoveryFilter(logging.Filter):
