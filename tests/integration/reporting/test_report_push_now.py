@@ -169,7 +169,11 @@ async def test_a_push_now_waits_for_a_running_push_and_gives_up_with_a_clear_err
 def test_reports_push_cli_pushes_and_says_what_it_sent(
     settings: Settings, test_secret_key: str, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = {"OPTIBRIDGE_DATABASE_URL": db_url, "OPTIBRIDGE_SECRET_KEY": test_secret_key}
+    env = {
+        "OPTIBRIDGE_DATABASE_URL": db_url,
+        "OPTIBRIDGE_SECRET_KEY": test_secret_key,
+        "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8"]',  # the emulator is on loopback
+    }
 
     async def go() -> tuple[str, list[dict[str, Any]]]:
         async with running_emulator(EmulatorConfig(rate_limit_enabled=False)) as emu:
