@@ -48,6 +48,7 @@ from optibridge.sinks.http_sink import HttpSink
 from optibridge.sinks.smtp_sink import SmtpSink
 from optibridge.store import campaigns as campaign_store
 from optibridge.store import tenants
+from optibridge.web import auth
 from optibridge.web.app import create_app
 
 TENANT = "demo"
@@ -358,6 +359,11 @@ async def run_demo(
         )
         _say(f"Dashboard: {base_url}/ui   (admin API: {base_url}/api/v1, API docs: {base_url}/docs)")
         if keep_running:
+            # A key to log in with: the dashboard shows each campaign's funnel, the same
+            # numbers as the table above (reporting.show.campaign_overview beside what Optimove took).
+            async with runtime.pool.connection() as conn:
+                _, dashboard_key = await auth.create_key(conn, "demo", None)
+            _say(f"Dashboard API key (admin, this demo's database only): {dashboard_key}")
             _say("Running until Ctrl-C ...")
             await asyncio.Event().wait()
         return all_match

@@ -40,6 +40,7 @@ def test_sends_chart_has_one_bar_and_one_due_vertex_per_minute() -> None:
     line = re.search(r'<polyline class="due" points="([^"]+)"', svg)
     assert line is not None
     assert len(line.group(1).split()) == 3
+    assert svg.count('<circle class="due"') == 3  # dots too: a one-minute line would not show
     assert "<script" not in svg
     assert "2026-11-29 12:01 UTC: 20 sent, 0 due" in svg
     assert 'data-ymax="50"' in svg  # 30 rounded up to 1/2/5 x 10^n

@@ -32,8 +32,9 @@ from optibridge.web.dashboard.common import PAGE_SIZE, PREFIX, Dashboard, Loader
 
 log = get_logger(__name__)
 
-# The funnel's metrics in Optimove's order of the campaign's life (names as reporting.show has them).
-FUNNEL = ("sent", "delivered", "opened", "clicked", "unsubscribed", "bounced", "dropped", "spam")
+# The funnel's metrics in Optimove's MetricID order, the order of `reports show` and the demo's table
+# (names as reporting.show has them).
+FUNNEL = ("sent", "delivered", "opened", "clicked", "unsubscribed", "dropped", "spam", "bounced")
 EVENT_NAMES = {
     1: "delivered",
     2: "opened",

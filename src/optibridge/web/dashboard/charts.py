@@ -26,6 +26,7 @@ TOP = 10
 BOTTOM = 28  # room for the x-axis labels
 MAX_MINUTES = 7 * 24 * 60
 MAX_HOURS = 31 * 24
+MARKED_POINTS = 120  # up to this many minutes, each due vertex also gets a dot
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,10 @@ def sends_chart(points: Sequence[MinutePoint]) -> Markup:
         )
         line.append(f"{LEFT + slot * (i + 0.5):.2f},{TOP + plot_h - plot_h * p.due / top:.2f}")
     body.append(f'<polyline class="due" points="{" ".join(line)}"/>')
+    if len(points) <= MARKED_POINTS:  # a line of one vertex (a one-minute campaign) draws nothing
+        for vertex in line:
+            x, y = vertex.split(",")
+            body.append(f'<circle class="due" cx="{x}" cy="{y}" r="3"/>')
     fmt = "%H:%M" if points[-1].minute.date() == points[0].minute.date() else "%m-%d %H:%M"
     return _frame("sends", label, top, _x_labels([p.minute for p in points], fmt, slot), body)
 

@@ -7,7 +7,7 @@ Counts come from the message rows, so they cover every worker process. A provide
 in the memory of the worker that benched it (delivery/providers.py); this page sees the benches of
 workers in its own process (`serve --workers 1`), and says so when it has none to look at.
 
-The page is a fragment the tenants page includes (refreshed every 10 s), or a page of its own at
+The page is a fragment the tenants page includes (refreshed every 30 s), or a page of its own at
 /ui/tenants/health (readable without JavaScript).
 """
 
