@@ -157,8 +157,8 @@ def sends_chart(points: Sequence[MinutePoint]) -> Markup:
     body.append(f'<polyline class="due" points="{" ".join(line)}"/>')
     if len(points) <= MARKED_POINTS:  # a line of one vertex (a one-minute campaign) draws nothing
         for vertex in line:
-            x, y = vertex.split(",")
-            body.append(f'<circle class="due" cx="{x}" cy="{y}" r="3"/>')
+            cx, cy = vertex.split(",")
+            body.append(f'<circle class="due" cx="{cx}" cy="{cy}" r="3"/>')
     fmt = "%H:%M" if points[-1].minute.date() == points[0].minute.date() else "%m-%d %H:%M"
     return _frame("sends", label, top, _x_labels([p.minute for p in points], fmt, slot), body)
 
