@@ -6,6 +6,7 @@ settings are stored: the settings model, then every destination against the outb
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Mapping
 from typing import Any
@@ -187,16 +188,29 @@ def named_destinations(channels: list[ChannelConfig]) -> list[tuple[str, str]]:
     return found
 
 
-async def check_names_resolve_outside(destinations: list[tuple[str, str]], policy: OutboundPolicy) -> None:
+async def check_names_resolve_outside(
+    destinations: list[tuple[str, str]], policy: OutboundPolicy, *, total_s: float = 5.0
+) -> None:
     """ConfigError if a destination's host name resolves, now, to an address the policy refuses.
 
     Write-time courtesy on top of the connect-time guard (which re-checks every connection, so a
-    name re-pointed later is refused then): the writer learns at once. Bounded: 32 names.
+    name re-pointed later is refused then): the writer learns at once. Bounded: 16 distinct URLs,
+    looked up at once, `total_s` for all; what does not answer in time is left to the guard.
     """
-    for where, url in destinations[:32]:
-        if policy.check_url(url) is not None:
-            continue  # refused without DNS: validate_channel / validate_tenant say why, in context
-        reason = await policy.check_resolved(url)
+    todo: dict[str, str] = {}
+    for where, url in destinations:
+        if policy.check_url(url) is None and url not in todo.values():
+            todo[where] = url  # a URL refused without DNS is reported by validate_* in context
+        if len(todo) >= 16:
+            break
+    if not todo:
+        return
+    try:
+        async with asyncio.timeout(total_s):
+            reasons = await asyncio.gather(*(policy.check_resolved(url) for url in todo.values()))
+    except TimeoutError:
+        return
+    for where, reason in zip(todo, reasons, strict=True):
         if reason is not None:
             raise ConfigError(f"{where} refused: {reason}")
 

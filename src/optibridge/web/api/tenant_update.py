@@ -97,7 +97,11 @@ async def check(
         kept = stored.get(channel.name)
         if kept and not _names_a_secret(channel.provider):
             # The stored secrets stay (keep_absent_secrets): judge what will be built.
-            channel = channel.model_copy(update={"provider": merge_provider_settings(channel.provider, kept)})
+            try:
+                merged = merge_provider_settings(channel.provider, kept)
+            except (KeyError, IndexError, TypeError, ValueError):
+                merged = channel.provider  # the shape changed: judged without them (and refused)
+            channel = channel.model_copy(update={"provider": merged})
         validate_channel_config(channel, policy, callback_base_url=callback_base_url)
 
 
