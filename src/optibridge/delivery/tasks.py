@@ -71,6 +71,13 @@ async def run_send(
     return total
 
 
+async def replay_journals(runtime: Runtime) -> None:
+    """Write the send results a stopped process of this machine journaled (and this process's own
+    backlog). The first send job of a process does it anyway; a worker may call it at start so that
+    the results are in before any tick. Raises the database's error if it is away."""
+    await dsp.dispatcher_of(runtime).writer.flush()
+
+
 async def tick(runtime: Runtime, now: datetime | None = None) -> int:
     """Enqueue send jobs for every channel with due work; returns how many were enqueued."""
     now = now or datetime.now(UTC)
