@@ -276,7 +276,9 @@ async def _send_slice(
     ready = composed.ready
     first.put_all(tri.render_failed(row, exc) for row, exc in composed.failed)
     if composed.over_limits:
-        log.warning("messages failed: template exceeded render limits", tenant=ch.tenant_id, n=composed.over_limits)
+        log.warning(
+            "messages failed: template exceeded render limits", tenant=ch.tenant_id, n=composed.over_limits
+        )
     for state in first.states:
         stats.add(state)
     await d.write(conn, settling(first), me, now)
