@@ -97,6 +97,7 @@ async def test_a_lookup_outage_delays_the_reconcile_and_never_stops_sending(
             started = time.monotonic()
             await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=60)
             took = time.monotonic() - started
+            print(f"hanging lookup: the send job sent {total - stale} messages and returned in {took:.2f} s")
             assert lookup.asked == 1
             assert await states(rt) == {"claimed": stale, "sent": total - stale}
             assert took < 15, f"{took:.1f} s"  # 1 s of lookup timeout, then the sending
