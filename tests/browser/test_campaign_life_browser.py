@@ -409,3 +409,8 @@ async def test_pushing_a_campaign_with_nothing_sent_is_refused_and_needs_the_csr
     assert "nothing to report" in await refused.text()
     assert await life.emu.control.metrics(TENANT) == []
     assert re.search(r"campaign \d+", await refused.text())
+    # A tenant key cannot push another tenant's campaign (refused before anything is looked up).
+    other = await page.request.post(
+        f"{life.svc.base_url}/ui/campaigns/other/email/{CAMPAIGN}/push", form={"csrf_token": token or ""}
+    )
+    assert other.status == 403
