@@ -24,7 +24,6 @@ from optibridge.runtime import Runtime
 from optibridge.service import listen_socket
 from optibridge.web.app import create_app
 
-
 # The emulator, sinks and receivers of these tests run on loopback: the operator opens exactly
 # that (the default policy refuses it; tests/security checks the default).
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
