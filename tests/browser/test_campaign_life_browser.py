@@ -312,7 +312,10 @@ async def test_a_campaign_walks_from_notification_to_closed_on_the_page(browser:
     assert counted[(1, "sent")] + counted[(2, "sent")] == 55
     assert counted[(1, "dropped")] + counted[(2, "dropped")] == 5
     assert not any(marked for _, _, marked in funnel.values())
-    assert await page.locator("#push-history tbody tr").count() == 1
+    first_push = page.locator("#push-history tbody tr")
+    assert await first_push.count() == 1
+    assert "schedule" in await first_push.inner_text()
+    assert "55 delivered, 5 dropped" in await first_push.inner_text()
 
     # --- recipients act an hour later: the page marks what Optimove does not have yet ------------
     clock.now = T0 + timedelta(hours=1, minutes=10)
@@ -348,15 +351,34 @@ async def test_a_campaign_walks_from_notification_to_closed_on_the_page(browser:
     assert {k: v[1] for k, v in funnel.items()} == counted
     assert not any(v[2] for v in funnel.values())
     assert await page.locator("#push-history tbody tr").count() == 2
-    history = await page.inner_text("#push-history")
-    assert "200 accepted" in history
-    assert "opened" in history
+    newest = await page.locator("#push-history tbody tr").first.inner_text()
+    assert "on demand" in newest
+    assert "accepted (200)" in newest
+    assert "38 new interaction(s): 30 opened, 5 clicked, 2 unsubscribed, 1 bounced" in newest
 
     # --- day 3: the opens and clicks chart has one pair of bars per hour since sending finished --
     clock.now = finished + timedelta(days=2, hours=1)
     assert (await stage_is(browser, "reporting")).endswith("(overdue: are the workers running?)")
-    assert len((await run_tick(life.stack.runtime, clock.now)).pushed) == 1  # the workers are back
+    # The workers are back, but Optimove refuses the first call: the page says so, with our words.
+    await life.emu.control.add_fault(function="*", tenant_id=TENANT, status_codes=[400], times=1)
+    assert len((await run_tick(life.stack.runtime, clock.now)).failed) == 1
+    detail = await stage_is(browser, "reporting")
+    assert "1 failed attempt(s), last: " in detail
+    refused = page.locator("#push-history tbody tr").first
+    assert "refused" in (await refused.get_attribute("class") or "")
+    assert (await refused.inner_text()).split("\t")[1:2] == ["schedule"]
+    assert "refused: " in await refused.inner_text()
+    clock.advance(minutes=5)  # the retry, 5 minutes later, goes through
+    assert len((await run_tick(life.stack.runtime, clock.now)).pushed) == 1
     assert await stage_is(browser, "reporting") == "day 3 of 7, next push at 2024-03-03 16:06 UTC"
+    history = page.locator("#push-history tbody tr")
+    assert await history.count() == 4  # schedule, on demand, refused, schedule
+    assert [await history.nth(i).get_attribute("class") for i in range(4)] == [
+        "accepted",
+        "refused",
+        "accepted",
+        "accepted",
+    ]
     hours = int((clock.now.replace(minute=0) - finished.replace(minute=0)) / timedelta(hours=1)) + 1
     opened_bars = page.locator("#engagement-chart rect.opened")
     assert await opened_bars.count() == hours

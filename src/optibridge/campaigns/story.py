@@ -16,6 +16,7 @@ from optibridge.campaigns.stage import ReportingFacts, Stage, stage_of
 from optibridge.store import campaign_story as store
 from optibridge.store.campaign_story import AcceptedPush, CampaignKey, HourCounts, MinuteCounts, SendFacts
 from optibridge.store.campaigns import Conn
+from optibridge.store.reports import PushRecord, push_history
 
 __all__ = ["Story", "reporting_facts", "stage_for", "stages_for", "story"]
 
@@ -64,7 +65,12 @@ class Story:
     eta_s: float | None  # what is still to go at that rate
     minutes: list[MinuteCounts] = field(default_factory=list)
     hours: list[HourCounts] = field(default_factory=list)
-    pushes: list[AcceptedPush] = field(default_factory=list)
+    pushes: list[AcceptedPush] = field(default_factory=list)  # what Optimove holds, by push time
+    history: list[PushRecord] = field(default_factory=list)  # every push attempt, with the answer
+
+    @property
+    def accepted_at(self) -> dict[datetime, AcceptedPush]:
+        return {p.pushed_at: p for p in self.pushes}
 
 
 async def story(conn: Conn, c: Campaign, now: datetime, *, charts: bool = True) -> Story:
@@ -87,4 +93,5 @@ async def story(conn: Conn, c: Campaign, now: datetime, *, charts: bool = True) 
         minutes=await store.send_minutes(conn, c.key),
         hours=await store.engagement_hours(conn, c.key),
         pushes=await store.accepted_pushes(conn, c.key),
+        history=await push_history(conn, *c.key),
     )

@@ -69,15 +69,45 @@ async def push_now(
             client = await runtime.clients.get(tenant)
             metrics = interactions = 0
             result: PushResult | None = None
-            for _ in range(MAX_ROUNDS):
-                result = await push_campaign(
-                    runtime.pool, client, tenant, channel, campaign_id, settings=settings, now=now
-                )
-                metrics, interactions = result.metrics_sent, interactions + result.interactions_sent
-                if not result.truncated:
-                    break
+            try:
+                for _ in range(MAX_ROUNDS):
+                    result = await push_campaign(
+                        runtime.pool, client, tenant, channel, campaign_id, settings=settings, now=now
+                    )
+                    metrics, interactions = result.metrics_sent, interactions + result.interactions_sent
+                    if not result.truncated:
+                        break
+            except Exception as exc:
+                # In the push history with our words for the refusal (what earlier rounds got
+                # accepted stays recorded as reported); the caller still gets the error.
+                async with runtime.pool.connection() as conn:
+                    await report_store.record_push(
+                        conn,
+                        tenant,
+                        channel,
+                        campaign_id,
+                        at=now,
+                        trigger="on demand",
+                        accepted=False,
+                        metrics=metrics,
+                        interactions=interactions,
+                        answer=f"{type(exc).__name__}: {exc}"[:1000],
+                    )
+                raise
             async with runtime.pool.connection() as conn:
                 await report_store.record_manual_push(conn, tenant, channel, campaign_id, now)
+                await report_store.record_push(
+                    conn,
+                    tenant,
+                    channel,
+                    campaign_id,
+                    at=now,
+                    trigger="on demand",
+                    accepted=True,
+                    metrics=metrics,
+                    interactions=interactions,
+                    complete=result is not None and not result.truncated,
+                )
         done.append(
             ChannelPush(
                 tenant,

@@ -81,20 +81,31 @@ async def _push_one(
             retry_at=retry_at.isoformat() if retry_at else None,
             error=str(exc)[:300],
         )
+        error = f"{type(exc).__name__}: {exc}"[:1000]
         async with runtime.pool.connection() as conn:
             await report_store.record_failure(
-                conn,
-                row,
-                worker,
-                failures=failures,
-                error=f"{type(exc).__name__}: {exc}"[:1000],
-                next_push_at=retry_at,
+                conn, row, worker, failures=failures, error=error, next_push_at=retry_at
+            )
+            await report_store.record_push(
+                conn, tenant, channel, campaign, at=now, trigger="schedule", accepted=False, answer=error
             )
         return False
     # More new interactions than one push may carry: continue at the next tick, off the grid.
     following = now if result.truncated else next_push_after_success(row.finished_at, now, policy)
     async with runtime.pool.connection() as conn:
         await report_store.record_success(conn, row, worker, now=now, next_push_at=following)
+        await report_store.record_push(
+            conn,
+            tenant,
+            channel,
+            campaign,
+            at=now,
+            trigger="schedule",
+            accepted=True,
+            metrics=result.metrics_sent,
+            interactions=result.interactions_sent,
+            complete=not result.truncated,
+        )
     log.info(
         "report pushed",
         tenant=tenant,

@@ -262,3 +262,52 @@ async def campaign_schedules(conn: Conn, campaign_id: int, tenant_id: str | None
         )
     ).fetchall()
     return [CampaignSchedule(**r) for r in rows]
+
+
+async def record_push(
+    conn: Conn,
+    tenant_id: str,
+    channel_id: int,
+    campaign_id: int,
+    *,
+    at: datetime,
+    trigger: str,
+    accepted: bool,
+    metrics: int = 0,
+    interactions: int = 0,
+    complete: bool = True,
+    answer: str | None = None,
+) -> None:
+    """One push in the campaign's push history (`trigger`: 'schedule' or 'on demand')."""
+    await conn.execute(
+        """INSERT INTO report_pushes (tenant_id, channel_id, campaign_id, pushed_at, trigger, accepted,
+                                      metrics, interactions, complete, answer)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (tenant_id, channel_id, campaign_id, at, trigger, accepted, metrics, interactions, complete, answer),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PushRecord:
+    pushed_at: datetime
+    trigger: str
+    accepted: bool
+    metrics: int
+    interactions: int
+    complete: bool
+    answer: str | None
+
+
+async def push_history(
+    conn: Conn, tenant_id: str, channel_id: int, campaign_id: int, *, limit: int = 100
+) -> list[PushRecord]:
+    """The campaign's pushes on one channel, newest first."""
+    rows = await (
+        await conn.execute(
+            """SELECT pushed_at, trigger, accepted, metrics, interactions, complete, answer
+               FROM report_pushes WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s
+               ORDER BY pushed_at DESC, id DESC LIMIT %s""",
+            (tenant_id, channel_id, campaign_id, limit),
+        )
+    ).fetchall()
+    return [PushRecord(**r) for r in rows]
