@@ -76,7 +76,7 @@ class Story:
 async def story(conn: Conn, c: Campaign, now: datetime, *, charts: bool = True) -> Story:
     """`charts=False` leaves out the per-minute, per-hour and push rows (the 2 s progress refresh)."""
     inputs = (await store.stage_inputs(conn, [c.key])).get(c.key)
-    facts = await store.send_facts(conn, c.key, now=now, window_s=RATE_WINDOW_S)
+    facts = await store.send_facts(conn, c.key, now=now, window_s=RATE_WINDOW_S, lateness=charts)
     stage = stage_for(c, inputs, now)
     rate = facts.sent_in_window / RATE_WINDOW_S
     remaining = stage.open_messages
