@@ -155,3 +155,29 @@ async def test_worker_killed_with_send_ingest_and_report_jobs_running(
     assert_no_duplicates_or_losses(fig, duplicate_bound=0)
     assert requeue_s <= 60
     assert fig.tracebacks == 0, "\n".join(c.tracebacks()[:5])
+
+
+async def test_sigterm_serve_with_worker_children_drains(
+    shared_pg: TcpPostgres, make_cluster: MakeCluster
+) -> None:
+    """SIGTERM of `serve --workers 2` mid-campaign: its worker children drain and exit, then serve
+    exits, all within shutdown_timeout_s; a new serve finishes the campaign. Nothing aborted."""
+    opt = Options(lookup=False, serve_workers=2, workers=0, rate_per_s=150, lanes=2, shutdown_timeout_s=10)
+    c = await make_cluster(shared_pg, opt)
+    started = time.monotonic()
+    cid = await c.campaign(TOTAL)
+    await wait_for(lambda: c.states().get("sent", 0) >= 300, 90, "sending to start", detail=c.tail)
+    assert c.serve is not None
+    stop_s = round(await asyncio.to_thread(c.serve.terminate, opt.shutdown_timeout_s + 10), 2)
+    c.start_serve()
+    await c.wait_healthy()
+    await c.wait_final(TOTAL, 240)
+    await c.wait_jobs_settled(30)
+    fig = await c.figures(
+        "SIGTERM serve --workers 2 mid-campaign (no lookup)", TOTAL, cid, started, stop_seconds=stop_s
+    )
+    assert_no_duplicates_or_losses(fig, duplicate_bound=0)
+    assert fig.jobs_with("aborted") == 0, f"jobs aborted by the stop: {fig.jobs}"
+    assert fig.tracebacks == 0, "\n".join(c.tracebacks()[:5])
+    assert len(c.log_lines('"event": "worker drained"')) >= 2
+    assert stop_s < opt.shutdown_timeout_s, f"the stop waited for the timeout: {stop_s} s"
