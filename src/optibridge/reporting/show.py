@@ -23,11 +23,14 @@ METRIC_NAMES = {
 
 
 async def campaign_overview(
-    conn: Conn, campaign_id: int, tenant_id: str | None, *, now: datetime
+    conn: Conn, campaign_id: int, tenant_id: str | None, *, now: datetime, channel_id: int | None = None
 ) -> list[dict[str, Any]]:
+    """`channel_id`: only that channel of the campaign (the dashboard's campaign page)."""
     campaigns = await report_store.campaign_schedules(conn, campaign_id, tenant_id)
     out = []
     for c in campaigns:
+        if channel_id is not None and c.channel_id != channel_id:
+            continue
         tenant, channel = c.tenant_id, c.channel_id
         info = await channel_info(conn, tenant, channel)
         report = await compute_report(

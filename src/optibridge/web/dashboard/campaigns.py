@@ -162,7 +162,9 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
                 data: dict[str, Any] = {"d": d, "s": s, "now": now}
                 if not full:
                     return data
-                overview = await campaign_overview(conn, campaign_id, tenant, now=now)
+                overview = await campaign_overview(
+                    conn, campaign_id, tenant, now=now, channel_id=c.channel_id
+                )
             minutes = charts.fill_minutes([(m.minute, m.sent, m.due) for m in s.minutes])
             end = now if s.schedule is None else min(now, s.schedule.final_at)
             start = s.schedule.finished_at if s.schedule else s.facts.first_sent_at
