@@ -28,7 +28,9 @@ import pytest
 from outboundkit import INTERNAL_SECRET, own_hostname_inside, recorder, service_account
 from securitykit import Served, livez_watch
 
-from optibridge.channels import OutboundMessage, Outcome, build_provider
+from optibridge.channels import OutboundMessage, Outcome, SendResult, build_provider
+from optibridge.channels.settings import SmtpSettings
+from optibridge.channels.smtp import SmtpProvider
 from optibridge.core.errors import ConfigError
 from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
 from optibridge.delivery.lookup import LookupTarget, delivered_ids
@@ -354,3 +356,45 @@ def test_the_environment_spells_the_setting_as_documented() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
+
+
+async def test_smtp_refuses_a_host_that_resolves_inside_at_connect_time() -> None:
+    """The SMTP host is checked when saved, but a name can be re-pointed inside afterwards (DNS
+    rebinding): every new SMTP connection checks the addresses again."""
+    from optibridge.sinks import SmtpSink
+
+    name = own_hostname_inside()
+    if name is None:
+        pytest.skip("this machine's name does not resolve inside")
+    message = OutboundMessage(
+        message_id="m-smtp-1",
+        tenant_id="acme",
+        campaign_id=1,
+        customer_id="c1",
+        template_id=1,
+        to="someone@example.com",
+        subject="hi",
+        body="<p>hi</p>",
+    )
+    async with SmtpSink(host="0.0.0.0") as sink:
+        for host in (name, "127.0.0.1"):
+            settings = SmtpSettings(
+                type="smtp", host=host, port=sink.port, tls="none", from_address="news@acme.example.com"
+            )
+            # Built directly: the write-time check would refuse these, the connect-time one must too.
+            refused = await _smtp_send(SmtpProvider(settings, policy=OutboundPolicy()), message)
+            assert refused.outcome is Outcome.PERMANENT, (host, refused)
+            assert "destination refused" in (refused.reason or ""), (host, refused.reason)
+        assert sink.messages == []
+        opened = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128", "192.0.2.0/24"])
+        settings = SmtpSettings(
+            type="smtp", host="127.0.0.1", port=sink.port, tls="none", from_address="news@acme.example.com"
+        )
+        sent = await _smtp_send(SmtpProvider(settings, policy=opened), message)
+        assert sent.outcome is Outcome.SENT, sent
+        assert len(sink.messages) == 1
+
+
+async def _smtp_send(provider: SmtpProvider, message: OutboundMessage) -> SendResult:
+    async with provider:
+        return await provider.send(message)

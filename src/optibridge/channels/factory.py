@@ -239,7 +239,7 @@ def build_provider(
     model = validate_settings(kind, settings, policy)
     try:
         if isinstance(model, SmtpSettings):
-            return SmtpProvider(model)
+            return SmtpProvider(model, policy=policy)
         if isinstance(model, TwilioSettings):
             twilio = TwilioSmsProvider(model, callback_base_url=callback_base_url)
             twilio.set_policy(policy)  # its URL was checked above; connections go through the guard

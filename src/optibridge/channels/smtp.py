@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from optibridge.channels.classify import classify_network_error, classify_smtp_r
 from optibridge.channels.mime import EmailComposer, InvalidRecipientError
 from optibridge.channels.settings import SmtpSettings
 from optibridge.core.logs import get_logger
+from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
 
 log = get_logger(__name__)
 
@@ -66,9 +68,15 @@ class _Connection:
 class SmtpProvider:
     kind = "email"
 
-    def __init__(self, settings: SmtpSettings, *, name: str | None = None) -> None:
+    def __init__(
+        self, settings: SmtpSettings, *, name: str | None = None, policy: OutboundPolicy | None = None
+    ) -> None:
+        """`policy`: the operator's outbound policy, checked against every address the host resolves
+        to at each new connection (a name re-pointed inside after it was saved is refused); None
+        connects wherever the host leads (library use without a policy)."""
         self.name = name or settings.name or "smtp"
         self.settings = settings
+        self._policy = policy
         self._composer = EmailComposer(
             settings.from_address, settings.from_name, settings.effective_message_id_domain
         )
@@ -139,7 +147,9 @@ class SmtpProvider:
         s = self.settings
         return aiosmtplib.SMTP(
             hostname=s.host,
-            port=s.effective_port,
+            # Under a policy we connect the socket ourselves (see _guarded_socket); aiosmtplib
+            # refuses a port beside a socket. The host name stays for TLS (SNI, certificate).
+            port=None if self._policy is not None else s.effective_port,
             username=s.username,
             password=s.password,
             local_hostname=s.local_hostname,
@@ -154,7 +164,10 @@ class SmtpProvider:
         """Open (or reopen) a connection; a failure is about the server, never the message."""
         conn.sent = 0
         try:
-            await conn.client.connect()
+            if self._policy is not None:
+                await conn.client.connect(sock=await self._guarded_socket(self._policy))
+            else:
+                await conn.client.connect()
             if conn.client.is_ehlo_or_helo_needed:  # connect() greets only for STARTTLS or AUTH
                 try:
                     await conn.client.ehlo()
@@ -168,12 +181,43 @@ class SmtpProvider:
             # Greeting, EHLO, STARTTLS or AUTH refused: the same for every message, so it must
             # not fail this one.
             return SendResult(Outcome.TRANSIENT, reason=f"connect: {result.reason}")
+        except DestinationRefusedError as exc:
+            # The same for every message until the operator or the tenant changes something.
+            conn.client.close()
+            return SendResult(Outcome.PERMANENT, reason=f"connect: {exc}")
         except (aiosmtplib.SMTPException, OSError) as exc:  # includes timeouts
             conn.client.close()
             failure = classify_network_error(exc)
             return SendResult(Outcome.TRANSIENT, reason=f"connect: {failure.reason}")
         self.connections_opened += 1
         return None
+
+    async def _guarded_socket(self, policy: OutboundPolicy) -> socket.socket:
+        """A TCP socket connected to an address of the host that the policy allows.
+
+        Resolved on every new connection (no cache), so DNS rebinding meets the check too.
+        DestinationRefusedError when every address is forbidden; OSError when none answers.
+        """
+        s = self.settings
+        port = s.effective_port
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._timeout):
+            answers = await policy.resolver().resolve(s.host, port, socket.AF_UNSPEC)
+            last: OSError | None = None
+            for answer in answers:
+                sock = socket.socket(answer["family"], socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    await loop.sock_connect(sock, (answer["host"], port))
+                except OSError as exc:
+                    sock.close()
+                    last = exc
+                    continue
+                except BaseException:
+                    sock.close()
+                    raise
+                return sock
+        raise last if last is not None else OSError(f"{s.host} has no address")
 
     async def _transaction(self, conn: _Connection, sender: str, recipient: str, data: bytes) -> SendResult:
         """MAIL, RCPT, DATA on a connected client; every outcome classified.
