@@ -225,3 +225,17 @@ def test_limits_are_what_the_docs_say() -> None:
     assert (limits.MAX_RANGE_ITEMS, limits.MAX_ITEMS, limits.MAX_FILTER_OUTPUT) == (10_000, 10_000, 1_000_000)
     assert (limits.LOOP_ITERATION_LIMIT, limits.TOTAL_LOOP_ITERATIONS) == (10_000, 100_000)
     assert (limits.OUTPUT_STREAM_LIMIT, limits.LOCAL_NAMESPACE_LIMIT) == (1_000_000, 200_000)
+
+
+def test_a_template_with_too_many_tags_is_refused_before_parsing() -> None:
+    # 140,000 output tags took 3.5 s of parser CPU, which no render deadline can stop.
+    import time
+
+    from optibridge.rendering import limits
+    from optibridge.rendering.templates import TemplateSyntaxError, compile_template
+
+    started = time.monotonic()
+    with pytest.raises(TemplateSyntaxError, match="template exceeded render limits"):
+        compile_template({"body": "{{ a }}" * (limits.MAX_TAGS + 1)})
+    assert time.monotonic() - started < 0.5
+    assert compile_template({"body": "{{ a }}" * 1000}).attributes == ("a",)

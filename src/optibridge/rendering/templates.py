@@ -154,6 +154,11 @@ def compile_template(
         except ValueError as exc:
             raise TemplateSyntaxError(name, None, str(exc)) from None
         env = _JSON_ENV if name in json_parts else _HTML_ENV if name in html_parts else _TEXT_ENV
+        if (tags := limits.count_tags(liquid_source)) > limits.MAX_TAGS:
+            # Refused before parsing: the parse itself is what would burn the CPU.
+            raise TemplateSyntaxError(
+                name, None, f"{LIMITS_EXCEEDED} ({tags} tags; at most {limits.MAX_TAGS})"
+            )
         try:
             template = env.from_string(liquid_source)
             variables = template.global_variables()
