@@ -522,6 +522,9 @@ tracking = false
         """Until every message of the campaign is in a final state (none pending or claimed)."""
 
         def done() -> dict[str, int] | None:
+            failed = {k: n for k, n in self.job_rows().items() if k.startswith("failed ")}
+            if failed:  # it will not finish: say so now rather than at the timeout
+                raise AssertionError(f"job(s) failed: {failed}; {self.states()}\n{self.tail()}")
             states = self.states()
             final = sum(n for s, n in states.items() if s not in ("pending", "claimed"))
             return (
