@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,12 +30,14 @@ from dataclasses import dataclass, field
 import uvicorn
 
 from optibridge.bootstrap import open_runtime
+from optibridge.core import telemetry
 from optibridge.core.config import Settings
 from optibridge.core.errors import ConfigError
 from optibridge.core.logs import database_outage, get_logger, is_database_unreachable
 from optibridge.engine import jobs
 from optibridge.runtime import Runtime
 from optibridge.web.app import create_app
+from optibridge.web.metrics import start_worker_metrics
 
 log = get_logger(__name__)
 
@@ -113,6 +117,14 @@ async def _run_worker(runtime: Runtime, stop: asyncio.Event, name: str) -> None:
     A lost database is expected (restart, failover): one warning for the outage, no traceback,
     and the worker starts again as soon as the database answers. Anything else is an error.
     """
+    telemetry.worker_running(True)
+    try:
+        await _run_worker_loop(runtime, stop, name)
+    finally:
+        telemetry.worker_running(False)
+
+
+async def _run_worker_loop(runtime: Runtime, stop: asyncio.Event, name: str) -> None:
     failures = 0
     while not stop.is_set():
         started = time.monotonic()
@@ -180,6 +192,10 @@ async def run_worker(settings: Settings) -> None:
     _install_stop_signals(stop)
     async with open_runtime(settings, upgrade=False, pool_size=settings.worker_concurrency + 4) as rt:
         log.info("worker started", concurrency=settings.worker_concurrency)
+        stop_metrics = None
+        if settings.metrics_port is not None:
+            token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+            stop_metrics = await start_worker_metrics(settings.host, settings.metrics_port, token)
         side = [
             asyncio.create_task(_watch_parent(stop)),
             asyncio.create_task(_drain_on_stop(rt, stop)),
@@ -190,6 +206,8 @@ async def run_worker(settings: Settings) -> None:
         finally:
             for task in side:
                 task.cancel()
+            if stop_metrics is not None:
+                await stop_metrics()
     log.info("worker stopped")
 
 
@@ -235,6 +253,7 @@ class WorkerSupervisor:
                         child.restarts = 0  # it ran a good while: start the backoff afresh
                     delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
                     log.warning("worker process exited", index=child.index, code=code, retry_in=delay)
+                    telemetry.mark_process_dead(child.proc.pid)
                     child.restarts += 1
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=delay)
@@ -280,7 +299,28 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+@contextlib.contextmanager
+def _summed_metrics(workers: int) -> Iterator[None]:
+    """With worker children, every process keeps its counters in one folder that /metrics sums:
+    a fresh one per serve process (no stale files of an earlier run or of another serve on this
+    machine), removed on exit. An operator's own PROMETHEUS_MULTIPROC_DIR is left as it is."""
+    if workers <= 1 or telemetry.multiprocess_dir() is not None:
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="optibridge-metrics-")
+    telemetry.enable_multiprocess(path)
+    try:
+        yield
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 async def run_serve(settings: Settings) -> None:
+    with _summed_metrics(settings.workers):
+        await _run_serve(settings)
+
+
+async def _run_serve(settings: Settings) -> None:
     stop = asyncio.Event()
     _install_stop_signals(stop)
     sock = listen_socket(settings.host, settings.port)

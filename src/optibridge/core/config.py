@@ -201,6 +201,13 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token for /metrics; unset: /metrics answers loopback clients only",
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="`optibridge worker` only: serve this process's counters on host:metrics_port "
+        "(GET /metrics, same access rule); unset: none (docs/observability.md)",
+    )
     # Outbound policy (docs/configuration.md): an operator setting, never a tenant's.
     allow_private_destinations: list[str] = Field(
         default_factory=list,

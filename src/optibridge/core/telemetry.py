@@ -3,14 +3,17 @@
 Bottom layer: the dispatcher, the Optimove client and the reporting code count here without
 loading the web framework; `optibridge.web.metrics` exposes these beside the database gauges.
 
-    optibridge_send_delay_seconds{channel}               sent time minus scheduled time (histogram)
+    optibridge_send_lateness_seconds{channel}            sent time minus due time (send_at), histogram
+    optibridge_worker_processes                          live worker processes (gauge, summed)
     optibridge_provider_sends_total{provider}            messages a provider accepted
     optibridge_provider_errors_total{tenant,provider,reason}  provider errors, by outcome class
     optibridge_optimove_requests_total{call,status}      Optimove API requests by call and answer
     optibridge_optimove_request_seconds{call}            their duration (histogram)
 
 With `PROMETHEUS_MULTIPROC_DIR` set, counters of every process on the machine are summed at scrape
-time (prometheus-client's multiprocess mode); see docs/observability.md.
+time (prometheus-client's multiprocess mode). `serve --workers N` turns that on by itself
+(`enable_multiprocess`, a fresh folder per serve process); a standalone worker serves its own
+counters on `metrics_port`. See docs/observability.md.
 """
 
 from __future__ import annotations
@@ -18,15 +21,28 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
 MAX_LABEL = 64
 
-SEND_DELAY = Histogram(
-    "optibridge_send_delay_seconds",
-    "Seconds between a message's scheduled time and the provider accepting it",
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Lateness: what a sender promises is "at the due time", so the fine buckets are below a few
+# seconds (a healthy channel: p99 under 1 s); the coarse ones show an overloaded channel's backlog
+# up to a day (beyond that a message has long expired by its channel's max lateness).
+LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+SEND_LATENESS = Histogram(
+    "optibridge_send_lateness_seconds",
+    "Seconds between a message's due time (send_at) and the provider accepting it, by channel kind",
     ["channel"],
-    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600),
+    buckets=LATENESS_BUCKETS,
+)
+# One per live worker process; in multiprocess mode the scrape sums the live ones ("livesum":
+# the supervisor marks a child's files dead when it exits).
+WORKER_PROCESSES = Gauge(
+    "optibridge_worker_processes",
+    "Worker processes running (summed over the processes of this machine)",
+    multiprocess_mode="livesum",
 )
 PROVIDER_SENDS = Counter("optibridge_provider_sends", "Messages accepted by a provider", ["provider"])
 PROVIDER_ERRORS = Counter(
@@ -58,11 +74,19 @@ def _label(value: object) -> str:
 # -- hooks -------------------------------------------------------------------------------------
 
 
-def observe_send_delay(channel: str, scheduled_at: datetime, sent_at: datetime | None = None) -> None:
-    """The dispatcher calls this once per message a provider accepted. `channel` is the channel
-    kind (email, sms, push, webhook). Early sends count as 0."""
+def observe_send_delay(channel: str, due_at: datetime, sent_at: datetime | None = None) -> None:
+    """The dispatcher calls this once per message a provider accepted, with its due time
+    (send_at). `channel` is the channel kind (email, sms, push, webhook). Early sends count as 0."""
     sent = sent_at or datetime.now(UTC)
-    SEND_DELAY.labels(_label(channel)).observe(max(0.0, (sent - scheduled_at).total_seconds()))
+    SEND_LATENESS.labels(_label(channel)).observe(max(0.0, (sent - due_at).total_seconds()))
+
+
+observe_lateness = observe_send_delay
+
+
+def worker_running(up: bool) -> None:
+    """A worker loop calls this when it starts (True) and stops (False)."""
+    WORKER_PROCESSES.set(1 if up else 0)
 
 
 def count_sent(provider: str, n: int = 1) -> None:
@@ -90,7 +114,26 @@ def record_optimove_request(call: str, status: int | str, seconds: float) -> Non
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def enable_multiprocess(path: str) -> None:
+    """Keep this process's counters in files under `path` from now on, and have child processes
+    (which inherit the environment) do the same, so one scrape sums them all.
+
+    prometheus-client picks its value store when it is imported, which the CLI has done by the
+    time `serve` knows it will start children; every labelled series (all of ours) is created on
+    first use, so switching the store class now, before any series exists, puts them all in files.
+    """
+    os.environ[MULTIPROC_ENV] = path
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+def mark_process_dead(pid: int) -> None:
+    """A supervisor calls this when a child exits: its live gauges stop counting."""
+    path = multiprocess_dir()
+    if path is not None:
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
 def process_registry() -> CollectorRegistry:

@@ -11,11 +11,11 @@ From the database, cluster-wide, refreshed at most every `SNAPSHOT_TTL_S` second
 Counted by the process that does the work: optibridge.core.telemetry (the dispatcher and the
 Optimove client feed it without loading this web module).
 
-Several processes: by default each process serves only its own counters (a `serve` process
-shows what its in-process worker counted). With `PROMETHEUS_MULTIPROC_DIR` set (an empty folder,
-the same for `serve` and the worker processes it starts, set before they start), counters of every
-process on the machine are summed at scrape time (prometheus-client's multiprocess mode).
-See docs/observability.md.
+Several processes: `serve --workers N` (N > 1) keeps every process's counters in a fresh folder
+of its own (PROMETHEUS_MULTIPROC_DIR, set for its children) and sums them at scrape time; with one
+process (`--workers 0/1`) there is nothing to sum. A standalone `optibridge worker` (another
+machine) serves its own counters on `metrics_port` (`worker_metrics_app` below): scrape each
+machine. An operator's own PROMETHEUS_MULTIPROC_DIR is used as is. See docs/observability.md.
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ import asyncio
 import hmac
 import ipaddress
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from aiohttp import web
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from optibridge.core.errors import ConfigError
 from optibridge.core.logs import get_logger
 from optibridge.core.telemetry import process_registry
 from optibridge.runtime import Runtime
@@ -42,10 +44,6 @@ log = get_logger(__name__)
 
 SNAPSHOT_TTL_S = 5.0
 QUERY_TIMEOUT_MS = 3000
-
-SNAPSHOT_ERRORS = Counter(
-    "optibridge_metrics_snapshot_errors", "Scrapes whose database numbers could not be refreshed"
-)
 
 
 # -- the database snapshot -------------------------------------------------------------------------
@@ -58,6 +56,7 @@ class Snapshot:
     campaigns: dict[str, int] = field(default_factory=dict)
     paused: int = 0
     jobs: list[tuple[str, str, int]] = field(default_factory=list)
+    errors: int = 0  # refreshes that failed so far (carried from snapshot to snapshot)
 
 
 async def _take(conn: stats.Conn) -> Snapshot:
@@ -105,6 +104,13 @@ class DatabaseCollector(Collector):
             "Age of the database numbers above (-1: never read)",
             value=round(age, 3),
         )
+        # Counted here, not in a process-wide Counter: it is the scraping process's own figure,
+        # and in multiprocess mode only file-backed series would be exposed.
+        errors = CounterMetricFamily(
+            "optibridge_metrics_snapshot_errors", "Scrapes whose database numbers could not be refreshed"
+        )
+        errors.add_metric([], snap.errors)
+        yield errors
 
 
 class MetricsState:
@@ -127,9 +133,11 @@ class MetricsState:
                 return
             try:
                 async with self.runtime.pool.connection(timeout=QUERY_TIMEOUT_MS / 1000) as conn:
-                    self.snapshot = await _take(conn)
+                    fresh = await _take(conn)
+                fresh.errors = self.snapshot.errors
+                self.snapshot = fresh
             except Exception as exc:  # a scrape must answer; the age gauge shows staleness
-                SNAPSHOT_ERRORS.inc()
+                self.snapshot.errors += 1
                 log.warning("metrics: database numbers not refreshed", error=str(exc)[:300])
 
     async def exposition(self) -> bytes:
@@ -182,9 +190,42 @@ def metric_names() -> Iterator[str]:
         "optibridge_campaigns_paused",
         "optibridge_jobs",
         "optibridge_metrics_snapshot_age_seconds",
-        "optibridge_send_delay_seconds",
+        "optibridge_send_lateness_seconds",
+        "optibridge_worker_processes",
         "optibridge_provider_sends_total",
         "optibridge_provider_errors_total",
         "optibridge_optimove_requests_total",
         "optibridge_optimove_request_seconds",
     )
+
+
+# -- a standalone worker's own /metrics ----------------------------------------------------------
+
+
+async def start_worker_metrics(host: str, port: int, token: str | None) -> Callable[[], Awaitable[None]]:
+    """Serve this process's counters on host:port (GET /metrics, the same access rule as serve's:
+    the token, or loopback clients only); returns the coroutine function that stops it.
+
+    For `optibridge worker` on a machine without `serve`: each such process is scraped on its own
+    port (Prometheus sums across targets), since a multiprocess folder cannot span machines.
+    A small aiohttp server, not the FastAPI app: a worker has no use for the rest of it.
+    """
+
+    async def metrics(request: web.Request) -> web.Response:
+        if not metrics_allowed(request.remote, request.headers.get("authorization"), token):
+            return web.Response(status=404, text='{"error": "not found"}', content_type="application/json")
+        body = await asyncio.to_thread(generate_latest, process_registry())
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=64)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"cannot listen on {host}:{port} for metrics: {exc.strerror or exc}") from None
+    log.info("worker metrics listening", host=host, port=port)
+    return runner.cleanup

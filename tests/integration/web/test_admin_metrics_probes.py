@@ -56,7 +56,7 @@ async def test_metrics_expose_every_documented_name_with_sane_values(web: Admin)
         got[("optibridge_optimove_requests_total", (("call", "GetLastDataUpdate"), ("status", "timeout")))]
         >= 1
     )
-    assert got[("optibridge_send_delay_seconds_bucket", (("channel", "email"), ("le", "5.0")))] >= 1
+    assert got[("optibridge_send_lateness_seconds_bucket", (("channel", "email"), ("le", "5.0")))] >= 1
     assert 0 <= got[("optibridge_metrics_snapshot_age_seconds", ())] < 5
 
 

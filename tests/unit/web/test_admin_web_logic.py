@@ -137,10 +137,10 @@ def test_metric_hooks_count_and_bound_their_labels() -> None:
     long_labels = {"tenant": "unknown", "provider": "twilio", "reason": "x" * 64}
     assert _value("optibridge_provider_errors_total", long_labels) >= 1
     now = datetime.now(UTC)
-    count = _value("optibridge_send_delay_seconds_count", {"channel": "sms"})
+    count = _value("optibridge_send_lateness_seconds_count", {"channel": "sms"})
     metrics.observe_send_delay("sms", now + timedelta(seconds=5), now)  # early: counts as 0
-    assert _value("optibridge_send_delay_seconds_count", {"channel": "sms"}) == count + 1
-    assert _value("optibridge_send_delay_seconds_bucket", {"channel": "sms", "le": "0.1"}) >= 1
+    assert _value("optibridge_send_lateness_seconds_count", {"channel": "sms"}) == count + 1
+    assert _value("optibridge_send_lateness_seconds_bucket", {"channel": "sms", "le": "0.1"}) >= 1
     metrics.record_optimove_request("Login", 401, 0.2)
     assert _value("optibridge_optimove_requests_total", {"call": "Login", "status": "401"}) >= 1
     totals = metrics.provider_error_totals()
