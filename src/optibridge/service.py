@@ -128,6 +128,7 @@ async def _run_worker_loop(runtime: Runtime, stop: asyncio.Event, name: str) -> 
     failures = 0
     while not stop.is_set():
         started = time.monotonic()
+        outages = database_outage.count
         try:
             await _run_worker_once(runtime, stop, name)
         except Exception as exc:
@@ -135,11 +136,14 @@ async def _run_worker_loop(runtime: Runtime, stop: asyncio.Event, name: str) -> 
                 failures = 0
             delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
             failures += 1
-            # A worker whose heartbeat or fetch lost the database stops (by itself or raising);
-            # the outage is then on record.
-            if is_database_unreachable(exc) or database_outage.active:
+            # A worker whose heartbeat or fetch lost the database stops (by itself, once its
+            # running jobs are done, or raising): the outage is on record, logged once already.
+            unreachable = is_database_unreachable(exc)
+            if unreachable:
                 database_outage.down(type(exc.__cause__ or exc).__name__)
+            if unreachable or database_outage.count != outages or database_outage.active:
                 await _wait_for_database(runtime, stop, deadline=time.monotonic() + 600)
+                log.info("worker restarting after the database outage")
                 continue
             log.error("worker failed; restarting", error=" ".join(str(exc).split()), retry_in=delay)
             with contextlib.suppress(TimeoutError):

@@ -40,7 +40,7 @@ async def test_postgres_crash_and_restart_mid_send(
         f"PostgreSQL crash (-m immediate) + restart after {DOWN_S:g} s mid-send "
         f"({'lookup' if lookup else 'no lookup'})",
         TOTAL, cid, started, outage_warnings=len(warnings), recovered_lines=len(recovered),
-        pool_lines=len(pool_noise),
+        pool_lines=len(pool_noise), error_lines=len(c.log_lines('"level": "error"')),
     )  # fmt: skip
     assert_no_duplicates_or_losses(fig, duplicate_bound=0)
     assert fig.tracebacks == 0, "\n".join(c.tracebacks()[:5])
@@ -49,3 +49,5 @@ async def test_postgres_crash_and_restart_mid_send(
     assert len(warnings) == len(per_process) <= 2, warnings
     assert {line.split(":", 1)[0] for line in recovered} == per_process, (warnings, recovered)
     assert not pool_noise, pool_noise[:5]
+    errors = c.log_lines('"level": "error"')
+    assert not errors, errors[:5]

@@ -126,6 +126,7 @@ class DatabaseOutage:
         self.suspect: str | None = None  # error class of an unconfirmed failure after recovery
         self.recovered_at: float | None = None
         self.suppressed = 0  # log records folded into the current outage's warning
+        self.count = 0  # outages so far (a caller compares it across a piece of work)
 
     @property
     def active(self) -> bool:
@@ -174,6 +175,7 @@ class DatabaseOutage:
         )
 
     def _begin(self, now: float, error: str) -> None:
+        self.count += 1
         self.down_since = now
         self.error = error
         self.suspect = None
