@@ -219,10 +219,10 @@ class Figures:
 
     def record(self) -> None:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+        line = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "test": test, **asdict(self)}
         with RESULTS.open("a") as fh:
-            fh.write(
-                json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(self)}) + "\n"
-            )
+            fh.write(json.dumps(line) + "\n")
 
 
 # -- the cluster --------------------------------------------------------------------------------
