@@ -27,6 +27,7 @@ from optibridge.intake import tasks as intake_tasks
 from optibridge.optimove.clients import OptimoveClients
 from optibridge.optimove.observe import add_request_observer
 from optibridge.reporting import tasks as reporting_tasks
+from optibridge.retention import tasks as retention_tasks
 from optibridge.runtime import Runtime
 from optibridge.store import migrate, service_settings
 from optibridge.store import tenants as tenant_store
@@ -43,6 +44,7 @@ def create_job_app(settings: Settings) -> procrastinate.App:
     intake_tasks.register(app)
     catalog_tasks.register(app, settings.catalog_reconcile_cron)
     reporting_tasks.register(app, settings.reporting)
+    retention_tasks.register(app, settings)
     delivery_tasks.register(app, settings.dispatch_cron)
     jobs.register_task_modules(app, settings.task_modules)
     jobs.retry_periodic_by_default(app)

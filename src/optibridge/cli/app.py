@@ -19,6 +19,7 @@ from optibridge.cli.apps import apps_app
 from optibridge.cli.campaigns import campaigns_app
 from optibridge.cli.contacts import contacts_app
 from optibridge.cli.context import options
+from optibridge.cli.customers import customers_app
 from optibridge.cli.db import db_app
 from optibridge.cli.listeners import listeners_app
 from optibridge.cli.reports import reports_app
@@ -69,6 +70,7 @@ app.add_typer(listeners_app, name="listeners")
 app.add_typer(templates_app, name="templates")
 app.add_typer(apps_app, name="apps")
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(customers_app, name="customers")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(reports_app, name="reports")
 app.add_typer(apikeys_app, name="apikeys")

@@ -299,6 +299,23 @@ class Settings(BaseSettings):
     task_modules: list[str] = Field(
         default_factory=list, description="Extra modules whose procrastinate tasks workers load"
     )
+    # Retention (optibridge.retention, docs/scaling.md "Retention"): a campaign's message rows and
+    # events are summarized and deleted after its reporting window plus this margin; old finished
+    # jobs go with procrastinate's own cleanup.
+    retention_margin_days: float = Field(
+        default=3.0, ge=0, le=365, description="Days after a campaign's final report before its rows go"
+    )
+    retention_cron: str = Field(default="*/10 * * * *", description="How often the retention job runs (cron)")
+    retention_batch_rows: int = Field(
+        default=5000, ge=1, le=100_000, description="Message rows summarized and deleted per transaction"
+    )
+    retention_max_seconds: float = Field(
+        default=120.0, gt=0, le=3600, description="Longest one retention run; the rest is the next run's"
+    )
+    finished_jobs_keep_days: float = Field(
+        default=7.0, ge=0, description="Days succeeded, cancelled and aborted jobs are kept"
+    )
+    failed_jobs_keep_days: float = Field(default=30.0, ge=0, description="Days failed jobs are kept")
     tenants: list[TenantConfig] = Field(default_factory=list)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)

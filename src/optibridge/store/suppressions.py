@@ -3,6 +3,7 @@ send to again (`optibridge.feedback.suppression` normalizes and decides; these a
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,15 @@ import psycopg
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 Kind = Literal["address", "customer"]
+
+
+HASHED_PREFIX = "sha256:"
+
+
+def hashed(value: str) -> str:
+    """The form an entry keeps once its customer is forgotten (`optibridge customers forget`):
+    still matched by `matching` and `delete`, but the row no longer names the address or id."""
+    return HASHED_PREFIX + hashlib.sha256(value.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +41,26 @@ class Suppression:
 async def matching(
     conn: Conn, tenant_id: str, channel_name: str, addresses: Sequence[str], customer_ids: Sequence[str]
 ) -> list[tuple[Kind, str]]:
-    """(kind, value) of the entries among the given normalized addresses and customer ids."""
+    """(kind, value) of the entries among the given normalized addresses and customer ids; an entry
+    kept hashed (a forgotten customer's) matches its value too and is returned as that value."""
+    plain = {hashed(v): v for v in (*addresses, *customer_ids)}
     rows = await (
         await conn.execute(
             """SELECT kind, value FROM suppressions
                WHERE tenant_id = %s AND channel_name = %s
                  AND ((kind = 'address' AND value = ANY(%s)) OR (kind = 'customer' AND value = ANY(%s)))""",
-            (tenant_id, channel_name, list(addresses), list(customer_ids)),
+            (tenant_id, channel_name, _with_hashes(addresses), _with_hashes(customer_ids)),
         )
     ).fetchall()
-    return [(row["kind"], row["value"]) for row in rows]
+    found: list[tuple[Kind, str]] = []
+    for row in rows:
+        value: str = row["value"]
+        found.append((row["kind"], plain.get(value, value)))
+    return found
+
+
+def _with_hashes(values: Sequence[str]) -> list[str]:
+    return [*values, *(hashed(v) for v in values)]
 
 
 async def insert(
@@ -81,7 +101,7 @@ async def delete(
     cur = await conn.execute(
         """DELETE FROM suppressions WHERE tenant_id = %s AND channel_name = %s
              AND ((kind = 'address' AND value = ANY(%s)) OR (kind = 'customer' AND value = ANY(%s)))""",
-        (tenant_id, channel_name, list(addresses), list(customer_ids)),
+        (tenant_id, channel_name, _with_hashes(addresses), _with_hashes(customer_ids)),
     )
     return cur.rowcount
 

@@ -7,7 +7,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from optibridge.runtime import Runtime
-from optibridge.web.api import campaigns, contacts, feedback, listeners, system, templates, tenants
+from optibridge.web.api import (
+    campaigns,
+    contacts,
+    customers,
+    feedback,
+    listeners,
+    system,
+    templates,
+    tenants,
+)
 from optibridge.web.api.common import COMMON_RESPONSES
 
 PREFIX = "/api/v1"
@@ -15,6 +24,6 @@ PREFIX = "/api/v1"
 
 def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(prefix=PREFIX, responses=COMMON_RESPONSES)
-    for module in (system, tenants, templates, contacts, campaigns, listeners, feedback):
+    for module in (system, tenants, templates, contacts, customers, campaigns, listeners, feedback):
         api.include_router(module.router(runtime))
     return api
