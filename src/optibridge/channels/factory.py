@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from optibridge.channels.base import Provider
 from optibridge.channels.fcm import FcmPushProvider
 from optibridge.channels.generic_json import GenericJsonProvider
+from optibridge.channels.provider_factory import build_extra_provider
+from optibridge.channels.provider_settings import EXTRA_SETTINGS_TYPES
 from optibridge.channels.settings import (
     SETTINGS_BY_TYPE,
     TYPES_BY_KIND,
@@ -62,6 +64,8 @@ def destinations(model: ProviderSettings) -> list[tuple[str, str]]:
         return [("url", model.url)]
     if isinstance(model, WebhookSettings):
         return [("url", model.url)]
+    if isinstance(model, EXTRA_SETTINGS_TYPES):  # SES, SendGrid, Mailgun, Postmark, Vonage, Plivo, APNs
+        return model.destinations()
     found = [("base_url", model.base_url), ("token_uri", model.effective_token_uri)]
     inner = model.service_account.get("token_uri")
     if isinstance(inner, str) and inner != model.effective_token_uri:
@@ -250,6 +254,8 @@ def build_provider(
             return FcmPushProvider(model, policy=policy)
         if isinstance(model, WebhookSettings):
             return WebhookProvider(model, policy=policy)
+        if isinstance(model, EXTRA_SETTINGS_TYPES):
+            return build_extra_provider(model, policy)
     except ValueError as exc:  # template, credentials or URL checks done by the adapters
         raise ConfigError(f"invalid {model.type} settings for {kind}: {exc}") from None
     raise AssertionError(f"no adapter for {type(model).__name__}")  # pragma: no cover
