@@ -1,9 +1,10 @@
 """What the HTTP adapters share: one pooled, bounded, timed HTTP/1.1 client per provider.
 
-The client (http1.Http1Client) keeps up to `max_connections` connections alive across messages;
-`send_many` runs that many requests at once. Redirects are never followed (a redirect is a
-misconfiguration, and following one could bypass the address guard), cookies are not kept, and
-environment proxies are ignored.
+The client (http_client.HttpClient, aiohttp) keeps up to `max_connections` connections alive
+across messages; `send_many` runs that many requests at once. Redirects are never followed (a
+redirect is a misconfiguration, and following one could bypass the address guard), cookies are not
+kept. Egress goes through the channel's `proxy_url`, else (unless the operator turned it off,
+Settings.outbound_proxy_from_env) through HTTPS_PROXY/HTTP_PROXY minus NO_PROXY.
 
 Every HTTP adapter connects through the outbound policy's resolver (core.outbound): each address
 a host resolves to is checked on every new connection, so a provider URL whose name points (or is
@@ -18,7 +19,7 @@ from aiohttp.abc import AbstractResolver
 
 from optibridge.channels.base import OutboundMessage, Outcome, SendResult, send_bounded
 from optibridge.channels.classify import classify_network_error
-from optibridge.channels.http1 import Http1Client, HttpClientError, Reply
+from optibridge.channels.http_client import HttpClient, HttpClientError, Reply
 from optibridge.channels.settings import HttpOptions
 from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
 
@@ -43,7 +44,9 @@ class HttpChannel:
         self._limit = options.max_connections
         self._timeout_s = options.timeout_s
         self._connect_timeout_s = options.connect_timeout_s
-        self._client: Http1Client | None = None
+        self._proxy = options.proxy_url
+        self._proxy_from_env = True
+        self._client: HttpClient | None = None
         self._policy = policy
         self._inner_resolver = resolver
         self._allowed_url: str | None = None
@@ -53,20 +56,28 @@ class HttpChannel:
         self._policy = policy
         self._allowed_url = None
 
+    def set_proxy_from_env(self, honour: bool) -> None:
+        """Whether HTTPS_PROXY/HTTP_PROXY/NO_PROXY apply (before the first send; the operator's
+        Settings.outbound_proxy_from_env)."""
+        self._proxy_from_env = honour
+
     @property
     def policy(self) -> OutboundPolicy:
         return self._policy
 
-    def _make_client(self) -> Http1Client:
+    def _make_client(self) -> HttpClient:
         # No DNS cache: every new connection re-resolves and the guard re-checks (DNS rebinding).
-        return Http1Client(
+        return HttpClient(
             limit=self._limit,
             timeout_s=self._timeout_s,
             connect_timeout_s=self._connect_timeout_s,
             resolver=self._policy.resolver(self._inner_resolver),
+            plain_resolver=self._inner_resolver,
+            proxy=self._proxy,
+            proxy_from_env=self._proxy_from_env,
         )
 
-    def _ensure_client(self) -> Http1Client:
+    def _ensure_client(self) -> HttpClient:
         # Synchronous, so concurrent first sends cannot race into creating two clients.
         client = self._client
         if client is None:
@@ -101,6 +112,10 @@ class HttpChannel:
         refused = self._literal_refused(url)
         if refused is not None:
             return refused
+        if self._proxy is not None:
+            reason = self._policy.check_url(self._proxy)  # a tenant's proxy is a destination too
+            if reason is not None:
+                return SendResult(Outcome.PERMANENT, reason=f"proxy refused: {reason}")
         try:
             return await self._ensure_client().request(method, url, headers, data)
         except HttpClientError as exc:
