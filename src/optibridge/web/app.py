@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from optibridge import __version__
 from optibridge.core.feedback_settings import feedback_settings
 from optibridge.runtime import Runtime
-from optibridge.web import admin, api, health, limits, listener, receipts, tracking
+from optibridge.web import admin, api, health, limits, listener, provider_receipts, receipts, tracking
 from optibridge.web.apigate import ApiAuthGate
 from optibridge.web.ratelimit import limiter_of
 
@@ -31,6 +31,7 @@ def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:
     app.state.tracking_recorder = tracking.make_recorder(runtime, feedback_settings(runtime.settings))
     app.include_router(tracking.router(runtime, recorder=app.state.tracking_recorder))
     app.include_router(receipts.router(runtime))
+    app.include_router(provider_receipts.router(runtime))  # SES, SendGrid, Mailgun, Postmark, Vonage, Plivo
     admin.install(app, runtime)  # /api/v1, /ui, /ui/static, /metrics, /livez, /readyz
     # Outermost last: body limits first (413/408 before anything runs), then the admin API's auth
     # gate (429/401 before its body is read). Both before any database access.

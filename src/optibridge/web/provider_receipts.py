@@ -1,0 +1,382 @@
+"""Event webhooks of the e-mail and SMS providers users already have.
+
+    POST /r/ses/{tenant}/{channel}       SNS notifications of SES events (JSON)
+    POST /r/sendgrid/{tenant}/{channel}  SendGrid signed Event Webhook (JSON array)
+    POST /r/mailgun/{tenant}/{channel}   Mailgun webhooks (JSON)
+    POST /r/postmark/{tenant}/{channel}  Postmark webhooks (JSON), basic auth in the URL
+    POST /r/vonage/{tenant}/{channel}    Vonage delivery receipts (form or JSON; GET: query)
+    POST /r/plivo/{tenant}/{channel}     Plivo status callbacks (form), ?message_id=<id>
+
+`channel` is the Optimove ChannelID of the tenant's channel whose provider settings hold the
+verification key (one provider, or any entry of that type in a failover list). The operator
+configures this URL in the provider's console (Vonage and Plivo: the channel's
+`status_callback_url`).
+
+In this order: a tenant or channel we do not have, or a channel without that provider -> 404; a
+body over 1 MiB -> 413; a missing or wrong signature (or a provider with no verification key
+configured, or an SNS topic the channel does not name) -> 403; a body we cannot read -> 400.
+Nothing is recorded unless the signature holds. Events are recorded for the tenant in the path
+only (a message of another tenant matches nothing), de-duplicated by the provider's event id:
+a replay answers 200 and inserts nothing.
+
+SES: the SNS signing certificate is fetched only from under the channel's SNS base URL
+(https://sns.<region>.amazonaws.com unless set), through the operator's outbound policy, bounded
+(5 s, 64 KiB), and cached by URL (at most 32). A SubscriptionConfirmation from an allowed topic is
+confirmed by a GET of its SubscribeURL, which must sit under the same base URL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from optibridge.channels.provider_settings import (
+    EXTRA_SETTINGS_BY_TYPE,
+    MailgunSettings,
+    PlivoSettings,
+    PostmarkSettings,
+    SendgridSettings,
+    SesSettings,
+    VonageSettings,
+    load_sendgrid_public_key,
+)
+from optibridge.core.errors import NotFoundError
+from optibridge.core.feedback_settings import feedback_settings
+from optibridge.core.logs import get_logger
+from optibridge.core.outbound import OutboundPolicy
+from optibridge.feedback import provider_receipts as pr
+from optibridge.feedback.events import Event, record_events
+from optibridge.feedback.receipt_parsing import InvalidReceipt
+from optibridge.runtime import Runtime
+from optibridge.store import tenants as tenant_store
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+MAX_BODY = 1024 * 1024
+MAX_CERT = 64 * 1024
+CERT_CACHE = 32
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_CHANNEL = re.compile(r"^[0-9]{1,9}$")
+SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+PLIVO_SIGNATURE = "X-Plivo-Signature-V3"
+PLIVO_NONCE = "X-Plivo-Signature-V3-Nonce"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _reply(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+async def _read_body(request: Request, limit: int = MAX_BODY) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _entries(settings: Mapping[str, Any], provider: str) -> list[Any]:
+    """The channel's validated settings of this provider type (one, or each of a failover list)."""
+    listed = settings.get("providers")
+    raw = listed if isinstance(listed, list) else [settings]
+    model = EXTRA_SETTINGS_BY_TYPE[provider]
+    found = []
+    for entry in raw:
+        if isinstance(entry, Mapping) and entry.get("type") == provider:
+            try:
+                found.append(model.model_validate(dict(entry)))
+            except ValidationError:
+                continue  # stored settings that no longer validate verify nothing
+    return found
+
+
+class CertificateFetcher:
+    """SNS signing certificates: fetched through the outbound policy, bounded, cached by URL."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self._policy = policy
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+
+    async def get(self, url: str) -> bytes | None:
+        cached = self._cache.get(url)
+        if cached is not None:
+            self._cache.move_to_end(url)
+            return cached
+        body = await self.fetch(url, MAX_CERT)
+        if body is not None:
+            self._cache[url] = body
+            while len(self._cache) > CERT_CACHE:
+                self._cache.popitem(last=False)
+        return body
+
+    async def fetch(self, url: str, limit: int) -> bytes | None:
+        if self._policy.check_url(url) is not None:
+            return None
+        connector = aiohttp.TCPConnector(resolver=self._policy.resolver(), use_dns_cache=False)
+        timeout = aiohttp.ClientTimeout(total=5.0)
+        try:
+            async with (
+                aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session,
+                session.get(url, allow_redirects=False) as response,
+            ):
+                if response.status != 200:
+                    return None
+                body = await response.content.read(limit + 1)
+                return body if len(body) <= limit else None
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return None
+
+
+def router(
+    runtime: Runtime,
+    *,
+    clock: Clock = _utcnow,
+    certificates: CertificateFetcher | None = None,
+) -> APIRouter:
+    max_events = feedback_settings(runtime.settings).max_receipt_events
+    public_url = runtime.settings.public_url
+    certs = certificates or CertificateFetcher(runtime.settings.outbound_policy)
+    api = APIRouter(tags=["provider receipts"])
+
+    async def entries(tenant: str, channel: str, provider: str) -> list[Any] | None:
+        if not _TENANT.match(tenant) or not _CHANNEL.match(channel):
+            return None
+        try:
+            async with runtime.pool.connection() as conn:
+                found = await tenant_store.channel_provider_settings(conn, runtime.box, tenant, int(channel))
+        except NotFoundError:
+            return None
+        return _entries(found, provider) or None
+
+    async def record(events: list[Event], provider: str, tenant: str) -> JSONResponse:
+        recorded = 0
+        if events:
+            async with runtime.pool.connection() as conn:
+                recorded = await record_events(conn, events)
+        log.info(
+            "provider receipts", provider=provider, tenant=tenant, received=len(events), recorded=recorded
+        )
+        return JSONResponse({"received": len(events), "recorded": recorded})
+
+    def called_url(request: Request) -> str:
+        """The URL the provider called: the public URL + path + query (a reverse proxy rewrites
+        the Host we see); without a public URL (tests, local runs), the request's own."""
+        if not public_url:
+            return str(request.url)
+        query = request.url.query
+        return f"{public_url.rstrip('/')}{request.url.path}" + (f"?{query}" if query else "")
+
+    def json_body(body: bytes) -> Any:
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidReceipt("body is not valid JSON") from None
+
+    @api.post("/r/ses/{tenant}/{channel}", include_in_schema=False)
+    async def ses(request: Request, tenant: str, channel: str) -> Response:
+        found: list[SesSettings] | None = await entries(tenant, channel, "ses")
+        if found is None:
+            return _reply(404, "not found")
+        body = await _read_body(request)
+        if body is None:
+            return _reply(413, "body too large")
+        try:
+            message = json_body(body)
+            if not isinstance(message, dict):
+                raise InvalidReceipt("SNS message must be a JSON object")
+            pr.sns_string_to_sign(message)  # the fields a signature covers are all there
+        except InvalidReceipt as exc:
+            return _reply(400, str(exc)[:200])
+        except RecursionError:
+            return _reply(400, "body is nested too deeply")
+        now = clock()
+        topic = message.get("TopicArn")
+        cert_url = message.get("SigningCertURL")
+        allowed = [s for s in found if topic in s.sns_topic_arns]
+        bases = [s.effective_cert_base_url for s in allowed]
+        if not any(pr.sns_cert_url_allowed(cert_url, base) for base in bases):
+            log.warning("ses receipt refused: topic or certificate URL not allowed", tenant=tenant)
+            return _reply(403, "SNS topic or SigningCertURL not allowed")
+        cert = await certs.get(str(cert_url))
+        if cert is None or not pr.sns_signature_valid(message, cert, now):
+            log.warning("ses receipt refused: bad signature", tenant=tenant)
+            return _reply(403, "bad SNS signature")
+        if message["Type"] == "SubscriptionConfirmation":
+            subscribe = message.get("SubscribeURL")
+            if any(pr.sns_cert_url_allowed(subscribe, base) for base in bases):
+                confirmed = await certs.fetch(str(subscribe), MAX_CERT)
+                log.info("sns subscription confirmed", tenant=tenant, ok=confirmed is not None)
+            return JSONResponse({"received": 0, "recorded": 0})
+        if message["Type"] != "Notification":
+            return JSONResponse({"received": 0, "recorded": 0})
+        try:
+            events = pr.ses_events(json_body(message["Message"].encode()), tenant, now)
+        except InvalidReceipt as exc:
+            return _reply(400, str(exc)[:200])
+        except RecursionError:
+            return _reply(400, "body is nested too deeply")
+        return await record(events, "ses", tenant)
+
+    @api.post("/r/sendgrid/{tenant}/{channel}", include_in_schema=False)
+    async def sendgrid(request: Request, tenant: str, channel: str) -> Response:
+        found: list[SendgridSettings] | None = await entries(tenant, channel, "sendgrid")
+        if found is None:
+            return _reply(404, "not found")
+        body = await _read_body(request)
+        if body is None:
+            return _reply(413, "body too large")
+        timestamp = request.headers.get(SENDGRID_TIMESTAMP)
+        signature = request.headers.get(SENDGRID_SIGNATURE)
+        keys = [load_sendgrid_public_key(s.webhook_public_key) for s in found if s.webhook_public_key]
+        if not any(pr.sendgrid_signature_valid(key, timestamp, body, signature) for key in keys):
+            log.warning("sendgrid receipt refused: bad signature", tenant=tenant)
+            return _reply(403, "bad event webhook signature")
+        try:
+            events = pr.sendgrid_events(json_body(body), tenant, clock(), max_events=max_events)
+        except InvalidReceipt as exc:
+            return _reply(400, str(exc)[:200])
+        except RecursionError:
+            return _reply(400, "body is nested too deeply")
+        return await record(events, "sendgrid", tenant)
+
+    @api.post("/r/mailgun/{tenant}/{channel}", include_in_schema=False)
+    async def mailgun(request: Request, tenant: str, channel: str) -> Response:
+        found: list[MailgunSettings] | None = await entries(tenant, channel, "mailgun")
+        if found is None:
+            return _reply(404, "not found")
+        body = await _read_body(request)
+        if body is None:
+            return _reply(413, "body too large")
+        try:
+            document = json_body(body)
+        except InvalidReceipt as exc:
+            return _reply(400, str(exc)[:200])
+        except RecursionError:
+            return _reply(400, "body is nested too deeply")
+        signature = document.get("signature") if isinstance(document, dict) else None
+        secrets = [s.webhook_signing_secret for s in found if s.webhook_signing_secret]
+        if not any(pr.mailgun_signature_valid(secret, signature) for secret in secrets):
+            log.warning("mailgun receipt refused: bad signature", tenant=tenant)
+            return _reply(403, "bad webhook signature")
+        try:
+            events = pr.mailgun_events(document, tenant, clock())
+        except InvalidReceipt as exc:
+            return _reply(400, str(exc)[:200])
+        return await record(events, "mailgun", tenant)
+
+    @api.post("/r/postmark/{tenant}/{channel}", include_in_schema=False)
+    async def postmark(request: Request, tenant: str, channel: str) -> Response:
+        found: list[PostmarkSettings] | None = await entries(tenant, channel, "postmark")
+        if found is None:
+            return _reply(404, "not found")
+        header = request.headers.get("authorization")
+        pairs = [(s.webhook_username, s.webhook_password) for s in found if s.webhook_username]
+        if not any(pr.basic_auth_valid(header, u or "", p or "") for u, p in pairs):
+            log.warning("postmark receipt refused: bad credentials", tenant=tenant)
+            return JSONResponse(
+                {"error": "bad credentials"}, status_code=401, headers={"WWW-Authenticate": "Basic"}
+            )
+        body = await _read_body(request)
+        if body is None:
+            return _reply(413, "body too large")
+        try:
+            events = pr.postmark_events(json_body(body), tenant, clock())
+        except InvalidReceipt as exc:
+            return _reply(400, str(exc)[:200])
+        except RecursionError:
+            return _reply(400, "body is nested too deeply")
+        return await record(events, "postmark", tenant)
+
+    async def form_or_json(request: Request, body: bytes) -> dict[str, str]:
+        if request.method == "GET":
+            pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=100)
+            return dict(pairs)
+        if request.headers.get("content-type", "").startswith("application/json"):
+            document = json_body(body)
+            if not isinstance(document, dict) or len(document) > 100:
+                raise InvalidReceipt("receipt must be a JSON object")
+            return {str(k): str(v) for k, v in document.items() if isinstance(v, (str, int, float))}
+        try:
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidReceipt("malformed form body") from None
+
+    @api.api_route("/r/vonage/{tenant}/{channel}", methods=["GET", "POST"], include_in_schema=False)
+    async def vonage(request: Request, tenant: str, channel: str) -> Response:
+        found: list[VonageSettings] | None = await entries(tenant, channel, "vonage")
+        if found is None:
+            return _reply(404, "not found")
+        body = await _read_body(request, 16 * 1024)
+        if body is None:
+            return _reply(413, "body too large")
+        try:
+            params = await form_or_json(request, body)
+        except InvalidReceipt as exc:
+            return _reply(400, str(exc)[:200])
+        except RecursionError:
+            return _reply(400, "body is nested too deeply")
+        keys = [(s.signature_secret, s.signature_method) for s in found if s.signature_secret]
+        if not any(pr.vonage_signature_valid(params, secret or "", method) for secret, method in keys):
+            log.warning("vonage receipt refused: bad signature", tenant=tenant)
+            return _reply(403, "bad sig")
+        try:
+            events = pr.vonage_events(params, tenant, clock())
+        except InvalidReceipt as exc:
+            return _reply(400, str(exc)[:200])
+        return await record(events, "vonage", tenant)
+
+    @api.post("/r/plivo/{tenant}/{channel}", include_in_schema=False)
+    async def plivo(request: Request, tenant: str, channel: str) -> Response:
+        found: list[PlivoSettings] | None = await entries(tenant, channel, "plivo")
+        if found is None:
+            return _reply(404, "not found")
+        try:
+            message_id = uuid.UUID(request.query_params.get("message_id", ""))
+        except ValueError:
+            return _reply(404, "not found")
+        body = await _read_body(request, 16 * 1024)
+        if body is None:
+            return _reply(413, "body too large")
+        try:
+            params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
+        except (UnicodeDecodeError, ValueError):
+            return _reply(400, "malformed form body")
+        tokens = [s.auth_token for s in found]
+        if not pr.plivo_signature_valid(
+            tokens,
+            called_url(request),
+            params,
+            request.headers.get(PLIVO_NONCE),
+            request.headers.get(PLIVO_SIGNATURE),
+        ):
+            log.warning("plivo receipt refused: bad signature", tenant=tenant)
+            return _reply(403, "bad X-Plivo-Signature-V3")
+        try:
+            events = pr.plivo_events(params, message_id, tenant, clock())
+        except InvalidReceipt as exc:
+            return _reply(400, str(exc)[:200])
+        return await record(events, "plivo", tenant)
+
+    return api
