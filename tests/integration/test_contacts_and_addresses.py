@@ -61,6 +61,13 @@ async def test_csv_import_upserts_and_a_second_load_changes_nothing(conn: Conn, 
         ("email,phone\na@x,1\n", "no customer_id column"),
         ("customer_id,email\nC1,a@x\n,b@x\n", "line 3: empty customer_id"),
         ("customer_id,email\nC1,a@x,extra\n", "line 2: more fields"),
+        # An address with a control character inside it: header injection or a misdirected send.
+        (
+            'customer_id,email\nC1,a@x\nC2,"b@x.fr\r\nBcc: all@x.fr"\n',
+            "line 3: email holds a control character",
+        ),
+        ("customer_id,phone\nC1,+336\u202e0000\n", "line 2: phone holds a control character"),
+        ("customer_id,email\nC\x001,a@x\n", "line 2: customer_id holds a NUL"),
     ],
 )
 async def test_bad_csv_is_refused_and_nothing_is_loaded(
@@ -110,3 +117,13 @@ async def test_ingest_takes_addresses_from_contacts_and_counts_customers_without
         ]
         assert campaign == {"messages": 100, "no_address": 20}
         assert c5 == {"address": "+447000000005"}
+
+
+async def test_control_characters_are_stripped_from_contact_attributes(conn: Conn, tmp_path: Path) -> None:
+    await add_tenant(conn, SecretBox([generate_key().encode()]))
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("customer_id,email,FirstName\nC1,a@x.fr,Bo\x00b\x1b\n")
+    report = await contacts.import_csv(conn, "acme", csv_file)
+    assert report.upserted == 1
+    row = await (await conn.execute("SELECT attributes FROM contacts")).fetchone()
+    assert row == {"attributes": {"FirstName": "Bob"}}

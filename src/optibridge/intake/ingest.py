@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ import psycopg
 from optibridge.core.config import address_attribute
 from optibridge.core.logs import get_logger
 from optibridge.core.quiet_hours import QuietHours
+from optibridge.core.text import ID_BAD as _ID_BAD
+from optibridge.core.text import address_refused, clean_attribute_values
 from optibridge.intake.schedule import SendTimePolicy, send_time
 from optibridge.optimove import SendDetail
 from optibridge.store import campaigns as campaign_store
@@ -106,37 +107,10 @@ def plan(
     )
 
 
-# Control characters in customer data (what Optimove hands us is whatever the client's CRM held):
-# - in an attribute value, C0 controls other than TAB, LF and CR, DEL, C1 controls and lone UTF-16
-#   surrogates are stripped and the row is sent with the cleaned value: they render as nothing or as
-#   garbage, PostgreSQL stores no NUL, a surrogate cannot be encoded at all (it would fail the whole
-#   page), and a stray one in a first name must not cost the customer the message. TAB/LF/CR stay:
-#   multi-line values (postal addresses, SMS text) are legitimate. The rows cleaned are counted
-#   (`PageRows.cleaned`, a campaign note at the end of the ingest run).
-# - in the address (e-mail, phone number, push token, the one value a provider acts on), any control
-#   character, including TAB/LF/CR inside it (around it they are trimmed as before), a Unicode line
-#   or paragraph separator, a bidi override, or a lone surrogate refuses the row: failed with
-#   `ADDRESS_CONTROL_REASON`, counted with the campaign's failures. Guessing what was meant there
-#   risks header injection or sending to someone else.
-# - in the customer id, NUL or a lone surrogate fails the row (`NUL_REASON`; the id must round-trip
-#   to Optimove unchanged, so it is never edited for sending); other controls are COPY-escaped.
-_ATTR_STRIP = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_ADDRESS_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_ID_BAD = re.compile("[\x00\ud800-\udfff]")
+# Control characters in customer data: the rules and their reasons are in optibridge.core.text,
+# shared with the contacts import.
 NUL_REASON = "customer data holds a NUL character (\\u0000); not sent"
 ADDRESS_CONTROL_REASON = "address holds a control character; not sent"
-
-
-def clean_attribute_values(values: tuple[str, ...]) -> tuple[str, ...] | None:
-    """`values` with stripped control characters (see above), or None when none needed stripping."""
-    if " ".join(values).isprintable() or not any(_ATTR_STRIP.search(v) for v in values):
-        return None
-    return tuple(_ATTR_STRIP.sub("", v) for v in values)
-
-
-def address_refused(address: str) -> bool:
-    """Whether an address (already trimmed) holds a character that refuses its row (see above)."""
-    return not address.isprintable() and _ADDRESS_BAD.search(address) is not None
 
 
 # COPY text format: backslash, tab and line ends inside a value must be escaped.

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import psycopg
 
 from optibridge.core.errors import ConfigError
+from optibridge.core.text import ATTR_STRIP, address_refused, id_refused
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 CHUNK = 10_000
@@ -46,6 +47,8 @@ def _rows(fh: TextIO, source: str) -> Iterator[tuple[str, str | None, str | None
         customer = (record.get(id_col) or "").strip()
         if not customer:
             raise ConfigError(f"{source}, line {line}: empty customer_id")
+        if id_refused(customer):
+            raise ConfigError(f"{source}, line {line}: customer_id holds a NUL or an invalid character")
         address: dict[str, str | None] = {"email": None, "phone": None, "device_token": None}
         attrs: dict[str, str] = {}
         for name, value in record.items():
@@ -54,9 +57,13 @@ def _rows(fh: TextIO, source: str) -> Iterator[tuple[str, str | None, str | None
             target = ADDRESS_COLUMNS.get(lower[name])
             text = (value or "").strip()
             if target:
+                # The same rules as addresses from Optimove (core.text): a control character in an
+                # address is refused, never guessed at; ingest uses these addresses as they are.
+                if text and address_refused(text):
+                    raise ConfigError(f"{source}, line {line}: {target} holds a control character")
                 address[target] = text or None
             elif text:
-                attrs[name.strip()] = text
+                attrs[name.strip()] = ATTR_STRIP.sub("", text)
         yield customer, address["email"], address["phone"], address["device_token"], json.dumps(attrs)
 
 
