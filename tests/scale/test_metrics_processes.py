@@ -61,7 +61,8 @@ def test_serve_with_worker_children_sums_their_metrics(service_env: dict[str, st
         children = psutil.Process(proc.pid).children()
         assert len(children) == 2
         folders = {c.environ().get("PROMETHEUS_MULTIPROC_DIR") for c in children}
-        assert len(folders) == 1 and None not in folders  # one shared folder, set by serve
+        assert len(folders) == 1  # one shared folder, set by serve
+        assert None not in folders
         folder = Path(str(next(iter(folders))))
         assert folder.is_dir()
         # A child killed outright stops counting (its files are marked dead); the supervisor

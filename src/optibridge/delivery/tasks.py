@@ -11,6 +11,7 @@ workers of a cluster share a campaign. Jobs stay coarse: a job is many slices, n
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime
@@ -35,6 +36,23 @@ SEND_QUEUE = "delivery"
 # Short, so that a lane's work moves between workers (a worker that joins a running campaign gets
 # the next job of a lane) and a drain or a deploy never waits long; checked between chunks.
 BUDGET_S = 5.0
+# A send job that runs out of due messages waits for the next one if it is due this soon (and
+# within its budget) instead of ending: otherwise a campaign whose send times are spread out
+# (below capacity) waits for the next tick, up to a second late, every time the lane catches up.
+IDLE_WAIT_S = 1.0
+
+
+def idle_wait_s(next_due: datetime | None, now: datetime, left_s: float) -> float | None:
+    """How long an idle send job should wait for its channel's next due message; None: end now.
+
+    A next message already due but not claimable (paused or held campaign, or locked by another
+    lane) is not waited for: the tick brings a job back when there is claimable work."""
+    if next_due is None:
+        return None
+    wait = (next_due - now).total_seconds()
+    if wait <= 0 or wait > min(IDLE_WAIT_S, left_s):
+        return None
+    return wait
 
 
 def lane_lock(tenant_id: str, channel_id: int, lane: int) -> str:
@@ -58,17 +76,45 @@ async def run_send(
         await d.writer.flush()
         reconciled = False
         while not stop():
+            wait: float | None = 0.0
             async with runtime.pool.connection() as conn, d.registry.using(conn, tenant_id, channel_id) as ch:
                 if not reconciled:
                     await reconcile(conn, ch, datetime.now(UTC))
                     reconciled = True
                 rows = await dsp.claim(conn, ch, me, datetime.now(UTC))
-                if not rows:
-                    break
-                total.merge(await dsp.send_slice(d, conn, ch, rows, me, stop=stop))
+                if rows:
+                    total.merge(await dsp.send_slice(d, conn, ch, rows, me, stop=stop))
+                else:
+                    upcoming = await message_store.next_due(conn, tenant_id, channel_id)
+                    wait = idle_wait_s(upcoming, datetime.now(UTC), deadline - time.monotonic())
+            if wait is None:
+                break
+            if wait > 0:
+                await asyncio.sleep(wait)  # outside the connection: idle, it holds nothing
     except DatabaseAway as exc:
         log.warning("send job ends: the database is away", error=str(exc), **vars(total))
     return total
+
+
+async def defer_successor(runtime: Runtime, tenant_id: str, channel_id: int, lane: int) -> None:
+    """A send job that ran out of time while more work is due within IDLE_WAIT_S queues its lane's
+    next job at once (it starts when this one's lane lock is free), rather than leaving up to a
+    second to the next tick. A waiting job of the lane already there is enough (queueing lock)."""
+    async with runtime.pool.connection() as conn:
+        upcoming = await message_store.next_due(conn, tenant_id, channel_id)
+        if upcoming is None or (upcoming - datetime.now(UTC)).total_seconds() > IDLE_WAIT_S:
+            return
+        with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
+            await jobs.defer(
+                conn,
+                runtime.job_app,
+                SEND_TASK,
+                lock=lane_lock(tenant_id, channel_id, lane),
+                queueing_lock=lane_lock(tenant_id, channel_id, lane),
+                tenant_id=tenant_id,
+                channel_id=channel_id,
+                lane=lane,
+            )
 
 
 async def replay_journals(runtime: Runtime) -> None:
@@ -108,9 +154,15 @@ def register(app: procrastinate.App, tick_cron: str) -> None:
         me = str(context.job.worker_id)
         bind(tenant=tenant_id, channel=channel_id)
         try:
+            began = time.monotonic()
             stats = await run_send(runtime, tenant_id, channel_id, me)
             if stats.claimed:
                 log.info("send: lane done", lane=lane, **vars(stats))
+            if time.monotonic() - began >= BUDGET_S and not runtime.draining.is_set():
+                try:
+                    await defer_successor(runtime, tenant_id, channel_id, lane)
+                except Exception as exc:  # an optimisation only: the next tick queues it anyway
+                    log.debug("send: successor not queued", error=type(exc).__name__)
         finally:
             unbind("tenant", "channel")
 

@@ -370,6 +370,18 @@ async def channels_with_due_work(conn: Conn, now: datetime, *, dead_after: timed
 # -- what a send job reads ----------------------------------------------------------------------
 
 
+async def next_due(conn: Conn, tenant_id: str, channel_id: int) -> datetime | None:
+    """The earliest send time among a channel's pending messages (one probe of messages_due)."""
+    row = await (
+        await conn.execute(
+            "SELECT send_at FROM messages WHERE tenant_id = %s AND channel_id = %s AND state = 'pending' "
+            "ORDER BY send_at LIMIT 1",
+            (tenant_id, channel_id),
+        )
+    ).fetchone()
+    return None if row is None else row["send_at"]
+
+
 async def send_channel(conn: Conn, tenant_id: str, channel_id: int) -> SendChannel | None:
     """A channel's name, kind and options (its provider settings: `tenants.channel_provider_settings`)."""
     row = await (
