@@ -225,6 +225,12 @@ class Settings(BaseSettings):
     def outbound_policy(self) -> OutboundPolicy:
         return OutboundPolicy.from_strings(self.allow_private_destinations)
 
+    outbound_proxy_from_env: bool = Field(
+        default=True,
+        description="Provider HTTP requests honour HTTPS_PROXY/HTTP_PROXY/NO_PROXY (a channel's own "
+        "proxy_url wins); the destination is still checked against the outbound policy first",
+    )
+
     workers: int = Field(default=1, ge=0, le=64, description="Worker processes under serve")
     worker_concurrency: int = Field(default=8, ge=1, le=256, description="Jobs at once per worker")
     shutdown_timeout_s: float = Field(

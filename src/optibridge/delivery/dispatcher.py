@@ -131,6 +131,7 @@ def dispatcher_of(runtime: Runtime) -> Dispatcher:
             box=runtime.box,
             public_url=public_url,
             policy=runtime.settings.outbound_policy,
+            proxy_from_env=runtime.settings.outbound_proxy_from_env,
         ),
         composer=Composer(
             public_url=public_url,

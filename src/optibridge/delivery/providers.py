@@ -17,6 +17,7 @@ from typing import Any
 
 from optibridge.channels import base
 from optibridge.channels.factory import STRICT, build_provider
+from optibridge.channels.http_transport import HttpChannel
 from optibridge.core.errors import ConfigError
 from optibridge.core.outbound import OutboundPolicy
 
@@ -90,11 +91,14 @@ async def build_channel_providers(
     callback_base_url: str | None,
     *,
     policy: OutboundPolicy = STRICT,
+    proxy_from_env: bool = True,
 ) -> ChannelProviders:
     built: list[base.Provider] = []
     try:
         for one in provider_list(settings):
             provider = build_provider(kind, one, callback_base_url=callback_base_url, policy=policy)
+            if isinstance(provider, HttpChannel):
+                provider.set_proxy_from_env(proxy_from_env)  # the operator's choice, before any send
             await provider.open()
             built.append(provider)
     except BaseException:

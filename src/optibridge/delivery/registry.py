@@ -77,6 +77,7 @@ class ChannelRegistry:
     # The operator's outbound policy (Settings.allow_private_destinations); the default is strict.
     policy: OutboundPolicy = field(default_factory=OutboundPolicy)
     channels: dict[tuple[str, int], Channel] = field(default_factory=dict)
+    proxy_from_env: bool = True  # Settings.outbound_proxy_from_env
 
     async def channel(self, tenant_id: str, channel_id: int, conn: Conn | None = None) -> Channel:
         """The channel as it is now in the database: the kept build if its version is current."""
@@ -121,7 +122,11 @@ class ChannelRegistry:
         )
         options = ChannelOptions.model_validate(row.options)
         providers = await build_channel_providers(
-            row.kind, provider_settings, self.public_url, policy=self.policy
+            row.kind,
+            provider_settings,
+            self.public_url,
+            policy=self.policy,
+            proxy_from_env=self.proxy_from_env,
         )
         return Channel(
             tenant_id=tenant_id,
