@@ -12,7 +12,8 @@ from typing import Any
 from optibridge.channels.base import OutboundMessage, Outcome, SendResult
 from optibridge.channels.classify import classify_fcm
 from optibridge.channels.fcm_auth import ServiceAccountTokens, TokenError
-from optibridge.channels.http_transport import STRICT, HttpChannel
+from optibridge.channels.http2 import Http2Client
+from optibridge.channels.http_transport import STRICT, HttpChannel, RequestClient
 from optibridge.channels.settings import FcmSettings
 from optibridge.core.outbound import OutboundPolicy
 
@@ -36,6 +37,7 @@ class FcmPushProvider(HttpChannel):
             if reason is not None:
                 raise ValueError(f"{where} refused: {reason}")
         super().__init__(settings, policy=policy)
+        self._http2 = settings.http2
         self.name = settings.name or "fcm"
         self.url = f"{settings.base_url}/v1/projects/{settings.effective_project_id}/messages:send"
         # The token exchange is a second destination: it goes through the same policy.
@@ -44,6 +46,20 @@ class FcmPushProvider(HttpChannel):
             token_uri=settings.effective_token_uri,
             timeout=settings.timeout_s,
             policy=policy,
+        )
+
+    def _make_client(self) -> RequestClient:
+        # FCM recommends HTTP/2 (one connection multiplexes hundreds of sends). Over TLS only, as
+        # Google serves it; a plain-http base_url (a loopback test server) stays on HTTP/1.1.
+        if not (self._http2 and self.url.startswith("https://")):
+            return super()._make_client()
+        return Http2Client(
+            limit=self._limit,
+            timeout_s=self._timeout_s,
+            connect_timeout_s=self._connect_timeout_s,
+            policy=self._policy,
+            proxy=self._proxy,
+            proxy_from_env=self._proxy_from_env,
         )
 
     async def send(self, message: OutboundMessage) -> SendResult:

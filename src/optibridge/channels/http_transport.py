@@ -14,6 +14,7 @@ re-pointed) inside is refused at connect time, not only when its settings were w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from aiohttp.abc import AbstractResolver
 
@@ -24,6 +25,14 @@ from optibridge.channels.settings import HttpOptions
 from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
 
 STRICT = OutboundPolicy()
+
+
+class RequestClient(Protocol):
+    """What an adapter needs of a client: http_client.HttpClient and http2.Http2Client."""
+
+    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Reply: ...
+
+    async def close(self) -> None: ...
 
 
 class HttpChannel:
@@ -46,7 +55,7 @@ class HttpChannel:
         self._connect_timeout_s = options.connect_timeout_s
         self._proxy = options.proxy_url
         self._proxy_from_env = True
-        self._client: HttpClient | None = None
+        self._client: RequestClient | None = None
         self._policy = policy
         self._inner_resolver = resolver
         self._allowed_url: str | None = None
@@ -65,7 +74,7 @@ class HttpChannel:
     def policy(self) -> OutboundPolicy:
         return self._policy
 
-    def _make_client(self) -> HttpClient:
+    def _make_client(self) -> RequestClient:
         # No DNS cache: every new connection re-resolves and the guard re-checks (DNS rebinding).
         return HttpClient(
             limit=self._limit,
@@ -77,7 +86,7 @@ class HttpChannel:
             proxy_from_env=self._proxy_from_env,
         )
 
-    def _ensure_client(self) -> HttpClient:
+    def _ensure_client(self) -> RequestClient:
         # Synchronous, so concurrent first sends cannot race into creating two clients.
         client = self._client
         if client is None:

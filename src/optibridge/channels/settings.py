@@ -259,6 +259,7 @@ class FcmSettings(HttpOptions):
     project_id: str | None = None  # default: the service account's project_id
     base_url: str = "https://fcm.googleapis.com"
     token_uri: str | None = None  # default: the service account's token_uri (tests point it at a fake)
+    http2: bool = True  # multiplexed HTTP/2 to an https base_url (channels/http2.py); else HTTP/1.1
 
     @field_validator("base_url")
     @classmethod

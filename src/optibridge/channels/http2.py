@@ -1,0 +1,277 @@
+"""HTTP/2 for the push providers (FCM, APNs): httpx + h2, multiplexed, guarded, optionally proxied.
+
+    client = Http2Client(limit=256, timeout_s=10.0, connect_timeout_s=5.0, policy=policy, proxy=None)
+    status, headers, body = await client.request("POST", url, {"authorization": "..."}, b"{...}")
+    await client.close()
+
+- `limit`: requests at once (a semaphore); they share few connections - HTTP/2 multiplexes up to
+  the server's SETTINGS_MAX_CONCURRENT_STREAMS (APNs 1000, FCM ~100) on each; at most
+  `max_connections` (default: limit // 100 + 1) connections per origin.
+- `timeout_s`: one request, connect to last byte, waiting for a free slot not counted;
+  `connect_timeout_s`: connecting (DNS, TCP, TLS).
+- `policy`: the outbound policy. Every new connection resolves the host and connects only to
+  addresses the policy allows (DestinationRefusedError, an OSError, otherwise); literal IPs are
+  judged the same way. No redirects, no cookies, environment proxies only if `proxy_from_env`.
+- `proxy`: an http(s) proxy URL (CONNECT tunnel); the destination is resolved and judged here
+  first, as in http_client.
+- `http1`: also allow HTTP/1.1 when the server does not offer h2 in TLS ALPN (plain-http URLs are
+  always HTTP/1.1: providers speak h2 over TLS only, and test servers on loopback often HTTP/1.1).
+- Errors as in http_client: OSError/TimeoutError when nothing was sent (connect, TLS, the guard),
+  HttpClientError (`request_sent`) after; answers over `max_response_bytes` raise
+  ResponseTooLargeError.
+
+Why httpx (docs/channels.md, "HTTP/2"): maintained, pure Python h2 underneath, an async pool that
+multiplexes; aiohttp has no HTTP/2. Measured against niquests and aiohttp-over-HTTP/1.1 there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+import typing
+from collections.abc import Mapping
+
+import httpcore
+import httpx
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from optibridge.channels.http_client import (
+    USER_AGENT,
+    ConnectionClosedError,
+    HttpClientError,
+    MalformedResponseError,
+    Reply,
+    ResponseTimeoutError,
+    ResponseTooLargeError,
+    clean_headers,
+    env_proxies,
+    proxy_for,
+)
+from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy, numeric_host
+
+__all__ = ["Http2Client", "HttpClientError", "Reply"]
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves every host it connects to and refuses addresses the policy forbids (except the
+    operator's environment proxies, `exempt`)."""
+
+    def __init__(self, policy: OutboundPolicy, exempt: frozenset[str]) -> None:
+        self._inner: httpcore.AsyncNetworkBackend = httpcore.AnyIOBackend()
+        self._policy = policy
+        self._exempt = exempt
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if host.lower().rstrip(".") in self._exempt:
+            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        addresses = await self.allowed(host, port)
+        failure: Exception | None = None
+        for ip in addresses:
+            try:
+                return await self._inner.connect_tcp(ip, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def allowed(self, host: str, port: int) -> list[str]:
+        """The addresses of `host` the policy allows; DestinationRefusedError if none."""
+        number = numeric_host(host.strip("[]"))
+        if isinstance(number, str):
+            raise DestinationRefusedError(f"destination refused: {number}")
+        if number is not None:
+            ips = [str(number)]
+        else:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            ips = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        reasons = [r for r in (self._policy.check_address(ip) for ip in ips) if r is not None]
+        allowed = [ip for ip in ips if self._policy.check_address(ip) is None]
+        if not allowed:
+            raise DestinationRefusedError(f"destination refused: {host} resolves to {'; '.join(reasons)}")
+        return allowed
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class Http2Client:
+    """Multiplexed HTTP/2 (HTTP/1.1 fallback) to any number of origins; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        timeout_s: float,
+        connect_timeout_s: float,
+        policy: OutboundPolicy,
+        proxy: str | None = None,
+        proxy_from_env: bool = False,
+        max_connections: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        http1: bool = True,
+        max_response_bytes: int = 1 << 20,
+        dns_ttl_s: float = 30.0,
+    ) -> None:
+        self._limit = limit
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._policy = policy
+        env = env_proxies() if proxy_from_env and proxy is None else {}
+        self._env = env
+        self._proxy = proxy
+        self._max_connections = max_connections or limit // 100 + 1
+        self._ssl = ssl_context
+        self._http1 = http1
+        self._max_body = max_response_bytes
+        self._dns_ttl_s = dns_ttl_s
+        exempt = frozenset(
+            (httpx.URL(url).host or "").lower()
+            for scheme, url in env.items()
+            if scheme != "no" and "://" in url
+        )
+        self._backend = _GuardedBackend(policy, exempt)
+        self._client: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._checked: dict[str, float] = {}
+
+    def _ensure_client(self) -> httpx.AsyncClient:
+        client = self._client
+        if client is None:
+            mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+            direct = self._transport(None)
+            if self._proxy is not None:
+                direct = self._transport(self._proxy)
+            else:
+                for scheme in ("http", "https"):
+                    if self._env.get(scheme):
+                        mounts[f"{scheme}://"] = self._transport(self._env[scheme])
+            client = self._client = httpx.AsyncClient(
+                transport=direct,
+                mounts=mounts,
+                follow_redirects=False,
+                trust_env=False,
+                headers={"user-agent": USER_AGENT},
+                timeout=httpx.Timeout(self._timeout_s, connect=self._connect_timeout_s),
+            )
+        return client
+
+    def _transport(self, proxy: str | None) -> httpx.AsyncHTTPTransport:
+        ssl_context = self._ssl or ssl.create_default_context()
+        transport = httpx.AsyncHTTPTransport(
+            http1=self._http1, http2=True, verify=ssl_context, trust_env=False
+        )
+        options = {
+            "ssl_context": ssl_context,
+            "max_connections": self._max_connections,
+            "max_keepalive_connections": self._max_connections,
+            "keepalive_expiry": 30.0,
+            "http1": self._http1,
+            "http2": True,
+            "network_backend": self._backend,
+        }
+        # The pool is rebuilt with the guarded network backend (httpx does not take one).
+        transport._pool = (
+            httpcore.AsyncHTTPProxy(proxy_url=proxy, **options)  # type: ignore[arg-type]
+            if proxy is not None
+            else httpcore.AsyncConnectionPool(**options)  # type: ignore[arg-type]
+        )
+        return transport
+
+    def _proxied(self, url: httpx.URL) -> bool:
+        if self._proxy is not None:
+            return True
+        return bool(self._env) and proxy_for(url.scheme, url.host, self._env) is not None
+
+    async def _check_destination(self, url: httpx.URL) -> None:
+        now = time.monotonic()
+        if self._checked.get(url.host, 0.0) > now:
+            return
+        async with asyncio.timeout(self._connect_timeout_s):
+            await self._backend.allowed(url.host, url.port or (443 if url.scheme == "https" else 80))
+        if len(self._checked) > 256:
+            self._checked.clear()
+        self._checked[url.host] = now + self._dns_ttl_s
+
+    async def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """(status, headers, body); see the module docstring for the errors."""
+        sent_headers = clean_headers(headers)
+        target = httpx.URL(url)
+        if target.scheme not in ("http", "https") or not target.host:
+            raise ValueError(f"not an absolute http(s) URL: {url[:200]!r}")
+        if self._proxied(target):
+            await self._check_destination(target)
+        client = self._ensure_client()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._limit)
+        async with self._slots:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    request = client.build_request(method, target, headers=sent_headers, content=body)
+                    response = await client.send(request, stream=True)
+                    try:
+                        data = await self._read(response)
+                    finally:
+                        await response.aclose()
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
+                cause = exc.__cause__ or exc.__context__
+                while cause is not None and not isinstance(cause, DestinationRefusedError):
+                    cause = cause.__cause__ or cause.__context__
+                if cause is not None:
+                    raise cause from exc
+                if isinstance(exc, httpx.ConnectTimeout):
+                    raise TimeoutError(str(exc)) from exc
+                raise ConnectionError(str(exc) or type(exc).__name__) from exc
+            except DestinationRefusedError:
+                raise
+            except TimeoutError as exc:
+                raise ResponseTimeoutError("no complete answer within the request timeout") from exc
+            except httpx.TimeoutException as exc:
+                raise ResponseTimeoutError(f"no complete answer: {exc}") from exc
+            except httpx.RemoteProtocolError as exc:
+                raise MalformedResponseError(f"protocol error: {exc}") from exc
+            except (httpx.TransportError, OSError) as exc:
+                raise ConnectionClosedError(f"connection failed: {exc!r}") from exc
+        answer = CIMultiDictProxy(CIMultiDict(response.headers.multi_items()))
+        return response.status_code, answer, data
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            raise ResponseTooLargeError(f"response body over {self._max_body} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > self._max_body:
+                raise ResponseTooLargeError(f"response body over {self._max_body} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @property
+    def http_versions(self) -> set[str]:
+        """For tests: the protocol of the connections in the pool now ("HTTP/2", "HTTP/1.1")."""
+        found: set[str] = set()
+        client = self._client
+        if client is None:
+            return found
+        transports = [client._transport, *(t for t in client._mounts.values() if t is not None)]
+        for transport in transports:
+            pool = getattr(transport, "_pool", None)
+            for conn in getattr(pool, "connections", []):
+                info = conn.info()
+                found.add("HTTP/2" if "HTTP/2" in info else "HTTP/1.1")
+        return found
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()

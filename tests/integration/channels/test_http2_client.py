@@ -1,0 +1,164 @@
+"""The HTTP/2 client (channels/http2.py) against Hypercorn serving h2 over TLS on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from optibridge.channels.fcm import FcmPushProvider
+from optibridge.channels.http2 import Http2Client
+from optibridge.channels.http_client import HttpClient, ResponseTimeoutError, ResponseTooLargeError
+from optibridge.channels.settings import FcmSettings
+from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
+
+from servicekit import free_port
+
+LOOPBACK = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128"])
+
+
+@dataclass
+class H2Server:
+    port: int = 0
+    delay_s: float = 0.0
+    body_size: int = 2
+    requests: list[tuple[str, str, str, bytes]] = field(default_factory=list)  # version, method, path, body
+    peers: set[tuple[str, int]] = field(default_factory=set)
+
+    def url(self, path: str = "/") -> str:
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        self.requests.append((scope["http_version"], scope["method"], scope["path"], body))
+        if scope.get("client"):
+            self.peers.add(tuple(scope["client"]))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        answer = b"x" * self.body_size if scope["path"] == "/big" else b"ok"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-seen", b"1")]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+@contextlib.asynccontextmanager
+async def h2_server(tls_files: tuple[str, str]) -> AsyncIterator[H2Server]:
+    server = H2Server(port=free_port())
+    config = Config()
+    config.bind = [f"127.0.0.1:{server.port}"]
+    config.certfile, config.keyfile = tls_files
+    config.alpn_protocols = ["h2", "http/1.1"]
+    config.h2_max_concurrent_streams = 1000
+    config.accesslog = None
+    config.errorlog = None
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(server.app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # bounded: until it listens
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "hypercorn did not start"
+                await asyncio.sleep(0.05)
+        yield server
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await task
+
+
+def trusting(tls_files: tuple[str, str]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=tls_files[0])
+
+
+async def test_many_requests_are_multiplexed_on_one_connection(tls_files: tuple[str, str]) -> None:
+    async with h2_server(tls_files) as server:
+        server.delay_s = 0.2
+        client = Http2Client(
+            limit=200, timeout_s=5, connect_timeout_s=2, policy=LOOPBACK, ssl_context=trusting(tls_files)
+        )
+        try:
+            await client.request("POST", server.url("/warm"), {}, b"0")  # one connection, h2 settled
+            started = time.monotonic()
+            replies = await asyncio.gather(
+                *(client.request("POST", server.url(f"/m{i}"), {"x-n": str(i)}, b"{}") for i in range(200))
+            )
+            elapsed = time.monotonic() - started
+            assert client.http_versions == {"HTTP/2"}
+        finally:
+            await client.close()
+    assert all(status == 200 and body == b"ok" for status, _, body in replies)
+    assert replies[0][1]["X-Seen"] == "1"
+    assert {version for version, *_ in server.requests} == {"2"}
+    assert len(server.peers) == 1  # all 201 requests on one TCP connection
+    assert elapsed < 2.0  # 200 x 0.2 s in parallel, not in series (40 s)
+
+
+async def test_the_guard_refuses_a_name_pointing_inside(tls_files: tuple[str, str]) -> None:
+    async with h2_server(tls_files) as server:
+        client = Http2Client(limit=4, timeout_s=5, connect_timeout_s=2, policy=OutboundPolicy())
+        try:
+            with pytest.raises(DestinationRefusedError):
+                await client.request("POST", f"https://localhost:{server.port}/x", {}, b"{}")
+            with pytest.raises(DestinationRefusedError):
+                await client.request("POST", server.url("/x"), {}, b"{}")
+        finally:
+            await client.close()
+    assert server.requests == []
+
+
+async def test_timeout_and_size_cap(tls_files: tuple[str, str]) -> None:
+    async with h2_server(tls_files) as server:
+        client = Http2Client(
+            limit=4, timeout_s=0.3, connect_timeout_s=2, policy=LOOPBACK, ssl_context=trusting(tls_files),
+            max_response_bytes=1000,
+        )  # fmt: skip
+        try:
+            server.body_size = 5000
+            with pytest.raises(ResponseTooLargeError):
+                await client.request("GET", server.url("/big"), {}, b"")
+            server.delay_s = 1.0
+            with pytest.raises(ResponseTimeoutError) as failure:
+                await client.request("POST", server.url("/slow"), {}, b"{}")
+            assert failure.value.request_sent
+        finally:
+            await client.close()
+
+
+async def test_connection_refused_is_not_sent() -> None:
+    client = Http2Client(limit=4, timeout_s=2, connect_timeout_s=1, policy=LOOPBACK)
+    try:
+        with pytest.raises(ConnectionError) as failure:
+            await client.request("POST", f"https://127.0.0.1:{free_port()}/x", {}, b"{}")
+        assert not getattr(failure.value, "request_sent", False)
+    finally:
+        await client.close()
+
+
+async def test_fcm_uses_http2_for_an_https_base_url_and_http1_otherwise(
+    service_account: dict[str, str],
+) -> None:
+    account = service_account
+    https = FcmPushProvider(FcmSettings(type="fcm", credentials=account), policy=LOOPBACK)
+    assert isinstance(https._ensure_client(), Http2Client)
+    plain = FcmSettings(type="fcm", credentials=account, base_url="http://127.0.0.1:9")
+    assert isinstance(FcmPushProvider(plain, policy=LOOPBACK)._ensure_client(), HttpClient)
+    off = FcmSettings(type="fcm", credentials=account, http2=False)
+    assert isinstance(FcmPushProvider(off, policy=LOOPBACK)._ensure_client(), HttpClient)
