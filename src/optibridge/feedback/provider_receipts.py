@@ -321,6 +321,31 @@ def mailgun_signature_valid(signing_key: str, signature: Any) -> bool:
     return hmac.compare_digest(expected, str(given).lower())
 
 
+# Mailgun's signature covers timestamp + token only, not the event: a captured signature could be
+# moved onto other event data. Mailgun's documented answer: refuse old timestamps, and never accept
+# a token twice (`MailgunTokens`, in the web layer, remembers them for this long).
+MAILGUN_MAX_AGE_S = 3600
+
+
+def mailgun_fresh(signature: Any, now: datetime) -> bool:
+    """Whether the signed timestamp is within MAILGUN_MAX_AGE_S of now (either side)."""
+    stamp = _unix_time(signature.get("timestamp")) if isinstance(signature, dict) else None
+    return stamp is not None and abs((now - stamp).total_seconds()) <= MAILGUN_MAX_AGE_S
+
+
+def mailgun_token_and_event(body: Any) -> tuple[str, str] | None:
+    """(signature token, event id) of a webhook, for the used-token check."""
+    if not isinstance(body, dict):
+        return None
+    signature, data = body.get("signature"), body.get("event-data")
+    if not isinstance(signature, dict) or not isinstance(data, dict):
+        return None
+    token, event_id = signature.get("token"), data.get("id")
+    if not isinstance(token, str) or not isinstance(event_id, str):
+        return None
+    return token, event_id
+
+
 _MAILGUN_KINDS = {
     "delivered": EventKind.DELIVERED,
     "opened": EventKind.OPENED,

@@ -2,7 +2,7 @@
 
     POST /r/ses/{tenant}/{channel}       SNS notifications of SES events (JSON)
     POST /r/sendgrid/{tenant}/{channel}  SendGrid signed Event Webhook (JSON array)
-    POST /r/mailgun/{tenant}/{channel}   Mailgun webhooks (JSON)
+    POST /r/mailgun/{tenant}/{channel}   Mailgun webhooks (JSON); timestamp within 1 h, token used once
     POST /r/postmark/{tenant}/{channel}  Postmark webhooks (JSON), basic auth in the URL
     POST /r/vonage/{tenant}/{channel}    Vonage delivery receipts (form or JSON; GET: query)
     POST /r/plivo/{tenant}/{channel}     Plivo status callbacks (form), ?message_id=<id>
@@ -149,6 +149,27 @@ class CertificateFetcher:
             return None
 
 
+class MailgunTokens:
+    """Tokens of accepted Mailgun webhooks, with the event each was for (this process; bounded).
+
+    A token seen again for the same event is a retry or a replay (recorded once by the dedupe
+    key); for another event it is a signature moved onto forged data, refused.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._seen: OrderedDict[str, str] = OrderedDict()
+        self._limit = limit
+
+    def admit(self, token: str, event_id: str) -> bool:
+        known = self._seen.get(token)
+        if known is not None:
+            return known == event_id
+        self._seen[token] = event_id
+        while len(self._seen) > self._limit:  # the oldest are past the freshness window first
+            self._seen.popitem(last=False)
+        return True
+
+
 def router(
     runtime: Runtime,
     *,
@@ -158,6 +179,7 @@ def router(
     max_events = feedback_settings(runtime.settings).max_receipt_events
     public_url = runtime.settings.public_url
     certs = certificates or CertificateFetcher(runtime.settings.outbound_policy)
+    mailgun_tokens = MailgunTokens()
     api = APIRouter(tags=["provider receipts"])
 
     async def entries(tenant: str, channel: str, provider: str) -> list[Any] | None:
@@ -280,8 +302,13 @@ def router(
         if not any(pr.mailgun_signature_valid(secret, signature) for secret in secrets):
             log.warning("mailgun receipt refused: bad signature", tenant=tenant)
             return _reply(403, "bad webhook signature")
+        now = clock()
+        used = pr.mailgun_token_and_event(document)
+        if not pr.mailgun_fresh(signature, now) or used is None or not mailgun_tokens.admit(*used):
+            log.warning("mailgun receipt refused: stale timestamp or reused token", tenant=tenant)
+            return _reply(403, "stale or reused webhook signature")
         try:
-            events = pr.mailgun_events(document, tenant, clock())
+            events = pr.mailgun_events(document, tenant, now)
         except InvalidReceipt as exc:
             return _reply(400, str(exc)[:200])
         return await record(events, "mailgun", tenant)
