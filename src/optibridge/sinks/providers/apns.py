@@ -1,4 +1,7 @@
-"""A loopback APNs: HTTP/2 (prior knowledge, no TLS) speaking Apple's request and error shapes.
+"""A loopback APNs: HTTP/2 speaking Apple's request and error shapes.
+
+Over TLS with ALPN "h2" when given a certificate (`tls=(certfile, keyfile)`), as Apple serves it
+and as the adapter's client requires; else cleartext HTTP/2 with prior knowledge.
 
     POST /3/device/<token>   headers authorization: bearer <ES256 JWT>, apns-topic, apns-push-type
         200 + apns-id                      accepted
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -128,9 +132,14 @@ class _Connection(asyncio.Protocol):
 
 class ApnsSink:
     def __init__(
-        self, host: str = "127.0.0.1", *, public_key: ec.EllipticCurvePublicKey | None = None
+        self,
+        host: str = "127.0.0.1",
+        *,
+        public_key: ec.EllipticCurvePublicKey | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self._host = host
+        self._tls = tls
         self._port = 0
         self.public_key = public_key
         self.requests: list[ApnsRequest] = []
@@ -141,7 +150,12 @@ class ApnsSink:
 
     async def __aenter__(self) -> ApnsSink:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), self._host, 0)
+        context = None
+        if self._tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self._tls)
+            context.set_alpn_protocols(["h2"])
+        self._server = await loop.create_server(lambda: _Connection(self), self._host, 0, ssl=context)
         self._port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -154,7 +168,8 @@ class ApnsSink:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self._host}:{self._port}"
 
     def record(self, request: ApnsRequest) -> None:
         if len(self.requests) < self.max_records:

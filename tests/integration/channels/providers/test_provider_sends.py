@@ -4,6 +4,7 @@ it, the answer understood, refusals classified. Real servers on 127.0.0.1, no mo
 from __future__ import annotations
 
 import base64
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,10 +13,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from optibridge.channels import OutboundMessage, Outcome, build_provider
-from optibridge.channels.apns import _GuardedBackend
+from optibridge.channels.apns import ApnsPushProvider
 from optibridge.channels.base import Provider
+from optibridge.channels.provider_settings import ApnsSettings
 from optibridge.core.errors import ConfigError
-from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
+from optibridge.core.outbound import OutboundPolicy
 from optibridge.sinks.providers import ApnsSink, ProviderSink
 
 MakeMessage = Callable[..., OutboundMessage]
@@ -227,11 +229,20 @@ def _p8() -> tuple[str, ec.EllipticCurvePublicKey]:
     return pem.decode(), key.public_key()
 
 
+def _apns(settings: dict[str, Any], tls_files: tuple[str, str]) -> ApnsPushProvider:
+    """As the factory builds it (settings validated, destinations checked), trusting the sink's CA."""
+    assert isinstance(build_provider("push", settings, policy=LOOPBACK), ApnsPushProvider)
+    model = ApnsSettings.model_validate(settings)
+    return ApnsPushProvider(
+        model, policy=LOOPBACK, ssl_context=ssl.create_default_context(cafile=tls_files[0])
+    )
+
+
 async def test_apns_over_http2_with_an_es256_token_and_dead_tokens_unregistered(
-    make_message: MakeMessage,
+    make_message: MakeMessage, tls_files: tuple[str, str]
 ) -> None:
     pem, public = _p8()
-    async with ApnsSink(public_key=public) as apns:
+    async with ApnsSink(public_key=public, tls=tls_files) as apns:
         settings = {
             "type": "apns",
             "key_id": "ABC123DEFG",
@@ -240,7 +251,7 @@ async def test_apns_over_http2_with_an_es256_token_and_dead_tokens_unregistered(
             "topic": "com.example.app",
             "base_url": apns.base_url,
         }
-        provider = build_provider("push", settings, policy=LOOPBACK)
+        provider = _apns(settings, tls_files)
         await provider.open()
         try:
             message = make_message(to="a1b2c3d4" * 8, subject="Title", body="Body", data={"k": "v"})
@@ -271,10 +282,12 @@ async def test_apns_over_http2_with_an_es256_token_and_dead_tokens_unregistered(
     }
 
 
-async def test_apns_with_a_token_the_sink_cannot_verify_is_refused(make_message: MakeMessage) -> None:
+async def test_apns_with_a_token_the_sink_cannot_verify_is_refused(
+    make_message: MakeMessage, tls_files: tuple[str, str]
+) -> None:
     pem, _ = _p8()
     _, other_public = _p8()
-    async with ApnsSink(public_key=other_public) as apns:
+    async with ApnsSink(public_key=other_public, tls=tls_files) as apns:
         settings = {
             "type": "apns",
             "key_id": "ABC123DEFG",
@@ -283,7 +296,7 @@ async def test_apns_with_a_token_the_sink_cannot_verify_is_refused(make_message:
             "topic": "com.example.app",
             "base_url": apns.base_url,
         }
-        provider = build_provider("push", settings, policy=LOOPBACK)
+        provider = _apns(settings, tls_files)
         try:
             result = await provider.send(make_message(to="abcd" * 16))
         finally:
@@ -319,17 +332,3 @@ async def test_new_providers_refuse_inside_destinations_under_the_default_policy
     ):
         with pytest.raises(ConfigError, match="refused"):
             build_provider(kind, settings)
-
-
-async def test_apns_connections_are_checked_at_connect_time() -> None:
-    """The HTTP/2 client's network backend resolves and judges every new connection itself: a
-    name that resolves inside (here 'localhost', as a re-pointed provider name would) is refused
-    before any byte is sent, under the default policy; the same backend connects when the
-    operator opened loopback."""
-    backend = _GuardedBackend(OutboundPolicy())
-    with pytest.raises(DestinationRefusedError):
-        await backend.connect_tcp("localhost", 9, timeout=2.0)
-    async with ApnsSink() as apns:
-        port = int(apns.base_url.rsplit(":", 1)[1])
-        stream = await _GuardedBackend(LOOPBACK).connect_tcp("localhost", port, timeout=2.0)
-        await stream.aclose()
