@@ -55,8 +55,8 @@ def test_smtp_defaults() -> None:
     ("kind", "settings", "message"),
     [
         ("fax", SMTP, "unknown channel kind 'fax'"),
-        ("email", {"host": "x"}, "need 'type' set to one of smtp, got None"),
-        ("email", TWILIO, "need 'type' set to one of smtp, got 'twilio'"),
+        ("email", {"host": "x"}, "one of smtp, ses, sendgrid, mailgun, postmark, got None"),
+        ("email", TWILIO, "one of smtp, ses, sendgrid, mailgun, postmark, got 'twilio'"),
         ("webhook", JSON, "one of webhook"),
         ("email", {"type": "smtp", "host": "x"}, "from_address: Field required"),
         ("email", {**SMTP, "from_address": "not an address"}, "from_address: invalid email address"),
