@@ -135,7 +135,7 @@ class ProviderSink:
         refused = await self._take("postmark", request, ok)
         if refused is not None:
             return refused
-        sent = self.requests[-1].json() if self.requests else {}
+        sent = json.loads(await request.read())  # aiohttp keeps the body read once
         return web.json_response(
             {
                 "To": sent.get("To"),
@@ -150,7 +150,7 @@ class ProviderSink:
         refused = await self._take("vonage", request, True)
         if refused is not None:
             return refused
-        form = self.requests[-1].form() if self.requests else {}
+        form = dict(parse_qsl((await request.read()).decode(), keep_blank_values=True))
         if not form.get("api_key") or not form.get("api_secret"):
             part = {"status": "4", "error-text": "Bad Credentials"}
         else:
