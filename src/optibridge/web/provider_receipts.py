@@ -19,14 +19,16 @@ Nothing is recorded unless the signature holds. Events are recorded for the tena
 only (a message of another tenant matches nothing), de-duplicated by the provider's event id:
 a replay answers 200 and inserts nothing.
 
-SES: the SNS signing certificate is fetched only from under the channel's SNS base URL
-(https://sns.<region>.amazonaws.com unless set), through the operator's outbound policy, bounded
-(5 s, 64 KiB), and cached by URL (at most 32). A SubscriptionConfirmation from an allowed topic is
+SES: the SNS signing certificate (a path ending in .pem) is fetched only from under the channel's
+SNS base URL (https://sns.<region>.amazonaws.com unless set), through the operator's outbound
+policy, bounded (5 s, 64 KiB, 4 fetches at once, no redirects), cached by URL (at most 32), and a
+URL that failed is not fetched again (1,024 remembered). A SubscriptionConfirmation from an allowed topic is
 confirmed by a GET of its SubscribeURL, which must sit under the same base URL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -34,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 from fastapi import APIRouter, Request, Response
@@ -118,22 +120,36 @@ class CertificateFetcher:
     def __init__(self, policy: OutboundPolicy) -> None:
         self._policy = policy
         self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._failed: OrderedDict[str, None] = OrderedDict()
+        # Unsigned requests can name certificate URLs (under the allowed base): at most this many
+        # fetches at once, and a URL that failed is not fetched again (bounded memory of both).
+        self._slots = asyncio.Semaphore(4)
 
     async def get(self, url: str) -> bytes | None:
         cached = self._cache.get(url)
         if cached is not None:
             self._cache.move_to_end(url)
             return cached
+        if url in self._failed or not urlsplit(url).path.endswith(".pem"):
+            return None
         body = await self.fetch(url, MAX_CERT)
-        if body is not None:
-            self._cache[url] = body
-            while len(self._cache) > CERT_CACHE:
-                self._cache.popitem(last=False)
+        if body is None:
+            self._failed[url] = None
+            while len(self._failed) > 1024:
+                self._failed.popitem(last=False)
+            return None
+        self._cache[url] = body
+        while len(self._cache) > CERT_CACHE:
+            self._cache.popitem(last=False)
         return body
 
     async def fetch(self, url: str, limit: int) -> bytes | None:
         if self._policy.check_url(url) is not None:
             return None
+        async with self._slots:
+            return await self._fetch(url, limit)
+
+    async def _fetch(self, url: str, limit: int) -> bytes | None:
         connector = aiohttp.TCPConnector(resolver=self._policy.resolver(), use_dns_cache=False)
         timeout = aiohttp.ClientTimeout(total=5.0)
         try:

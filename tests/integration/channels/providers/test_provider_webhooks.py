@@ -89,6 +89,19 @@ async def test_ses_forged_tampered_or_foreign_notifications_store_nothing(stack:
     assert not [r for r in stack.sink.of("sns") if "evil" in r.path]
 
 
+async def test_ses_unsigned_requests_cannot_make_us_fetch_at_will(stack: ReceiptStack) -> None:
+    """Certificate URLs under the allowed base, named by an unsigned request: a URL that failed
+    is not fetched again, and only .pem paths are fetched at all."""
+    genuine = json.loads(_ses(stack, "Delivery"))
+    missing = dict(genuine, SigningCertURL=f"{stack.sink.base_url}/sns/missing.pem")
+    for _ in range(5):
+        assert (await stack.post(stack.url("ses"), json.dumps(missing).encode()))[0] == 403
+    not_pem = dict(genuine, SigningCertURL=f"{stack.sink.base_url}/sns/subscribe?x=1")
+    assert (await stack.post(stack.url("ses"), json.dumps(not_pem).encode()))[0] == 403
+    assert [r.path for r in stack.sink.of("sns")] == ["/sns/missing.pem"]
+    assert await stack.events() == []
+
+
 async def test_ses_subscription_confirmation_is_confirmed_once_verified(stack: ReceiptStack) -> None:
     body = stack.signer.sns(
         {},
