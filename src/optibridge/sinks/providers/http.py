@@ -60,8 +60,8 @@ class ProviderSink:
         app.router.add_post("/email", self._postmark)
         app.router.add_post("/sms/json", self._vonage)
         app.router.add_post("/v1/Account/{auth_id}/Message/", self._plivo)
-        app.router.add_get("/sns/cert.pem", self._cert)
         app.router.add_get("/sns/subscribe", self._subscribe)
+        app.router.add_get("/sns/{name}", self._cert)  # cert.pem; any other name is 404 (recorded)
         return app
 
     async def __aenter__(self) -> ProviderSink:
@@ -171,7 +171,7 @@ class ProviderSink:
 
     async def _cert(self, request: web.Request) -> web.Response:
         self.requests.append(ProviderRequest("sns", "GET", request.path, dict(request.headers), b""))
-        if self.cert_pem is None:
+        if self.cert_pem is None or request.match_info["name"] != "cert.pem":
             return web.Response(status=404)
         return web.Response(body=self.cert_pem, content_type="application/x-pem-file")
 
