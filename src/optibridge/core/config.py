@@ -71,6 +71,13 @@ class ChannelOptions(BaseModel):
     lanes: int = Field(default=2, ge=1, le=64, description="Send jobs working this channel at once")
     rate_per_s: float | None = Field(default=None, gt=0, description="Messages/s per worker process")
     chunk: int = Field(default=64, ge=1, le=1000, description="Messages sent between two state writes")
+    in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        le=8192,
+        description="Sends in flight at once per send job (default: ceil(rate_per_s x 0.3 s), at "
+        "least one chunk; without a rate 512). At a provider's latency L the rate is in_flight / L",
+    )
     claim_chunks: int = Field(
         default=4, ge=1, le=64, description="Chunks a send job claims at once (a slice: chunk x claim_chunks)"
     )
@@ -322,6 +329,20 @@ class Settings(BaseSettings):
         default=7.0, ge=0, description="Days succeeded, cancelled and aborted jobs are kept"
     )
     failed_jobs_keep_days: float = Field(default=30.0, ge=0, description="Days failed jobs are kept")
+    # At least 30: CAN-SPAM requires an opt-out to be honoured for 30 days after sending, and the
+    # message row (hence who to suppress) is purged about 10 days after sending.
+    unsubscribe_keep_days: float = Field(
+        default=60.0,
+        ge=30,
+        le=3650,
+        description="Days after sending a purged message's unsubscribe link still suppresses its recipient",
+    )
+    notifications_keep_days: float = Field(
+        default=30.0,
+        ge=1,
+        le=3650,
+        description="Days Optimove's notifications are kept when no unpurged campaign holds them",
+    )
     tenants: list[TenantConfig] = Field(default_factory=list)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     reporting: ReportingSettings = Field(default_factory=ReportingSettings)

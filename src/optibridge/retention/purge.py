@@ -31,6 +31,7 @@ PURGED_TABLES = ("messages", "message_events", "reported_interactions")
 class RetentionReport:
     campaigns: list[store.CampaignKey] = field(default_factory=list)  # purged to the last row
     messages_deleted: int = 0
+    pruned: dict[str, int] = field(default_factory=dict)  # rows per table (store.retention.PRUNED_TABLES)
     locked_out: bool = False  # another worker was purging
     out_of_time: bool = False
 
@@ -56,7 +57,9 @@ async def purge_campaigns(
                 if not await store.try_lock(conn):
                     report.locked_out = True
                     break
-                deleted = await store.purge_batch(conn, key, policy.batch_rows)
+                deleted = await store.purge_batch(
+                    conn, key, policy.batch_rows, keep_sent_after=policy.unsubscribe_sent_after(now)
+                )
                 report.messages_deleted += deleted
                 if deleted < policy.batch_rows:
                     if await store.mark_purged(conn, key, now):
@@ -64,11 +67,37 @@ async def purge_campaigns(
                     break
         if report.locked_out or report.out_of_time:
             break
-    if vacuum and report.messages_deleted:
+    if not (report.locked_out or report.out_of_time):
+        await prune_records(pool, now, policy, deadline, report)
+    if vacuum:
+        tables = [*(PURGED_TABLES if report.messages_deleted else ()), *report.pruned]
         async with pool.connection() as conn:
-            for table in PURGED_TABLES:
+            for table in tables:
                 await conn.execute(f"VACUUM (ANALYZE) {table}")
     return report
+
+
+async def prune_records(
+    pool: Pool, now: datetime, policy: RetentionPolicy, deadline: float, report: RetentionReport
+) -> None:
+    """The tables that grow without belonging to one campaign's rows: kept unsubscribe
+    recipients past `unsubscribe_keep`, notifications past `notifications_keep` (those of a
+    purged campaign went with it), opt-outs Optimove accepted. Batches, locked like the purge."""
+    for table in store.PRUNED_TABLES:
+        before = policy.prune_before(table, now)
+        while time.monotonic() <= deadline:
+            async with pool.connection() as conn, conn.transaction():
+                if not await store.try_lock(conn):
+                    report.locked_out = True
+                    return
+                deleted = await store.prune(conn, table, before, policy.batch_rows)
+            if deleted:
+                report.pruned[table] = report.pruned.get(table, 0) + deleted
+            if deleted < policy.batch_rows:
+                break
+        else:
+            report.out_of_time = True
+            return
 
 
 async def purge_jobs(manager: JobManager, pool: Pool, now: datetime, policy: RetentionPolicy) -> None:
@@ -93,11 +122,12 @@ async def run_retention(
     report = await purge_campaigns(pool, now, policy)
     if manager is not None and not report.locked_out:
         await purge_jobs(manager, pool, now, policy)
-    if report.campaigns or report.messages_deleted:
+    if report.campaigns or report.messages_deleted or report.pruned:
         log.info(
             "retention run",
             campaigns=len(report.campaigns),
             messages=report.messages_deleted,
+            pruned=report.pruned,
             out_of_time=report.out_of_time,
         )
     return report

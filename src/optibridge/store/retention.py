@@ -8,6 +8,7 @@ commit or roll back as one, so a crash between batches never counts a message tw
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,15 +77,18 @@ async def due_campaigns(
     return [CampaignKey(r["tenant_id"], int(r["channel_id"]), int(r["campaign_id"])) for r in rows]
 
 
-async def purge_batch(conn: Conn, key: CampaignKey, batch: int) -> int:
+async def purge_batch(conn: Conn, key: CampaignKey, batch: int, *, keep_sent_after: datetime) -> int:
     """Fold up to `batch` of the campaign's message rows (with their events) into the summary
-    tables and delete them (their events and interaction watermarks go by ON DELETE CASCADE).
-    Returns how many messages were deleted; fewer than `batch` means the campaign is empty."""
+    tables and delete them (their events and interaction watermarks go by ON DELETE CASCADE);
+    the recipient of each one sent after `keep_sent_after` is kept in `unsubscribe_keys`, so its
+    unsubscribe link still works. Returns how many messages were deleted; fewer than `batch`
+    means the campaign is empty."""
     params: dict[str, Any] = {
         "t": key.tenant_id,
         "ch": key.channel_id,
         "c": key.campaign_id,
         "n": batch,
+        "keep": keep_sent_after,
     }
     # SKIP LOCKED: a row a sender still holds (it cannot be, after the window, but a stuck claim
     # must not stall the purge) is left for the next run.
@@ -139,14 +143,24 @@ async def purge_batch(conn: Conn, key: CampaignKey, batch: int) -> int:
                          suspect = campaign_event_days.suspect + EXCLUDED.suspect""",
         params,
     )
+    # Only sent messages carry a link someone can click; DO NOTHING: a message id is one recipient.
+    await conn.execute(
+        """INSERT INTO unsubscribe_keys (message_id, tenant_id, channel_id, customer_id, address, sent_at)
+           SELECT id, tenant_id, channel_id, customer_id, address, sent_at FROM messages
+           WHERE id = ANY(%(ids)s::uuid[]) AND sent_at > %(keep)s
+           ON CONFLICT (message_id) DO NOTHING""",
+        params,
+    )
     cur = await conn.execute("DELETE FROM messages WHERE id = ANY(%(ids)s::uuid[])", params)
     return cur.rowcount
 
 
 async def mark_purged(conn: Conn, key: CampaignKey, at: datetime) -> bool:
     """Record that the campaign's rows are gone, if none is left (a row skipped as locked keeps
-    it for the next run); once every channel of the campaign is purged, its per-customer
-    cancellation list goes too (it is keyed by campaign, not channel). True if marked now."""
+    it for the next run), and drop its push history but the last push (what the campaign page
+    still shows). Once every channel of the campaign is purged, its per-customer cancellation
+    list and Optimove's notifications about it go too (both are keyed by campaign, not channel).
+    True if marked now."""
     cur = await conn.execute(
         """UPDATE campaigns c SET purged_at = %(at)s
            WHERE c.tenant_id = %(t)s AND c.channel_id = %(ch)s AND c.campaign_id = %(c)s
@@ -157,14 +171,91 @@ async def mark_purged(conn: Conn, key: CampaignKey, at: datetime) -> bool:
     )
     if cur.rowcount == 0:
         return False
+    p = {"t": key.tenant_id, "ch": key.channel_id, "c": key.campaign_id}
     await conn.execute(
-        """DELETE FROM campaign_cancellations cc
-           WHERE cc.tenant_id = %(t)s AND cc.campaign_id = %(c)s
-             AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.tenant_id = %(t)s
-                               AND c.campaign_id = %(c)s AND c.purged_at IS NULL)""",
-        {"t": key.tenant_id, "c": key.campaign_id},
+        """DELETE FROM report_pushes
+           WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
+             AND id <> (SELECT id FROM report_pushes WHERE tenant_id = %(t)s AND channel_id = %(ch)s
+                          AND campaign_id = %(c)s ORDER BY pushed_at DESC, id DESC LIMIT 1)""",
+        p,
     )
+    for table in ("campaign_cancellations", "notifications"):
+        await conn.execute(
+            f"""DELETE FROM {table} x
+                WHERE x.tenant_id = %(t)s AND x.campaign_id = %(c)s
+                  AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.tenant_id = %(t)s
+                                    AND c.campaign_id = %(c)s AND c.purged_at IS NULL)""",
+            p,
+        )
     return True
+
+
+# --- records that outlive their campaign's rows ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeptRecipient:
+    """A purged message's recipient (`unsubscribe_keys`) with its channel as it is now."""
+
+    message_id: uuid.UUID
+    tenant_id: str
+    channel_id: int
+    customer_id: str
+    address: str | None
+    channel_name: str
+    channel_options: dict[str, Any]
+
+
+async def kept_recipient(conn: Conn, message_id: uuid.UUID, sent_after: datetime) -> KeptRecipient | None:
+    """The kept recipient of a purged message sent after `sent_after`; None if there is none (not
+    purged, never sent, past its keep time, forgotten) or its channel no longer exists."""
+    row = await (
+        await conn.execute(
+            """SELECT k.message_id, k.tenant_id, k.channel_id, k.customer_id, k.address,
+                      ch.name AS channel_name, ch.options
+               FROM unsubscribe_keys k
+               JOIN channels ch ON ch.tenant_id = k.tenant_id AND ch.optimove_channel_id = k.channel_id
+               WHERE k.message_id = %s AND k.sent_at > %s""",
+            (message_id, sent_after),
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    return KeptRecipient(
+        row["message_id"],
+        row["tenant_id"],
+        int(row["channel_id"]),
+        row["customer_id"],
+        row["address"],
+        row["channel_name"],
+        row["options"],
+    )
+
+
+# Each prune deletes at most `limit` rows per call (one short transaction); the job calls it again
+# until fewer come back or its time is up.
+_PRUNES = {
+    "unsubscribe_keys": """DELETE FROM unsubscribe_keys WHERE message_id IN (
+                               SELECT message_id FROM unsubscribe_keys WHERE sent_at < %(before)s
+                               LIMIT %(n)s)""",
+    # A notification whose campaign still has rows stays with it (it goes at the purge).
+    "notifications": """DELETE FROM notifications WHERE id IN (
+                            SELECT n.id FROM notifications n
+                            WHERE n.received_at < %(before)s
+                              AND NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.tenant_id = n.tenant_id
+                                                AND c.campaign_id = n.campaign_id AND c.purged_at IS NULL)
+                            LIMIT %(n)s)""",
+    # Sent opt-outs only: an unsent one is still owed to Optimove, whatever its age.
+    "preference_outbox": """DELETE FROM preference_outbox WHERE id IN (
+                                SELECT id FROM preference_outbox WHERE sent_at < %(before)s LIMIT %(n)s)""",
+}
+PRUNED_TABLES = tuple(_PRUNES)
+
+
+async def prune(conn: Conn, table: str, before: datetime, limit: int) -> int:
+    """Delete up to `limit` rows of `table` (one of PRUNED_TABLES) older than `before`."""
+    cur = await conn.execute(_PRUNES[table], {"before": before, "n": limit})
+    return cur.rowcount
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +284,8 @@ async def campaign_totals(conn: Conn, key: CampaignKey) -> list[TemplateTotals]:
 
 
 async def customer_addresses(conn: Conn, tenant_id: str, customer_id: str) -> list[str]:
-    """Every address we hold for the customer: their contact row and their messages."""
+    """Every address we hold for the customer: their contact row, their messages and the kept
+    recipients of their purged messages."""
     rows = await (
         await conn.execute(
             """SELECT a FROM (
@@ -201,6 +293,9 @@ async def customer_addresses(conn: Conn, tenant_id: str, customer_id: str) -> li
                    WHERE tenant_id = %(t)s AND customer_id = %(c)s
                    UNION
                    SELECT DISTINCT address FROM messages
+                   WHERE tenant_id = %(t)s AND customer_id = %(c)s
+                   UNION
+                   SELECT DISTINCT address FROM unsubscribe_keys
                    WHERE tenant_id = %(t)s AND customer_id = %(c)s
                ) x WHERE a IS NOT NULL AND a <> ''""",
             {"t": tenant_id, "c": customer_id},
@@ -258,7 +353,7 @@ async def forget_customer(
     removed["message_events"] = cur.rowcount
     cur = await conn.execute("DELETE FROM messages WHERE tenant_id = %(t)s AND customer_id = %(c)s", p)
     removed["messages"] = cur.rowcount
-    for table in ("contacts", "campaign_cancellations", "preference_outbox"):
+    for table in ("contacts", "campaign_cancellations", "preference_outbox", "unsubscribe_keys"):
         cur = await conn.execute(
             f"DELETE FROM {table} WHERE tenant_id = %(t)s AND customer_id = %(c)s",
             p,

@@ -17,7 +17,7 @@ import hashlib
 import html
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,6 +30,7 @@ from optibridge.feedback.events import Event, EventKind, Source, record_events
 from optibridge.feedback.keys import TrackingKeys
 from optibridge.feedback.recorder import BufferedRecorder, DirectRecorder, Recorder
 from optibridge.feedback.tokens import InvalidToken, Token, TokenKind, decode
+from optibridge.retention.unsubscribe import unsubscribe_purged
 from optibridge.runtime import Runtime
 
 log = get_logger(__name__)
@@ -210,7 +211,17 @@ def router(
         async with runtime.pool.connection() as conn:
             recorded = await record_events(conn, [event])
         if not recorded:
-            log.info("unsubscribe: repeated, or the message no longer exists", message=str(parsed.message_id))
+            # Repeated, or the message row was purged: then its kept recipient is suppressed
+            # (retention.unsubscribe; nothing if that too has expired or never existed).
+            purged = await unsubscribe_purged(
+                runtime.pool,
+                parsed.message_id,
+                clock(),
+                timedelta(days=runtime.settings.unsubscribe_keep_days),
+            )
+            log.info(
+                "unsubscribe: nothing new recorded", message=str(parsed.message_id), kept_recipient=purged
+            )
         return _page("Unsubscribed", DONE_PAGE)
 
     return api
