@@ -108,8 +108,8 @@ def load(url: str, campaign_id: int, size: int, rate: float | None) -> float:
             "VALUES (%s, %s, %s, 'email', 1, 'ingested')",
             (TENANT, CHANNEL, campaign_id),
         )
-        # Overload: all due a minute ago. Paced: message g is due at t0 + g / rate.
-        t0 = time.time() + (LEAD_S + size / 50_000 if rate else -60.0)
+        # Overload: all due now (as the insert starts). Paced: message g is due at t0 + g / rate.
+        t0 = time.time() + (LEAD_S + size / 50_000 if rate else 0.0)
         step = 1.0 / rate if rate else 0.0
         conn.execute(
             """INSERT INTO messages (id, tenant_id, channel_id, campaign_id, customer_id, template_id,

@@ -8,8 +8,10 @@ per session). A send waits for a free connection, so any number of concurrent ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
+import struct
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -34,6 +36,27 @@ _QUEUE_ID = re.compile(r"(?:queued as|Ok)\s+<?([A-Za-z0-9._@\-]{4,})>?", re.IGNO
 def provider_id_from_reply(reply: str) -> str | None:
     match = _QUEUE_ID.search(reply)
     return match.group(1) if match else None
+
+
+def _discard_unsent(client: aiosmtplib.SMTP) -> None:
+    """Close abortively (RST): asyncio's write buffer and the kernel's send buffer are dropped.
+
+    A plain close first flushes asyncio's buffer, then the kernel keeps retransmitting what is
+    still in the socket's send buffer, then FIN.
+    When the link was cut (a partition, not a dead server), that data would reach the server
+    whenever the link returns, long after this message went back to `pending` and another
+    worker sent it: a duplicate. Found by tests/scale/test_netns.py (20 duplicates, one chunk).
+    """
+    transport = client.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    abort = getattr(transport, "abort", None)  # a WriteTransport's; then close() resets state
+    if abort is not None:
+        abort()
 
 
 class _StaleConnectionError(Exception):
@@ -137,7 +160,9 @@ class SmtpProvider:
                         return classify_network_error(exc.__cause__ or exc)
             return SendResult(Outcome.TRANSIENT, reason="connection lost twice before MAIL")
         except asyncio.CancelledError:
-            # Cancelled mid-exchange: the connection's replies are out of step; never reuse it.
+            # Cancelled mid-exchange: the connection's replies are out of step; never reuse it,
+            # and let nothing still buffered reach the server later (the caller gave up on it).
+            _discard_unsent(conn.client)
             conn.client.close()
             raise
         finally:
@@ -252,6 +277,8 @@ class SmtpProvider:
         except (aiosmtplib.SMTPException, OSError) as exc:  # includes TimeoutError
             # A half-finished exchange leaves the connection out of step: discard it. Before
             # DATA nothing was accepted, so the caller may retry on a fresh connection.
+            if phase == "DATA":
+                _discard_unsent(client)
             client.close()
             if phase == "MAIL" and not isinstance(exc, TimeoutError):
                 raise _StaleConnectionError from exc
