@@ -161,7 +161,7 @@ def validate_tenant(
         validate_channel_config(channel, policy, callback_base_url=callback_base_url)
 
 
-_URL_KEYS = frozenset({"url", "base_url", "token_uri"})
+_URL_KEYS = frozenset({"url", "base_url", "token_uri", "sns_cert_base_url"})
 
 
 def named_destinations(channels: list[ChannelConfig]) -> list[tuple[str, str]]:

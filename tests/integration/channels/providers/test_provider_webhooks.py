@@ -8,7 +8,7 @@ import base64
 import json
 from urllib.parse import urlencode
 
-from conftest import (
+from provider_webhook_helpers import (
     MAILGUN_KEY,
     PLIVO_TOKEN,
     POSTMARK_PASSWORD,
@@ -17,6 +17,7 @@ from conftest import (
     VONAGE_SECRET,
     ReceiptStack,
 )
+
 from optibridge.sinks.providers import ReceiptSigner
 
 
