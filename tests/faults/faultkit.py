@@ -543,11 +543,11 @@ tracking = false
     async def wait_jobs_settled(self, timeout: float = 60) -> dict[str, int]:
         """Until no job row is `stuck` (a dead worker's job is re-queued by the reaper, then runs)."""
 
-        def settled() -> dict[str, int] | None:
-            rows = self.job_rows()
-            return rows if not any(k.startswith("stuck ") for k in rows) else None
+        def settled() -> tuple[dict[str, int]] | None:
+            rows = self.job_rows()  # a tuple: no job row at all ({}) is settled too
+            return (rows,) if not any(k.startswith("stuck ") for k in rows) else None
 
-        rows: dict[str, int] = await wait_for(
+        (rows,) = await wait_for(
             settled, timeout, "no job stuck", interval=1.0, detail=lambda: str(self.job_rows())
         )
         return rows

@@ -14,7 +14,7 @@ from conftest import MakeCluster
 
 pytestmark = pytest.mark.slow
 
-TOTAL = 3000
+TOTAL = 2000
 DOWN_S = 5.0
 
 

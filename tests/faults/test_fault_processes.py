@@ -14,7 +14,7 @@ from conftest import MakeCluster
 
 pytestmark = pytest.mark.slow
 
-TOTAL = 3000
+TOTAL = 2000
 
 
 @pytest.mark.parametrize("lookup", [True, False], ids=["lookup", "no-lookup"])
@@ -77,7 +77,7 @@ async def test_sigterm_three_times_mid_campaign_drains(
     """SIGTERM of the worker three times while it sends: each stop drains (the send job finishes its
     chunk, hands back its claims and ends) well within shutdown_timeout_s; nothing is aborted,
     duplicated or lost, and nothing is logged as a traceback."""
-    opt = Options(lookup=lookup, rate_per_s=150, chunk=16, lanes=1, shutdown_timeout_s=10)
+    opt = Options(lookup=lookup, rate_per_s=100, chunk=16, lanes=1, shutdown_timeout_s=10)
     c = await make_cluster(shared_pg, opt)
     started = time.monotonic()
     cid = await c.campaign(TOTAL)
