@@ -547,10 +547,10 @@ tracking = false
             rows = self.job_rows()  # a tuple: no job row at all ({}) is settled too
             return (rows,) if not any(k.startswith("stuck ") for k in rows) else None
 
-        (rows,) = await wait_for(
+        found: tuple[dict[str, int]] = await wait_for(
             settled, timeout, "no job stuck", interval=1.0, detail=lambda: str(self.job_rows())
         )
-        return rows
+        return found[0]
 
     async def push_metrics(self, cid: int) -> float:
         """`optibridge reports push` (another process), then the SENT total Optimove now holds."""
