@@ -322,3 +322,20 @@ async def test_unknown_tenant_channel_or_provider_is_404(stack: ReceiptStack) ->
         0
     ] == 404  # a SendGrid channel
     assert await stack.events() == []
+
+
+async def test_the_served_app_mounts_the_routes_behind_its_body_limit(stack: ReceiptStack) -> None:
+    """`create_app` (what `optibridge serve` runs) serves these endpoints: a forged SendGrid
+    batch is refused there too, and a body over the receipts' 1 MiB is refused before it is read."""
+    from optibridge.emulator.testing import serving
+    from optibridge.web.app import create_app
+
+    app = create_app(stack.runtime, expect_workers=False)
+    async with serving(app) as base_url:
+        url = f"{base_url}/r/sendgrid/t1/602"
+        body, headers = ReceiptSigner().sendgrid([_sendgrid_event(stack, "spamreport", 0, "sg-f")])
+        assert (await stack.post(url, body, headers))[0] == 403
+        genuine, genuine_headers = stack.signer.sendgrid([_sendgrid_event(stack, "delivered", 0, "sg-g")])
+        assert (await stack.post(url, genuine, genuine_headers))[0] == 200
+        assert (await stack.post(url, b"[" + b" " * (1024 * 1024 + 10) + b"]", genuine_headers))[0] == 413
+    assert await stack.events() == [("t1", "C1", "delivered")]
