@@ -30,6 +30,7 @@ class SendFacts:
     sent_in_window: int  # sent in (now - window, now]
     late_p50_s: float | None  # sent_at - send_at over sent messages
     late_p95_s: float | None
+    late_p99_s: float | None
     late_max_s: float | None
     first_sent_at: datetime | None
     last_sent_at: datetime | None
@@ -47,9 +48,11 @@ async def send_facts(
                FILTER (WHERE state = 'sent') AS p50,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - send_at))
                FILTER (WHERE state = 'sent') AS p95,
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - send_at))
+               FILTER (WHERE state = 'sent') AS p99,
            max(extract(epoch FROM sent_at - send_at)) FILTER (WHERE state = 'sent') AS late_max,"""
         if lateness
-        else "NULL::float AS p50, NULL::float AS p95, NULL::float AS late_max,"
+        else "NULL::float AS p50, NULL::float AS p95, NULL::float AS p99, NULL::float AS late_max,"
     )
     row = await (
         await conn.execute(
@@ -75,10 +78,54 @@ async def send_facts(
         sent_in_window=int(row["sent_in_window"]),
         late_p50_s=opt(row["p50"]),
         late_p95_s=opt(row["p95"]),
+        late_p99_s=opt(row["p99"]),
         late_max_s=opt(row["late_max"]),
         first_sent_at=row["first_sent_at"],
         last_sent_at=row["last_sent_at"],
         hold_until=row["hold_until"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LatenessInputs:
+    """What says why a campaign's due messages wait (web.dashboard.campaigns.late_reason)."""
+
+    overdue: int  # pending messages due more than `grace_s` ago (counted up to a cap)
+    oldest_due: datetime | None
+    lanes_busy: int  # send jobs of this channel running now, all workers
+    workers: int  # workers with a heartbeat in the last 30 s
+    sent_last_minute: int  # this channel, every campaign
+    channel_options: dict[str, Any]
+
+
+async def lateness_inputs(conn: Conn, key: CampaignKey, *, now: datetime, grace_s: float) -> LatenessInputs:
+    params = {"t": key[0], "ch": key[1], "c": key[2], "due": now - timedelta(seconds=grace_s), "now": now}
+    row = await (
+        await conn.execute(
+            """SELECT (SELECT count(*) FROM (SELECT 1 FROM messages WHERE tenant_id = %(t)s
+                         AND channel_id = %(ch)s AND campaign_id = %(c)s AND state = 'pending'
+                         AND send_at < %(due)s LIMIT 100000) o) AS overdue,
+                      (SELECT min(send_at) FROM messages WHERE tenant_id = %(t)s AND channel_id = %(ch)s
+                         AND campaign_id = %(c)s AND state = 'pending') AS oldest_due,
+                      (SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'
+                         AND lock LIKE 'send:' || %(t)s || ':' || %(ch)s || ':%%') AS lanes_busy,
+                      (SELECT count(*) FROM procrastinate_workers
+                         WHERE last_heartbeat > %(now)s - interval '30 seconds') AS workers,
+                      (SELECT count(*) FROM messages WHERE tenant_id = %(t)s AND channel_id = %(ch)s
+                         AND state = 'sent' AND sent_at > %(now)s - interval '1 minute') AS sent_last_minute,
+                      (SELECT options FROM channels WHERE tenant_id = %(t)s
+                         AND optimove_channel_id = %(ch)s) AS options""",
+            params,
+        )
+    ).fetchone()
+    assert row is not None
+    return LatenessInputs(
+        overdue=int(row["overdue"]),
+        oldest_due=row["oldest_due"],
+        lanes_busy=int(row["lanes_busy"]),
+        workers=int(row["workers"]),
+        sent_last_minute=int(row["sent_last_minute"]),
+        channel_options=dict(row["options"] or {}),
     )
 
 

@@ -24,6 +24,7 @@ from optibridge.core.logs import get_logger
 from optibridge.optimove.errors import OptimoveError
 from optibridge.reporting.ondemand import push_now
 from optibridge.reporting.show import campaign_overview
+from optibridge.store import campaign_story as story_store
 from optibridge.web.api.campaigns import parse_after
 from optibridge.web.api.common import encode_cursor
 from optibridge.web.auth import ApiError
@@ -47,6 +48,47 @@ EVENT_NAMES = {
 # A dashboard push waits this long for Optimove, then goes on in the background (as the API's does).
 PUSH_WAIT_S = 20.0
 _pushes: set[asyncio.Task[Any]] = set()
+
+
+# A campaign counts as late when it has messages due longer ago than this and still pending.
+LATE_GRACE_S = 60.0
+
+
+def late_reason(
+    inputs: story_store.LatenessInputs, *, now: datetime, paused: bool, hold_until: datetime | None
+) -> str | None:
+    """Why a campaign's due messages wait, in one line; None when it is not late.
+
+    From what the database already knows: the channel's options (rate_per_s, lanes), the send jobs
+    running for it (their lane locks) and the workers' heartbeats. A provider benched by a worker is
+    that worker's memory only: what shows from here is a channel sending below its limits with every
+    lane busy or not, and the provider error counters say the rest.
+    """
+    if inputs.overdue == 0 or inputs.oldest_due is None:
+        return None
+    late_s = (now - inputs.oldest_due).total_seconds()
+    more = "+" if inputs.overdue >= 100_000 else ""  # counted up to a cap
+    head = f"late: {inputs.overdue:,}{more} messages overdue, oldest by {late_s:,.0f} s"
+    if paused:
+        return f"{head}: the campaign is paused"
+    if hold_until is not None and hold_until > now:
+        return f"{head}: on hold until {hold_until:%Y-%m-%d %H:%M} UTC"
+    if inputs.workers == 0:
+        return f"{head}: no worker is running (no heartbeat in 30 s)"
+    lanes = int(inputs.channel_options.get("lanes", 2))
+    rate = inputs.channel_options.get("rate_per_s")
+    sent_per_s = inputs.sent_last_minute / 60.0
+    if rate is not None and sent_per_s >= 0.8 * float(rate) * min(inputs.workers, lanes):
+        limit = float(rate) * min(inputs.workers, lanes)
+        return f"{head}: channel at its rate limit ({float(rate):g}/s per worker, {limit:g}/s now)"
+    if inputs.lanes_busy >= lanes:
+        return (
+            f"{head}: all {lanes} lanes busy ({sent_per_s:,.0f}/s): the channel sends as fast as "
+            "its lanes and providers allow (more lanes or workers, or a faster provider)"
+        )
+    if inputs.lanes_busy == 0:
+        return f"{head}: no send job running for this channel (a tick is due every second; see /healthz)"
+    return f"{head}: providers throttling or benched ({sent_per_s:,.0f}/s); see provider errors"
 
 
 def clock_of(request: Request) -> datetime:
@@ -146,7 +188,9 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
         viewer.principal.require_tenant(tenant)
         async with runtime.pool.connection() as conn:
             try:
-                return await campaign_store.get_campaign(conn, tenant, channel, campaign_id)
+                d = await campaign_store.get_campaign(conn, tenant, channel, campaign_id)
+                # A purged campaign's progress comes from the totals kept (its rows are gone).
+                return (await campaign_story.with_purged_totals(conn, d))[0]
             except NotFoundError as exc:
                 raise ApiError(404, "not found", str(exc)) from None
 
@@ -159,7 +203,9 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
             c = d.campaign
             async with runtime.pool.connection() as conn:
                 s = await campaign_story.story(conn, c, now, charts=full)
-                data: dict[str, Any] = {"d": d, "s": s, "now": now}
+                inputs = await story_store.lateness_inputs(conn, c.key, now=now, grace_s=LATE_GRACE_S)
+                why = late_reason(inputs, now=now, paused=c.paused, hold_until=s.facts.hold_until)
+                data: dict[str, Any] = {"d": d, "s": s, "now": now, "late_reason": why}
                 if not full:
                     return data
                 overview = await campaign_overview(
