@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import smtplib
+from datetime import UTC, datetime
 
 import aiohttp
 import psycopg
@@ -152,3 +153,30 @@ async def test_smtp_sink_can_keep_a_mail_and_lose_its_answer() -> None:
         assert (stats["count"], stats["unique"], stats["unanswered"]) == (2, 2, 1)
         async with http.post(f"{base}/delivered", json={"message_ids": ["m1", "m3"]}) as r:
             assert (await r.json())["delivered"] == ["m1"]
+
+
+class _Refused(Exception):
+    status = 401
+    retryable = False
+
+
+def test_refused_credentials_are_retried_slowly_three_times_then_fail() -> None:
+    from procrastinate.jobs import Job
+
+    from optibridge.engine.jobs import TransientRetry
+
+    strategy = TransientRetry(max_attempts=8)
+
+    def decision(attempts: int) -> object:
+        job = Job(id=1, queue="intake", lock=None, queueing_lock=None, task_name="t", attempts=attempts)
+        return strategy.get_retry_decision(exception=_Refused(), job=job)
+
+    now = datetime.now(UTC)
+    delays = []
+    for n in range(4):
+        made = decision(n)
+        at = getattr(made, "retry_at", None)
+        delays.append(None if at is None else round((at - now).total_seconds() / 10) * 10)
+    assert delays == [30, 120, 300, None]
+    job = Job(id=1, queue="intake", lock=None, queueing_lock=None, task_name="t", attempts=0)
+    assert strategy.get_retry_decision(exception=ValueError("bad request"), job=job) is None

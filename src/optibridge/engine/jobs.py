@@ -32,7 +32,8 @@ TICK_RETENTION = timedelta(days=2)
 
 class TransientRetry(procrastinate.BaseRetryStrategy):
     """Retry what may pass (errors that say `retryable`, network and database trouble), with
-    exponential backoff; never what will fail the same way again (bad credentials, bad request)."""
+    exponential backoff; refused credentials slowly, three times (REFUSED_RETRY_S); never what
+    will fail the same way again (a bad request)."""
 
     def __init__(self, max_attempts: int = 8, base_s: float = 2.0, cap_s: float = 600.0) -> None:
         self.max_attempts = max_attempts
@@ -46,10 +47,25 @@ class TransientRetry(procrastinate.BaseRetryStrategy):
             return bool(flag)
         return isinstance(exc, (OSError, TimeoutError, psycopg.OperationalError))
 
+    # Refused credentials (401/403 after the client's own token renewal) are retried slowly a few
+    # times: a revoked-then-restored API key, or credentials an operator corrects within minutes,
+    # must not cost the rest of a campaign half ingested. Then the job fails with its reason.
+    REFUSED_RETRY_S = (30, 120, 300)
+
+    @staticmethod
+    def is_refused_credentials(exc: BaseException) -> bool:
+        return getattr(exc, "status", None) in (401, 403) and not getattr(exc, "retryable", False)
+
     def get_retry_decision(
         self, *, exception: BaseException, job: procrastinate.jobs.Job
     ) -> procrastinate.RetryDecision | None:
-        if job.attempts + 1 >= self.max_attempts or not self.is_transient(exception):
+        if job.attempts + 1 >= self.max_attempts:
+            return None
+        if self.is_refused_credentials(exception):
+            if job.attempts >= len(self.REFUSED_RETRY_S):
+                return None
+            return procrastinate.RetryDecision(retry_in={"seconds": self.REFUSED_RETRY_S[job.attempts]})
+        if not self.is_transient(exception):
             return None
         delay = min(self.cap_s, self.base_s * 2**job.attempts)
         return procrastinate.RetryDecision(retry_in={"seconds": int(delay)})
