@@ -4,21 +4,26 @@ pushes Optimove accepted. Everything is read at `now`, the dashboard's clock (te
 
 What we counted per metric beside what Optimove received is reporting's (reporting.show); the
 dashboard puts the two side by side, this module does not compute metrics.
+
+A purged campaign (docs/scaling.md "Retention") has no message rows: `with_purged_totals` gives
+its progress from the totals the purge kept, so its stage still reads `closed` with what it sent,
+and the story carries `purged_at` for the page to say so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from optibridge.campaigns.progress import RATE_WINDOW_S, Campaign
+from optibridge.campaigns.progress import RATE_WINDOW_S, Campaign, CampaignDetail, compute_progress
 from optibridge.campaigns.stage import ReportingFacts, Stage, stage_of
 from optibridge.store import campaign_story as store
+from optibridge.store import retention as retention_store
 from optibridge.store.campaign_story import AcceptedPush, CampaignKey, HourCounts, MinuteCounts, SendFacts
 from optibridge.store.campaigns import Conn
 from optibridge.store.reports import PushRecord, push_history
 
-__all__ = ["Story", "reporting_facts", "stage_for", "stages_for", "story"]
+__all__ = ["Story", "reporting_facts", "stage_for", "stages_for", "story", "with_purged_totals"]
 
 
 def reporting_facts(inputs: store.StageInputs | None) -> ReportingFacts | None:
@@ -67,6 +72,7 @@ class Story:
     hours: list[HourCounts] = field(default_factory=list)
     pushes: list[AcceptedPush] = field(default_factory=list)  # what Optimove holds, by push time
     history: list[PushRecord] = field(default_factory=list)  # every push attempt, with the answer
+    purged_at: datetime | None = None  # message rows summarized and deleted (counts: totals kept)
 
     @property
     def accepted_at(self) -> dict[datetime, AcceptedPush]:
@@ -81,7 +87,8 @@ async def story(conn: Conn, c: Campaign, now: datetime, *, charts: bool = True) 
     rate = facts.sent_in_window / RATE_WINDOW_S
     remaining = stage.open_messages
     eta = (remaining / rate if rate > 0 else None) if remaining else 0.0
-    out = Story(stage, reporting_facts(inputs), facts, round(rate, 2), eta)
+    purged_at = await retention_store.purged_at(conn, retention_store.CampaignKey(*c.key))
+    out = Story(stage, reporting_facts(inputs), facts, round(rate, 2), eta, purged_at=purged_at)
     if not charts:
         return out
     return Story(
@@ -94,4 +101,24 @@ async def story(conn: Conn, c: Campaign, now: datetime, *, charts: bool = True) 
         hours=await store.engagement_hours(conn, c.key),
         pushes=await store.accepted_pushes(conn, c.key),
         history=await push_history(conn, *c.key),
+        purged_at=purged_at,
     )
+
+
+async def with_purged_totals(conn: Conn, d: CampaignDetail) -> tuple[CampaignDetail, datetime | None]:
+    """The detail of a purged campaign with its progress (whole and per template) from the totals
+    the purge kept, and when it was purged; any other campaign's unchanged, with None. Failures by
+    reason are gone with the rows (the totals keep states, not reasons)."""
+    key = retention_store.CampaignKey(*d.campaign.key)
+    purged_at = await retention_store.purged_at(conn, key)
+    if purged_at is None:
+        return d, None
+    totals = await retention_store.campaign_totals(conn, key)
+    states: dict[str, int] = {}
+    for t in totals:
+        for state, n in t.states.items():
+            states[state] = states.get(state, 0) + n
+    # No rate: nothing was sent lately (0 in the window).
+    campaign = replace(d.campaign, progress=compute_progress(states, 0))
+    templates = {t.template_id: compute_progress(t.states, 0) for t in totals}
+    return CampaignDetail(campaign, templates, []), purged_at

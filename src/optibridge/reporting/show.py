@@ -1,14 +1,22 @@
-"""The data behind `reports show`: counted now vs last accepted by Optimove, and the schedule."""
+"""The data behind `reports show`: counted now vs last accepted by Optimove, and the schedule.
+
+A purged campaign (docs/scaling.md "Retention") has no message rows left: its counts come from the
+totals the purge kept (`counts_from_totals`), and its block says when its rows were purged.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from optibridge.core.feedback_settings import DeliveredFrom
+from optibridge.optimove.models import MetricID
 from optibridge.reporting.aggregate import Conn, channel_info, compute_report
-from optibridge.reporting.metrics import ALL_METRICS
+from optibridge.reporting.metrics import ALL_METRICS, empty_counts
 from optibridge.store import report_data
 from optibridge.store import reports as report_store
+from optibridge.store import retention as retention_store
 
 METRIC_NAMES = {
     0: "sent",
@@ -22,6 +30,53 @@ METRIC_NAMES = {
 }
 
 
+def counts_from_totals(
+    states: Mapping[str, int], events: Mapping[str, int], delivered_from: DeliveredFrom
+) -> dict[MetricID, int]:
+    """One template's metrics from what a purge kept: messages per final state (`states`) and, per
+    event kind, messages whose first counted event was of that kind (`events`). Sent, clicked,
+    unsubscribed, spam and bounced are what reporting counted; the per-message facts behind the
+    others are gone, so: opened counts opens only (reporting also counts a click without an open:
+    images blocked), delivered is sent less bounced and failed (or the delivery receipts), dropped
+    the unsent final states plus failed receipts (a message both bounced and failed counts in both)."""
+    counts = empty_counts()
+    sent = int(states.get("sent", 0))
+    counts[MetricID.SENT] = sent
+    for metric, kind in (
+        (MetricID.OPENED, "opened"),
+        (MetricID.CLICKED, "clicked"),
+        (MetricID.UNSUBSCRIBED, "unsubscribed"),
+        (MetricID.SPAM_REPORTS, "complained"),
+        (MetricID.BOUNCED, "bounced"),
+    ):
+        counts[metric] = int(events.get(kind, 0))
+    failed = int(events.get("failed", 0))
+    if delivered_from == "sent":
+        counts[MetricID.DELIVERED] = max(0, sent - counts[MetricID.BOUNCED] - failed)
+    else:
+        counts[MetricID.DELIVERED] = int(events.get("delivered", 0))
+    counts[MetricID.DROPPED] = (
+        sum(int(states.get(s, 0)) for s in ("expired", "suppressed", "failed")) + failed
+    )
+    return counts
+
+
+async def purged_counts(
+    conn: Conn, key: retention_store.CampaignKey, delivered_from: DeliveredFrom
+) -> tuple[dict[int, dict[MetricID, int]], int]:
+    """Per template, a purged campaign's metrics (`counts_from_totals`), and its machine hits."""
+    states = {t.template_id: t.states for t in await retention_store.campaign_totals(conn, key)}
+    events: dict[int, dict[str, int]] = {}
+    suspect = 0
+    for e in await retention_store.event_totals(conn, key):
+        events.setdefault(e.template_id, {})[e.kind] = e.messages
+        suspect += e.suspect
+    templates = sorted(set(states) | set(events))
+    return {
+        t: counts_from_totals(states.get(t, {}), events.get(t, {}), delivered_from) for t in templates
+    }, suspect
+
+
 async def campaign_overview(
     conn: Conn, campaign_id: int, tenant_id: str | None, *, now: datetime, channel_id: int | None = None
 ) -> list[dict[str, Any]]:
@@ -33,26 +88,36 @@ async def campaign_overview(
             continue
         tenant, channel = c.tenant_id, c.channel_id
         info = await channel_info(conn, tenant, channel)
-        report = await compute_report(
-            conn,
-            tenant,
-            channel,
-            campaign_id,
-            delivered_from=info.delivered_from if info else "sent",
-            interaction_metrics=(),
-            max_new=0,
-            now=now,
-        )
-        reported = await report_data.reported_metrics(conn, tenant, channel, campaign_id)
+        delivered_from: DeliveredFrom = info.delivered_from if info else "sent"
+        key = retention_store.CampaignKey(tenant, channel, campaign_id)
+        purged_at = await retention_store.purged_at(conn, key)
         extra = await report_data.side_counts(conn, tenant, channel, campaign_id)
-        templates = sorted(set(report.counts) | set(reported))
+        suspect_hits = extra.suspect_hits
+        if purged_at is None:
+            report = await compute_report(
+                conn,
+                tenant,
+                channel,
+                campaign_id,
+                delivered_from=delivered_from,
+                interaction_metrics=(),
+                max_new=0,
+                now=now,
+            )
+            counts, delivered_from = report.counts, report.delivered_from
+        else:
+            counts, suspect_hits = await purged_counts(conn, key, delivered_from)
+        reported = await report_data.reported_metrics(conn, tenant, channel, campaign_id)
+        templates = sorted(set(counts) | set(reported))
         out.append(
             {
                 "tenant": tenant,
                 "channel_id": channel,
                 "channel": c.channel_name,
                 "campaign_status": c.status,
-                "delivered_from": report.delivered_from,
+                # Set once its message rows were summarized and deleted: counts are from the totals.
+                "purged_at": purged_at,
+                "delivered_from": delivered_from,
                 "schedule": {
                     "state": c.schedule_state or "not started (still sending?)",
                     "finished_at": c.finished_at,
@@ -63,14 +128,12 @@ async def campaign_overview(
                     "failures": c.failures or 0,
                     "last_error": c.last_error,
                 },
-                "suspect_hits": extra.suspect_hits,
+                "suspect_hits": suspect_hits,
                 "interactions_reported": extra.interactions_reported,
                 "templates": [
                     {
                         "template_id": t,
-                        "counted": {
-                            METRIC_NAMES[int(m)]: report.counts.get(t, {}).get(m, 0) for m in ALL_METRICS
-                        },
+                        "counted": {METRIC_NAMES[int(m)]: counts.get(t, {}).get(m, 0) for m in ALL_METRICS},
                         "reported": {
                             METRIC_NAMES[int(m)]: reported[t].get(int(m)) if t in reported else None
                             for m in ALL_METRICS
@@ -106,6 +169,11 @@ def render_overview(overview: list[dict[str, Any]]) -> str:
         )
         if s["last_error"]:
             lines.append(f"  last error: {s['last_error']}")
+        if block.get("purged_at"):
+            lines.append(
+                f"  rows purged {_fmt(block['purged_at'])}: counted from the totals kept "
+                "(delivered and dropped derived; docs/scaling.md, Retention)"
+            )
         lines.append(
             f"  machine hits ignored: {block['suspect_hits']}; "
             f"interactions accepted: {block['interactions_reported']}"

@@ -280,6 +280,46 @@ async def campaign_totals(conn: Conn, key: CampaignKey) -> list[TemplateTotals]:
     return [TemplateTotals(t, states) for t, states in sorted(by_template.items())]
 
 
+async def purged_at(conn: Conn, key: CampaignKey) -> datetime | None:
+    """When the campaign's message rows were purged; None while they are kept."""
+    row = await (
+        await conn.execute(
+            """SELECT purged_at FROM campaigns
+               WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s""",
+            (key.tenant_id, key.channel_id, key.campaign_id),
+        )
+    ).fetchone()
+    return row["purged_at"] if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class EventTotals:
+    """A purged campaign's events of one kind for one template, over every day."""
+
+    template_id: int
+    kind: str
+    messages: int  # messages whose first counted (not machine) event was of this kind
+    events: int  # every event row, repeats and machine hits included
+    suspect: int  # of those, machine hits
+
+
+async def event_totals(conn: Conn, key: CampaignKey) -> list[EventTotals]:
+    rows = await (
+        await conn.execute(
+            """SELECT template_id, kind, sum(messages) AS messages, sum(events) AS events,
+                      sum(suspect) AS suspect
+               FROM campaign_event_days
+               WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s
+               GROUP BY template_id, kind ORDER BY template_id, kind""",
+            (key.tenant_id, key.channel_id, key.campaign_id),
+        )
+    ).fetchall()
+    return [
+        EventTotals(int(r["template_id"]), r["kind"], int(r["messages"]), int(r["events"]), int(r["suspect"]))
+        for r in rows
+    ]
+
+
 # --- one customer's data (optibridge customers forget) -----------------------------------------
 
 

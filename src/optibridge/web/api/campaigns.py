@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from optibridge import campaigns as ops
+from optibridge.campaigns.story import with_purged_totals
 from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.core.logs import get_logger
 from optibridge.optimove.errors import OptimoveError
@@ -130,6 +131,11 @@ class FailureOut(BaseModel):
 class CampaignDetailOut(CampaignOut):
     templates: list[TemplateProgressOut]
     failures: list[FailureOut] = Field(description="Failed messages by reason, most frequent first")
+    purged_at: datetime | None = Field(
+        default=None,
+        description="When the retention job summarized and deleted the campaign's message rows: "
+        "progress is then from the per-state totals it kept, failures by reason are gone",
+    )
 
 
 class ActionOut(BaseModel):
@@ -137,7 +143,7 @@ class ActionOut(BaseModel):
     campaign: CampaignDetailOut
 
 
-def detail_out(d: ops.CampaignDetail) -> CampaignDetailOut:
+def detail_out(d: ops.CampaignDetail, purged_at: datetime | None = None) -> CampaignDetailOut:
     base = CampaignOut.of(d.campaign)
     return CampaignDetailOut(
         **base.__dict__,
@@ -145,6 +151,7 @@ def detail_out(d: ops.CampaignDetail) -> CampaignDetailOut:
             TemplateProgressOut(template_id=t, progress=ProgressOut.of(p)) for t, p in d.templates.items()
         ],
         failures=[FailureOut(reason=r, count=n) for r, n in d.failures],
+        purged_at=purged_at,
     )
 
 
@@ -244,7 +251,8 @@ def router(runtime: Runtime) -> APIRouter:
         principal.require_tenant(tenant_id)
         async with runtime.pool.connection() as conn:
             try:
-                return detail_out(await ops.get_campaign(conn, tenant_id, channel, campaign_id))
+                d = await ops.get_campaign(conn, tenant_id, channel, campaign_id)
+                return detail_out(*await with_purged_totals(conn, d))
             except NotFoundError as exc:
                 raise translate(exc) from None
 
