@@ -13,7 +13,6 @@ from typing import Any
 import aiohttp
 import pytest
 from retentionkit import (
-    EMAIL,
     Pool,
     add_tenant,
     customer_details,
