@@ -23,7 +23,15 @@ from optibridge.store.campaign_story import AcceptedPush, CampaignKey, HourCount
 from optibridge.store.campaigns import Conn
 from optibridge.store.reports import PushRecord, push_history
 
-__all__ = ["Story", "reporting_facts", "stage_for", "stages_for", "story", "with_purged_totals"]
+__all__ = [
+    "Story",
+    "reporting_facts",
+    "stage_for",
+    "stages_for",
+    "story",
+    "with_purged_progress",
+    "with_purged_totals",
+]
 
 
 def reporting_facts(inputs: store.StageInputs | None) -> ReportingFacts | None:
@@ -103,6 +111,19 @@ async def story(conn: Conn, c: Campaign, now: datetime, *, charts: bool = True) 
         history=await push_history(conn, *c.key),
         purged_at=purged_at,
     )
+
+
+async def with_purged_progress(conn: Conn, campaigns: list[Campaign]) -> list[Campaign]:
+    """A page of campaigns, the purged ones with their progress from the totals kept."""
+    states = await retention_store.purged_states(
+        conn, [retention_store.CampaignKey(*c.key) for c in campaigns]
+    )
+    return [
+        replace(c, progress=compute_progress(kept, 0))
+        if (kept := states.get(retention_store.CampaignKey(*c.key))) is not None
+        else c
+        for c in campaigns
+    ]
 
 
 async def with_purged_totals(conn: Conn, d: CampaignDetail) -> tuple[CampaignDetail, datetime | None]:

@@ -292,6 +292,31 @@ async def purged_at(conn: Conn, key: CampaignKey) -> datetime | None:
     return row["purged_at"] if row else None
 
 
+async def purged_states(conn: Conn, keys: Sequence[CampaignKey]) -> dict[CampaignKey, dict[str, int]]:
+    """For those of the campaigns that are purged: messages per final state, over every template
+    (one query for a page of campaigns)."""
+    if not keys:
+        return {}
+    rows = await (
+        await conn.execute(
+            """SELECT c.tenant_id, c.channel_id, c.campaign_id, t.state::text AS state,
+                      coalesce(sum(t.messages), 0) AS messages
+               FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS k(tenant_id, channel_id, campaign_id)
+               JOIN campaigns c USING (tenant_id, channel_id, campaign_id)
+               LEFT JOIN campaign_totals t USING (tenant_id, channel_id, campaign_id)
+               WHERE c.purged_at IS NOT NULL
+               GROUP BY c.tenant_id, c.channel_id, c.campaign_id, t.state""",
+            ([k.tenant_id for k in keys], [k.channel_id for k in keys], [k.campaign_id for k in keys]),
+        )
+    ).fetchall()
+    out: dict[CampaignKey, dict[str, int]] = {}
+    for r in rows:
+        states = out.setdefault(CampaignKey(r["tenant_id"], int(r["channel_id"]), int(r["campaign_id"])), {})
+        if r["state"] is not None:
+            states[r["state"]] = int(r["messages"])
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class EventTotals:
     """A purged campaign's events of one kind for one template, over every day."""

@@ -110,6 +110,13 @@ async def test_api_detail_and_dashboard_page_of_a_purged_campaign(served: tuple[
         assert body["progress"]["percent_sent"] == 100.0
         assert {t["template_id"]: t["progress"]["sent"] for t in body["templates"]} == {1: N // 2, 2: N // 2}
 
+        async with s.get(f"{base}/api/v1/tenants/acme/campaigns", headers=auth_header) as resp:
+            assert resp.status == 200
+            listed = (await resp.json())["items"]
+        assert [(c["campaign_id"], c["progress"]["sent"], c["progress"]["total"]) for c in listed] == [
+            (CAMPAIGN, N, N)
+        ]
+
         # The dashboard page, logged in with the tenant's key.
         async with s.get(base + "/ui/login") as resp:
             token = re.search(r'name="login_token" value="([^"]+)"', await resp.text())
@@ -117,6 +124,10 @@ async def test_api_detail_and_dashboard_page_of_a_purged_campaign(served: tuple[
         form = {"api_key": key, "login_token": token.group(1), "next": "/ui/campaigns"}
         async with s.post(base + "/ui/login", data=form, allow_redirects=False) as resp:
             assert resp.status == 303
+        async with s.get(f"{base}/ui/campaigns/rows", headers={"X-Requested-With": "fetch"}) as resp:
+            assert resp.status == 200
+            rows_html = await resp.text()
+        assert f'class="num sent-total">{N} / {N}<' in rows_html
         async with s.get(f"{base}/ui/campaigns/acme/email/{CAMPAIGN}") as resp:
             assert resp.status == 200
             page = await resp.text()

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from optibridge import campaigns as ops
-from optibridge.campaigns.story import with_purged_totals
+from optibridge.campaigns.story import with_purged_progress, with_purged_totals
 from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.core.logs import get_logger
 from optibridge.optimove.errors import OptimoveError
@@ -207,6 +207,7 @@ def router(runtime: Runtime) -> APIRouter:
         flt = ops.CampaignFilter(tenant_id, channel, status, paused, campaign_id)
         async with runtime.pool.connection() as conn:
             rows = await ops.list_campaigns(conn, flt, after=after, limit=limit + 1)
+            rows = await with_purged_progress(conn, rows)  # purged: progress from the totals kept
         items = [CampaignOut.of(c) for c in rows]
         return page_of(
             items, limit, lambda c: [c.created_at.isoformat(), c.tenant_id, c.channel_id, c.campaign_id]

@@ -149,6 +149,7 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
         after = parse_after(q.get("cursor"))
         async with runtime.pool.connection() as conn:
             rows = await campaign_store.list_campaigns(conn, flt, after=after, limit=PAGE_SIZE + 1)
+            rows = await campaign_story.with_purged_progress(conn, rows)  # purged: totals kept
             failures = await campaign_store.failure_reasons(conn, [c.key for c in rows[:PAGE_SIZE]])
             stages = await campaign_story.stages_for(conn, rows[:PAGE_SIZE], clock_of(request))
         next_cursor = None
