@@ -15,6 +15,20 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+# The stated duplicate bound of each scenario (docs/reliability.md, "Duplicate bound").
+BOUNDS = {
+    "test_sigkill_worker_mid_send[no-lookup]": "3 kills x lanes 1 x chunk 16 = 48",
+    "test_smtp_accepts_but_the_answer_is_lost[no-lookup]": "1 per lost answer",
+}
+
+
+def _lookup(test_id: str) -> str:
+    if "[no-lookup]" in test_id:
+        return "no"
+    if "[lookup]" in test_id:
+        return "yes"
+    return "no" if "children" in test_id else "yes"
+
 
 def main(xml_path: str, results_path: str) -> None:
     figures: dict[str, dict[str, Any]] = {}
@@ -33,12 +47,16 @@ def main(xml_path: str, results_path: str) -> None:
         fig = figures.get(test_id)
         if fig is None:
             reason = (failure.get("message", "") if failure is not None else "")[:160].replace("|", "/")
-            print(f"| {test_id.split('::')[1]} | | | {outcome} | | | | {float(case.get('time', 0)):.0f} s | "
+            name = test_id.split("::")[1]
+            bound = BOUNDS.get(name, "0")
+            seconds = float(case.get("time", 0))
+            print(f"| {name} | {_lookup(test_id)} | {bound} | {outcome} | | | | {seconds:.0f} s | "
                   f"`pytest '{test_id}' -m slow -n 0` {reason} |")  # fmt: skip
             continue
+        bound = BOUNDS.get(test_id.split("::")[1], "0")
         print(
-            f"| {fig['scenario']} | | | {outcome} | {fig['duplicates']} | {fig['lost']} | {fig['claimed']} "
-            f"| {fig['seconds']:.0f} s | `pytest '{test_id}' -m slow -n 0` |"
+            f"| {fig['scenario']} | {_lookup(test_id)} | {bound} | {outcome} | {fig['duplicates']} "
+            f"| {fig['lost']} | {fig['claimed']} | {fig['seconds']:.0f} s | `pytest '{test_id}' -m slow -n 0` |"
         )
 
 
