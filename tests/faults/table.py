@@ -56,7 +56,8 @@ def main(xml_path: str, results_path: str) -> None:
         bound = BOUNDS.get(test_id.split("::")[1], "0")
         print(
             f"| {fig['scenario']} | {_lookup(test_id)} | {bound} | {outcome} | {fig['duplicates']} "
-            f"| {fig['lost']} | {fig['claimed']} | {fig['seconds']:.0f} s | `pytest '{test_id}' -m slow -n 0` |"
+            f"| {fig['lost']} | {fig['claimed']} | {fig['seconds']:.0f} s "
+            f"| `pytest '{test_id}' -m slow -n 0` |"
         )
 
 
