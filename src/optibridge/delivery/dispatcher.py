@@ -19,6 +19,8 @@ in `triage` and `transitions`, the SQL in `optibridge.store.messages`.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -152,10 +154,32 @@ def journal_folder(data_dir: Path) -> Path:
     return data_dir / "journal"
 
 
+IN_FLIGHT_DEFAULT = 512
+EXPECTED_LATENCY_S = 0.3  # the slow end of providers' answers (Twilio, SES ~200-300 ms)
+
+
+def in_flight(ch: Channel) -> int:
+    """Sends a send job keeps in flight (pure): the option, else rate x expected latency (enough to
+    reach the rate at 300 ms answers), else 512 - the providers' default connection count. At a
+    latency L a job sends at most in_flight / L messages per second."""
+    if ch.options.in_flight is not None:
+        return ch.options.in_flight
+    if ch.options.rate_per_s:
+        return max(ch.chunk, math.ceil(ch.options.rate_per_s * EXPECTED_LATENCY_S))
+    return max(ch.chunk, IN_FLIGHT_DEFAULT)
+
+
 def slice_size(ch: Channel) -> int:
     """Messages claimed at once: a few chunks, so that workers share a campaign and a crash parks at
-    most this many messages per send job."""
+    most this many messages per slice."""
     return ch.chunk * ch.options.claim_chunks
+
+
+def slice_loops(ch: Channel) -> int:
+    """Slices a send job works at once (pure), each on its own connection: enough that `in_flight`
+    sends are in flight although one slice holds fewer, and that one slice's claim, compose and
+    writes overlap another's sends (so the pipeline never drains between slices)."""
+    return max(1, min(8, math.ceil(in_flight(ch) / slice_size(ch))))
 
 
 async def claim(
@@ -284,63 +308,151 @@ async def _send_slice(
         stats.add(state)
     await d.write(conn, settling(first), me, now)
 
-    for start in range(0, len(ready), ch.chunk):
-        if stop():
-            # Out of time or draining: never mid-chunk; the rest goes back unsent, for any worker.
-            back = [row.id for row, _ in ready[start:]]
-            stats.returned += await message_store.unclaim(conn, back, me, now_fn())
-            unsent.difference_update(back)
-            break
-        chunk = ready[start : start + ch.chunk]
-        # A pause or cancel takes effect before the next chunk, not only at the next claim.
-        held = await message_store.held_campaigns(
-            conn, ch.tenant_id, ch.channel_id, {row.campaign_id for row, _ in chunk}
-        )
-        if held:
-            out = Outcomes()
-            settled, _ = tri.hold_back([row for row, _ in chunk], held)
-            out.put_all(settled)
-            await d.write(conn, settling(out), me, now_fn())
-            chunk = [(row, m) for row, m in chunk if row.campaign_id not in held]
-            if not chunk:
-                continue
-        picked = ch.providers.pick()
-        out = Outcomes()
-        if picked is None:
-            # Every provider is benched: give the messages back, unharmed, for when one returns.
-            wait = timedelta(seconds=max(1.0, ch.providers.seconds_until_usable()))
-            out.put_all(tri.give_back([row for row, _ in ready[start:]], now_fn() + wait))
-            stats.retried += len(out)
-            await d.write(conn, settling(out), me, now_fn())
-            break
-        index, provider = picked
-        if ch.bucket is not None:
-            await ch.bucket.take(len(chunk))
-        started = time.monotonic()
-        results = await provider.send_many([m for _, m in chunk])
-        elapsed = time.monotonic() - started
-        if ch.lookup_url and any(r.uncertain for r in results):
-            results = await settle_uncertain(ch.lookup_url, [row for row, _ in chunk], results)
-        now = now_fn()
-        sent = 0
-        for (row, _), result in zip(chunk, results, strict=True):
-            t = after_send(result, attempts=row.attempts, send_at=row.send_at, now=now, policy=ch.retry)
-            out.put(row.id, t, provider.name)
-            if result.bounce or result.unregistered:
-                out.results.append((row.id, result))
-            if result.outcome is base.Outcome.SENT:
-                sent += 1
-                metrics.observe_send_delay(ch.kind, row.send_at, now)
-            else:
-                metrics.count_provider_error(provider.name, result.outcome.value, tenant=ch.tenant_id)
-            stats.add(t.state)
-        metrics.count_sent(provider.name, sent)
-        await d.write(conn, settling(out), me, now)
-        if ch.providers.report(index, results):
-            log.warning(
-                "provider benched: throttled or failing",
-                provider=provider.name,
-                tenant=ch.tenant_id,
-                reasons=sorted({r.reason or "" for r in results if r.outcome is not base.Outcome.SENT})[:3],
-                seconds=round(elapsed, 2),
+    # The pipeline: up to `in_flight` sends at once, as chunks; each chunk's outcome is written (on
+    # this task, the connection's only user) as soon as its sends return, in completion order.
+    limit = in_flight(ch)
+    flying: dict[asyncio.Task[list[base.SendResult]], Flight] = {}
+    flying_messages = 0
+
+    async def settle(task: asyncio.Task[list[base.SendResult]]) -> None:
+        nonlocal flying_messages
+        flight = flying.pop(task)
+        flying_messages -= len(flight.chunk)
+        await _record(d, conn, ch, flight, task.result(), me, now_fn, stats, settling)
+
+    async def wait_some() -> None:
+        done, _ = await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            await settle(task)
+
+    try:
+        for start in range(0, len(ready), ch.chunk):
+            if stop():
+                # Out of time or draining: never mid-chunk; the rest goes back unsent, for any worker.
+                back = [row.id for row, _ in ready[start:]]
+                stats.returned += await message_store.unclaim(conn, back, me, now_fn())
+                unsent.difference_update(back)
+                break
+            chunk = ready[start : start + ch.chunk]
+            # A pause or cancel takes effect before the next chunk, not only at the next claim.
+            held = await message_store.held_campaigns(
+                conn, ch.tenant_id, ch.channel_id, {row.campaign_id for row, _ in chunk}
             )
+            if held:
+                out = Outcomes()
+                settled, _ = tri.hold_back([row for row, _ in chunk], held)
+                out.put_all(settled)
+                await d.write(conn, settling(out), me, now_fn())
+                chunk = [(row, m) for row, m in chunk if row.campaign_id not in held]
+                if not chunk:
+                    continue
+            while flying and flying_messages + len(chunk) > ch.providers.in_flight(limit, ch.chunk):
+                await wait_some()  # back-pressure: the window, narrowed by throttles
+            picked = ch.providers.pick()
+            if picked is not None and flying and not ch.providers.proven(picked[0]):
+                while flying:  # an unproven provider gets one chunk at a time (providers.Health)
+                    await wait_some()
+                picked = ch.providers.pick()
+            if picked is None:
+                # Every provider is benched: give the messages back, unharmed, for when one returns.
+                out = Outcomes()
+                wait = timedelta(seconds=max(1.0, ch.providers.seconds_until_usable()))
+                out.put_all(tri.give_back([row for row, _ in ready[start:]], now_fn() + wait))
+                stats.retried += len(out)
+                await d.write(conn, settling(out), me, now_fn())
+                break
+            index, provider = picked
+            if ch.bucket is not None:
+                await ch.bucket.take(len(chunk))
+            flying[asyncio.create_task(provider.send_many([m for _, m in chunk]))] = Flight(
+                chunk, index, provider, time.monotonic()
+            )
+            flying_messages += len(chunk)
+        while flying:
+            await wait_some()
+    except BaseException as exc:
+        # Sends already handed to the provider have outcomes the database must get: wait for them
+        # and keep them (journal) when the slice ends on a database outage; a cancelled job
+        # cancels them (as a cancelled send_many did before the pipeline).
+        if flying:
+            if isinstance(exc, SLICE_ENDERS):
+                await asyncio.wait(flying)
+                await _keep_flown(d, ch, flying, me, now_fn, exc, settling)
+            else:
+                for task in flying:
+                    task.cancel()
+        raise
+
+
+@dataclass
+class Flight:
+    chunk: list[tuple[ClaimedMessage, base.OutboundMessage]]
+    index: int
+    provider: base.Provider
+    started: float
+
+
+def _outcomes_of(
+    ch: Channel, flight: Flight, results: list[base.SendResult], now: datetime, stats: SliceStats
+) -> Outcomes:
+    out = Outcomes()
+    provider = flight.provider
+    sent = 0
+    for (row, _), result in zip(flight.chunk, results, strict=True):
+        t = after_send(result, attempts=row.attempts, send_at=row.send_at, now=now, policy=ch.retry)
+        out.put(row.id, t, provider.name)
+        if result.bounce or result.unregistered:
+            out.results.append((row.id, result))
+        if result.outcome is base.Outcome.SENT:
+            sent += 1
+            metrics.observe_send_delay(ch.kind, row.send_at, now)
+        else:
+            metrics.count_provider_error(provider.name, result.outcome.value, tenant=ch.tenant_id)
+        stats.add(t.state)
+    metrics.count_sent(provider.name, sent)
+    return out
+
+
+async def _record(
+    d: Dispatcher,
+    conn: Conn,
+    ch: Channel,
+    flight: Flight,
+    results: list[base.SendResult],
+    me: str,
+    now_fn: Clock,
+    stats: SliceStats,
+    settling: Callable[[Outcomes], Outcomes],
+) -> None:
+    elapsed = time.monotonic() - flight.started
+    if ch.lookup_url and any(r.uncertain for r in results):
+        results = await settle_uncertain(ch.lookup_url, [row for row, _ in flight.chunk], results)
+    now = now_fn()
+    out = _outcomes_of(ch, flight, results, now, stats)
+    ch.providers.pace(results, in_flight(ch), ch.chunk)
+    await d.write(conn, settling(out), me, now)
+    if ch.providers.report(flight.index, results):
+        log.warning(
+            "provider benched: throttled or failing",
+            provider=flight.provider.name,
+            tenant=ch.tenant_id,
+            reasons=sorted({r.reason or "" for r in results if r.outcome is not base.Outcome.SENT})[:3],
+            seconds=round(elapsed, 2),
+        )
+
+
+async def _keep_flown(
+    d: Dispatcher,
+    ch: Channel,
+    flying: dict[asyncio.Task[list[base.SendResult]], Flight],
+    me: str,
+    now_fn: Clock,
+    exc: BaseException,
+    settling: Callable[[Outcomes], Outcomes],
+) -> None:
+    """The database went away with sends in flight: their outcomes go to the ResultWriter."""
+    for task, flight in flying.items():
+        if task.cancelled() or task.exception() is not None:
+            continue  # no answer to keep: the claims stay unsent, returned by send_slice
+        out = _outcomes_of(ch, flight, task.result(), now_fn(), SliceStats())
+        await d.writer.keep(settling(out).items, me, exc)

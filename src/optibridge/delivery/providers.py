@@ -29,6 +29,10 @@ BENCH_MAX_S = 60.0
 class Health:
     failures: int = 0
     benched_until: float = 0.0
+    # Its last batch went well: the dispatcher pipelines chunks to it. Until then (and after a
+    # troubled batch) one chunk at a time, so a failing provider is benched after one chunk, not
+    # after every chunk already in flight to it.
+    proven: bool = False
 
     def usable(self, now: float) -> bool:
         return now >= self.benched_until
@@ -38,9 +42,28 @@ class Health:
 class ChannelProviders:
     providers: list[base.Provider]
     health: list[Health] = field(default_factory=list)
+    # Back-pressure on sends in flight (the dispatcher's pipeline): a batch with throttles (429,
+    # SMTP 421/454) halves it, a clean batch opens it again by one chunk. None: not limited yet.
+    window: int | None = None
 
     def __post_init__(self) -> None:
         self.health = [Health() for _ in self.providers]
+
+    def proven(self, index: int) -> bool:
+        return self.health[index].proven
+
+    def in_flight(self, limit: int, chunk: int) -> int:
+        """Sends to keep in flight now: the channel's limit, narrowed after throttling."""
+        return limit if self.window is None else max(chunk, min(limit, self.window))
+
+    def pace(self, results: Sequence[base.SendResult], limit: int, chunk: int) -> None:
+        """Adjust the window after a batch (additive increase, multiplicative decrease)."""
+        throttled = any(r.outcome is base.Outcome.THROTTLED for r in results)
+        current = self.in_flight(limit, chunk)
+        if throttled:
+            self.window = max(chunk, current // 2)
+        elif self.window is not None:
+            self.window = None if current + chunk >= limit else current + chunk
 
     def pick(self, now: float | None = None) -> tuple[int, base.Provider] | None:
         now = time.monotonic() if now is None else now
@@ -63,7 +86,9 @@ class ChannelProviders:
         if troubled * 2 <= len(results):
             health.failures = 0
             health.benched_until = 0.0
+            health.proven = True
             return False
+        health.proven = False
         health.failures += 1
         # Not the providers' retry hints: those pace each message's retry (and SMTP gives none, so
         # the adapter's default would bench a recovered server for long); benching only routes.

@@ -63,36 +63,55 @@ async def run_send(
     runtime: Runtime, tenant_id: str, channel_id: int, me: str, budget_s: float = BUDGET_S
 ) -> dsp.SliceStats:
     """Work a channel until out of time, out of due messages, or the process drains: reconcile dead
-    workers' claims, then claim, send and write one slice at a time."""
+    workers' claims, then claim, send and write slices (dsp.slice_loops at once)."""
     d = dsp.dispatcher_of(runtime)
     total = dsp.SliceStats()
     deadline = time.monotonic() + budget_s
 
+    away: list[DatabaseAway] = []
+
     def stop() -> bool:
-        return runtime.draining.is_set() or time.monotonic() >= deadline
+        return bool(away) or runtime.draining.is_set() or time.monotonic() >= deadline
+
+    async def work(part: dsp.SliceStats) -> None:
+        """One slice loop: claim, send and write a slice at a time (dsp.slice_loops of them run)."""
+        try:
+            while not stop():
+                wait: float | None = 0.0
+                async with (
+                    runtime.pool.connection() as conn,
+                    d.registry.using(conn, tenant_id, channel_id) as ch,
+                ):
+                    rows = await dsp.claim(conn, ch, me, datetime.now(UTC))
+                    if rows:
+                        part.merge(await dsp.send_slice(d, conn, ch, rows, me, stop=stop))
+                    else:
+                        upcoming = await message_store.next_due(conn, tenant_id, channel_id)
+                        wait = idle_wait_s(upcoming, datetime.now(UTC), deadline - time.monotonic())
+                if wait is None:
+                    break
+                if wait > 0:
+                    await asyncio.sleep(wait)  # outside the connection: idle, it holds nothing
+        except DatabaseAway as exc:
+            away.append(exc)  # the other loops stop at their next chunk
 
     try:
         # Results an earlier outage left behind go in before anything is claimed or reconciled.
         await d.writer.flush()
-        reconciled = False
-        while not stop():
-            wait: float | None = 0.0
-            async with runtime.pool.connection() as conn, d.registry.using(conn, tenant_id, channel_id) as ch:
-                if not reconciled:
-                    await reconcile(conn, ch, datetime.now(UTC))
-                    reconciled = True
-                rows = await dsp.claim(conn, ch, me, datetime.now(UTC))
-                if rows:
-                    total.merge(await dsp.send_slice(d, conn, ch, rows, me, stop=stop))
-                else:
-                    upcoming = await message_store.next_due(conn, tenant_id, channel_id)
-                    wait = idle_wait_s(upcoming, datetime.now(UTC), deadline - time.monotonic())
-            if wait is None:
-                break
-            if wait > 0:
-                await asyncio.sleep(wait)  # outside the connection: idle, it holds nothing
+        async with runtime.pool.connection() as conn, d.registry.using(conn, tenant_id, channel_id) as ch:
+            await reconcile(conn, ch, datetime.now(UTC))
+            loops = dsp.slice_loops(ch)
     except DatabaseAway as exc:
-        log.warning("send job ends: the database is away", error=str(exc), **vars(total))
+        away.append(exc)
+        loops = 0
+    # Several slices at once when one slice holds fewer messages than the channel's sends in
+    # flight: one slice's claim and writes overlap another's sends, so the pipeline never drains.
+    parts = [dsp.SliceStats() for _ in range(loops)]
+    await asyncio.gather(*(work(part) for part in parts))
+    for part in parts:
+        total.merge(part)
+    if away:
+        log.warning("send job ends: the database is away", error=str(away[0]), **vars(total))
     return total
 
 

@@ -92,7 +92,7 @@ async def test_journaled_results_are_replayed_by_the_next_process_even_after_a_r
 ) -> None:
     data = tmp_path / "data"
     async with HttpSink() as sink, runtime(db_url, test_secret_key, data) as rt:
-        await add_tenant(rt, sink, chunk=50, claim_chunks=4)
+        await add_tenant(rt, sink, chunk=50, claim_chunks=4, in_flight=200)  # one slice at a time
         await add_campaign(rt, 1, TOTAL)
         dead = await register_worker(rt)
 

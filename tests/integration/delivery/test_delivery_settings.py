@@ -35,7 +35,8 @@ async def test_a_provider_and_rate_change_reaches_a_running_send_job_at_its_next
 ) -> None:
     total = 1500
     async with HttpSink() as sink, runtime(db_url, test_secret_key, tmp_path / "data") as rt:
-        await add_tenant(rt, sink, "a", chunk=10, claim_chunks=1, rate_per_s=100)
+        # One slice loop (in_flight = one slice), so "its next slice" is one moment to observe.
+        await add_tenant(rt, sink, "a", chunk=10, claim_chunks=1, rate_per_s=100, in_flight=10)
         await add_campaign(rt, 1, total)
         me = await register_worker(rt)
         async with heartbeats(rt, me):
@@ -46,7 +47,9 @@ async def test_a_provider_and_rate_change_reaches_a_running_send_job_at_its_next
 
             await wait_for(on_a, 30, "sending to the first provider")
             old = dsp.dispatcher_of(rt).registry.channels[(TENANT, CHANNEL_ID)]
-            await change_channel(rt, f"{sink.base_url}/webhook/b", chunk=10, claim_chunks=1, rate_per_s=1000)
+            await change_channel(
+                rt, f"{sink.base_url}/webhook/b", chunk=10, claim_chunks=1, rate_per_s=1000, in_flight=10
+            )
             changed = time.monotonic()
 
             async def on_b() -> bool:
