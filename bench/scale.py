@@ -14,9 +14,11 @@ worker count, two kinds of run, each repeated (medians reported):
 
 Per run: messages/s (messages / (last sent_at - first due time)), procrastinate jobs/s (ids taken
 from the jobs sequence over the run), the CPU share of the PostgreSQL server (postmaster and every
-backend, exited ones included, from /proc; divided by wall time and cores), the workers' CPU share,
-and p50/p99 lateness (sent_at - send_at over the run's message rows). Also the database bytes per
-message (messages table with its indexes and TOAST / rows). The last line is one JSON object.
+backend, exited ones included, from /proc; divided by wall time and cores), the workers' and the
+smtp-sink's CPU shares, how busy the whole machine was (/proc/stat: other tenants of a shared
+machine included, which is what caps everyone when it nears 100 %), and p50/p99 lateness
+(sent_at - send_at over the run's message rows). Also the database bytes per message (the
+messages table with its indexes and TOAST, over its rows). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ class Run:
     jobs_per_s: float
     db_cpu: float  # share of all cores
     worker_cpu: float
+    sink_cpu: float
+    machine_busy: float  # share of all cores busy (anything on the machine, other tenants included)
     p50_ms: float
     p99_ms: float
     worker_rss_mb: float
@@ -135,6 +139,7 @@ def one_run(
     url: str,
     pg: TcpPostgres,
     workers: list[subprocess.Popen[bytes]],
+    sink: psutil.Process,
     campaign_id: int,
     size: int,
     rate: float | None,
@@ -144,7 +149,8 @@ def one_run(
     cores = psutil.cpu_count() or 1
     with psycopg.connect(url, autocommit=True) as conn:
         jobs0 = jobs_seq(conn)
-    db0, wk0 = procs_cpu_s([pg.postmaster()]), procs_cpu_s(procs)
+    db0, wk0, sk0 = procs_cpu_s([pg.postmaster()]), procs_cpu_s(procs), procs_cpu_s([sink])
+    machine0 = psutil.cpu_times()
     wall0 = time.time()
     start = load(url, campaign_id, size, rate)
     peak = 0.0
@@ -161,7 +167,8 @@ def one_run(
                 raise SystemExit(f"a worker stopped or too slow; see {log}")
             time.sleep(0.25)
         wall1 = time.time()
-        db1, wk1 = procs_cpu_s([pg.postmaster()]), procs_cpu_s(procs)
+        db1, wk1, sk1 = procs_cpu_s([pg.postmaster()]), procs_cpu_s(procs), procs_cpu_s([sink])
+        machine1 = psutil.cpu_times()
         jobs1 = jobs_seq(conn)
         row = conn.execute(
             """SELECT count(*) FILTER (WHERE state = 'sent'), extract(epoch FROM max(sent_at)),
@@ -185,10 +192,18 @@ def one_run(
         jobs_per_s=(jobs1 - jobs0) / elapsed,
         db_cpu=(db1 - db0) / span / cores,
         worker_cpu=(wk1 - wk0) / span / cores,
+        sink_cpu=(sk1 - sk0) / span / cores,
+        machine_busy=busy_share(machine0, machine1),
         p50_ms=float(row[2][0]) * 1000,
         p99_ms=float(row[2][1]) * 1000,
         worker_rss_mb=peak,
     )
+
+
+def busy_share(before: Any, after: Any) -> float:
+    total = sum(after) - sum(before)
+    idle = (after.idle + after.iowait) - (before.idle + before.iowait)
+    return 1.0 - idle / total if total > 0 else 0.0
 
 
 def bytes_per_message(url: str) -> float:
@@ -215,6 +230,8 @@ def summarize(runs: list[Run]) -> dict[str, Any]:
         "jobs_per_s": round(median(r.jobs_per_s for r in runs), 1),
         "db_cpu": round(median(r.db_cpu for r in runs), 3),
         "worker_cpu": round(median(r.worker_cpu for r in runs), 3),
+        "sink_cpu": round(median(r.sink_cpu for r in runs), 3),
+        "machine_busy": round(median(r.machine_busy for r in runs), 3),
         "p50_ms": round(median(r.p50_ms for r in runs)),
         "p99_ms": round(median(r.p99_ms for r in runs)),
         "worker_rss_mb": round(max(r.worker_rss_mb for r in runs), 1),
@@ -227,7 +244,8 @@ def print_row(s: dict[str, Any]) -> None:
     print(
         f"{s['workers']} worker(s) {s['kind']:>8} {s['size']:>7,} msgs offered {offered}: "
         f"{s['rate']:>6,} msg/s, {s['jobs_per_s']:>6} jobs/s, db CPU {s['db_cpu']:.0%}, "
-        f"workers CPU {s['worker_cpu']:.0%}, lateness p50 {s['p50_ms']:,} ms p99 {s['p99_ms']:,} ms, "
+        f"workers CPU {s['worker_cpu']:.0%}, smtp-sink CPU {s['sink_cpu']:.0%}, machine busy "
+        f"{s['machine_busy']:.0%}, lateness p50 {s['p50_ms']:,} ms p99 {s['p99_ms']:,} ms, "
         f"worker RSS {s['worker_rss_mb']:.0f} MB",
         flush=True,
     )
@@ -257,6 +275,7 @@ def main() -> None:
         sink = subprocess.Popen([find_postfix_tool("smtp-sink"), *user, f"127.0.0.1:{sink_port}", "1000"])
         children.append(sink)
         wait_for_port(sink_port, sink)
+        sink_proc = psutil.Process(sink.pid)
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIBRIDGE_")} | {
             "OPTIBRIDGE_DATABASE_URL": url,
             "OPTIBRIDGE_SECRET_KEY": generate_key(),
@@ -282,7 +301,7 @@ def main() -> None:
             overload: list[Run] = []
             for _ in range(args.repeat):
                 campaign += 1
-                overload.append(one_run(url, pg, workers, campaign, args.size, None, log))
+                overload.append(one_run(url, pg, workers, sink_proc, campaign, args.size, None, log))
                 if not per_message:
                     per_message = bytes_per_message(url)
                 clear(url)
@@ -294,7 +313,7 @@ def main() -> None:
             paced: list[Run] = []
             for _ in range(args.repeat):
                 campaign += 1
-                paced.append(one_run(url, pg, workers, campaign, paced_size, offered, log))
+                paced.append(one_run(url, pg, workers, sink_proc, campaign, paced_size, offered, log))
                 clear(url)
             summary = summarize(paced)
             summaries.append(summary)
