@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -262,7 +263,7 @@ async def send_sms_adapter(base_url: str, size: int) -> float:
     return size / elapsed
 
 
-async def send_sms_bare(base_url: str, size: int) -> float:
+async def send_sms_bare(base_url: str, size: int, connections: int = CONNECTIONS) -> float:
     """The floor: the same requests from a plain aiohttp loop, bodies prepared in advance."""
     import base64
 
@@ -282,7 +283,7 @@ async def send_sms_bare(base_url: str, size: int) -> float:
     ok = 0
     indexes = iter(range(size))
     started = time.perf_counter()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
 
         async def worker() -> None:
             nonlocal ok
@@ -291,10 +292,68 @@ async def send_sms_bare(base_url: str, size: int) -> float:
                     if json.loads(await response.read()).get("sid"):
                         ok += 1
 
-        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+        await asyncio.gather(*(worker() for _ in range(connections)))
     elapsed = time.perf_counter() - started
     if ok != size:
         raise SystemExit(f"sms bare loop: only {ok} of {size} accepted")
+    return size / elapsed
+
+
+async def send_json_bare(url: str, size: int, connections: int) -> float:
+    """The floor for push: one small JSON POST per message from a plain aiohttp loop."""
+    bodies = [
+        json.dumps({"to": f"device-{n}", "title": "Hi", "body": "20% off today"}).encode()
+        for n in range(size)
+    ]
+    headers = {"Content-Type": "application/json"}
+    ok = 0
+    indexes = iter(range(size))
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
+
+        async def worker() -> None:
+            nonlocal ok
+            for index in indexes:
+                async with session.post(url, data=bodies[index], headers=headers) as response:
+                    await response.read()
+                    if response.status < 300:
+                        ok += 1
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    if ok != size:
+        raise SystemExit(f"push bare loop: only {ok} of {size} accepted")
+    return size / elapsed
+
+
+async def send_smtp_bare(port: int, size: int, connections: int) -> float:
+    """The floor for e-mail at latency: aiosmtplib, `connections` sessions each sending in turn
+    (MAIL, RCPT, DATA, end: four round trips a message, as without pipelining)."""
+    import aiosmtplib
+
+    body = ("Subject: weekly picks\r\nFrom: news@shop.example\r\n\r\n" + ("x" * 70 + "\r\n") * 42).encode()
+    ok = 0
+    indexes = iter(range(size))
+    opening = asyncio.Semaphore(32)
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal ok
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, use_tls=False, start_tls=False, timeout=300)
+        async with opening:  # connect a few at a time: a burst of hundreds overruns the sink's accept
+            await client.connect()
+        try:
+            for index in indexes:
+                await client.sendmail("news@shop.example", [f"c{index}@example.test"], body)
+                ok += 1
+        finally:
+            with contextlib.suppress(Exception):
+                await client.quit()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    if ok != size:
+        raise SystemExit(f"smtp bare loop: only {ok} of {size} accepted")
     return size / elapsed
 
 

@@ -1,6 +1,6 @@
 """Send benchmark: the whole delivery path of a real worker process, against the limits of the host.
 
-    python bench/send.py [--size N] [--only email|sms] [--workers K]
+    python bench/send.py [--size N] [--only email|sms|push] [--workers K] [--latency-ms L]
 
 Needs Debian's postfix for smtp-sink and smtp-source (`apt-get install postfix`).
 Starts an embedded PostgreSQL (fsync on), loads N due message rows per channel (as ingest would
@@ -11,6 +11,13 @@ leave them), then starts `optibridge worker` and times it until every message is
   sink in the same run; ratio to smtp-source's rate (target >= 1,000/s and >= 30 %);
 - sms: the Twilio adapter against the loopback HTTP sink, beside a bare aiohttp loop sending the
   same requests over 16 connections (target >= 3,000/s and >= 40 %).
+
+With --latency-ms L (issue 15) the loopback sinks (python -m optibridge.sinks) delay every SMTP
+reply and HTTP response by L, and the channels keep their default settings (sends in flight, SMTP
+pool, HTTP connections): e-mail over SMTP, SMS through the Twilio adapter, push through the JSON
+adapter. The reference in the same run is a bare loop with as many connections as the workers
+may open (workers x 512: aiosmtplib for SMTP, aiohttp for HTTP) at the same latency. "p99_ms" is
+the 99th percentile of sent time minus due time (all messages are due when the workers start).
 
 Peak RSS is that of the worker process (target < 200 MB). The last line is one JSON object.
 """
@@ -38,14 +45,17 @@ from channels import (
     find_tool,
     free_port,
     run_smtp_source,
+    send_json_bare,
     send_sms_bare,
+    send_smtp_bare,
     wait_for_port,
 )
 from optibridge.core.secretbox import generate_key
 from optibridge.store.embedded import EmbeddedPostgres
 
 TENANT = "bench"
-EMAIL, SMS = 504, 505
+EMAIL, SMS, PUSH = 504, 505, 506
+DEFAULT_CONNECTIONS = 512  # SmtpSettings.pool_size and HttpOptions.max_connections defaults
 NAMES = ["Ann", "Bo", "Chloé", "Dev", "Emi", "Femi", "Gus", "Hana"]
 # About 3 KB: a typical campaign e-mail, mostly fixed HTML with personalization tags and links.
 PARAGRAPH = (
@@ -106,9 +116,10 @@ def load_messages(url: str, channel_id: int, campaign_id: int, size: int, kind: 
 
 def run_workers(
     env: dict[str, str], url: str, channel_id: int, size: int, log: Path, count: int
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
     """Start `count` workers, wait until the channel's messages are all final; (rate, peak RSS MB
-    of the largest worker, worker CPU µs per message: steadier than the rate on a shared box)."""
+    of the largest worker, worker CPU µs per message: steadier than the rate on a shared box,
+    p99 of sent time minus due time in ms, the due time being the workers' start at the latest)."""
     started = time.time()
     workers = [
         subprocess.Popen(
@@ -144,6 +155,13 @@ def run_workers(
             ).fetchone()
             assert row is not None
             elapsed = float(row[1]) - started
+            late = conn.execute(
+                "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at "
+                "- greatest(send_at, to_timestamp(%s)))) FROM messages "
+                "WHERE channel_id = %s AND state = 'sent'",
+                (started, channel_id),
+            ).fetchone()
+            p99_ms = float(late[0] or 0) * 1000 if late else 0.0
             if row[0] != size:
                 states = conn.execute(
                     "SELECT state::text, reason, count(*) FROM messages WHERE channel_id = %s GROUP BY 1, 2",
@@ -155,15 +173,19 @@ def run_workers(
             w.terminate()
         for w in workers:
             w.wait(30)
-    return size / elapsed, peak / 2**20, cpu / size * 1e6
+    return size / elapsed, peak / 2**20, cpu / size * 1e6, p99_ms
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=200_000)
-    parser.add_argument("--only", choices=["email", "sms"])
+    parser.add_argument("--only", choices=["email", "sms", "push"])
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2 cores: 2)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="sinks delay every reply by this")
     args = parser.parse_args()
+    if args.latency_ms:
+        latency_main(args)
+        return
     size = args.size
     work = Path(tempfile.mkdtemp(prefix="optibridge-bench-send-"))
     pg = EmbeddedPostgres(work / "pg", fsync=True)
@@ -314,6 +336,140 @@ max_connections = {CONNECTIONS}
         for child in children:
             child.terminate()
             child.wait(10)
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def latency_main(args: argparse.Namespace) -> None:
+    """Issue 15: the same pipeline against sinks answering after `latency_ms`, default settings."""
+    size, latency = args.size, args.latency_ms
+    kinds = [args.only] if args.only else ["email", "sms", "push"]
+    work = Path(tempfile.mkdtemp(prefix="optibridge-bench-send-"))
+    pg = EmbeddedPostgres(work / "pg", fsync=True)
+    result: dict[str, Any] = {
+        "bench": "send", "size": size, "workers": args.workers, "latency_ms": latency,
+        "load_avg": [round(x, 2) for x in os.getloadavg()], "p99_ms": {},
+    }  # fmt: skip
+    sink: subprocess.Popen[bytes] | None = None
+    try:
+        url = pg.start()
+        sink = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "optibridge.sinks",
+                "--smtp-port",
+                "0",
+                "--http-port",
+                "0",
+                "--no-record",
+                "--latency-ms",
+                str(latency),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert sink.stdout is not None
+        ports = next(json.loads(line) for line in iter(sink.stdout.readline, b"") if line.startswith(b"{"))
+        http_base = f"http://127.0.0.1:{ports['http_port']}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIBRIDGE_")} | {
+            "OPTIBRIDGE_DATABASE_URL": url,
+            "OPTIBRIDGE_SECRET_KEY": generate_key(),
+            "OPTIBRIDGE_PUBLIC_URL": "https://track.example",
+            "OPTIBRIDGE_LOG_LEVEL": "WARNING",
+            "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8", "::1/128"]',
+        }
+        sh(env, "db", "upgrade")
+        push_template = (
+            '{"to": "{{to}}", "title": "{{subject}}", "body": "{{body}}", "ref": "{{message_id}}"}'
+        )
+        tenant = work / "tenant.toml"
+        tenant.write_text(
+            f"""id = "{TENANT}"
+api_base_url = "http://127.0.0.1:9"
+api_key = "k"
+[[channels]]
+name = "email"
+kind = "email"
+channel_id = {EMAIL}
+[channels.provider]
+type = "smtp"
+host = "127.0.0.1"
+port = {ports["smtp_port"]}
+tls = "none"
+from_address = "news@shop.example"
+[[channels]]
+name = "sms"
+kind = "sms"
+channel_id = {SMS}
+[channels.provider]
+type = "twilio"
+account_sid = "ACbench"
+auth_token = "bench-token"
+from_number = "+15005550006"
+base_url = "{http_base}"
+[[channels]]
+name = "push"
+kind = "push"
+channel_id = {PUSH}
+[channels.provider]
+type = "json"
+url = "{http_base}/json/push"
+body_template = {json.dumps(push_template)}
+provider_id_path = "data.id"
+"""
+        )
+        sh(env, "tenants", "add", "--file", str(tenant))
+        (work / "e.html").write_text(HTML)
+        (work / "e.txt").write_text(TEXT)
+        (work / "s.txt").write_text(
+            "Hi {{ FirstName }}, your code is {{ Code }}. Valid in {{ City }} this week."
+        )
+        html, text = str(work / "e.html"), str(work / "e.txt")
+        sh(env, "templates", "add", TENANT, "email", "--id", "1", "--name", "Picks", "--body", html,
+           "--text", text, "--subject", "{{ FirstName }}, 20% off your picks")  # fmt: skip
+        for name in ("sms", "push"):
+            sh(
+                env,
+                "templates",
+                "add",
+                TENANT,
+                name,
+                "--id",
+                "1",
+                "--name",
+                "Code",
+                "--body",
+                str(work / "s.txt"),
+            )
+        connections = args.workers * DEFAULT_CONNECTIONS
+        channel_of = {"email": EMAIL, "sms": SMS, "push": PUSH}
+        for n, kind in enumerate(kinds, start=1):
+            load_messages(url, channel_of[kind], n, size, kind)
+            rate, rss, cpu_us, p99 = run_workers(
+                env, url, channel_of[kind], size, work / "worker.log", args.workers
+            )
+            if kind == "email":
+                bare = asyncio.run(send_smtp_bare(ports["smtp_port"], size, connections))
+            elif kind == "sms":
+                bare = asyncio.run(send_sms_bare(http_base, size, connections))
+            else:
+                bare = asyncio.run(send_json_bare(f"{http_base}/json/push", size, connections))
+            print(
+                f"{kind} at {latency:.0f} ms: optibridge {rate:,.0f}/s (worker peak RSS {rss:.0f} MB, "
+                f"CPU {cpu_us:.0f} µs/msg, p99 lateness {p99:,.0f} ms); bare loop with {connections} "
+                f"connections {bare:,.0f}/s (ratio {rate / bare:.2f})",
+                flush=True,
+            )
+            result[kind] = {
+                "rate": round(rate), "limit_rate": round(bare), "ratio": round(rate / bare, 3),
+                "peak_rss_mb": round(rss, 1), "worker_cpu_us_per_msg": round(cpu_us, 1),
+            }  # fmt: skip
+            result["p99_ms"][kind] = round(p99)
+        print(json.dumps(result))
+    finally:
+        if sink is not None:
+            sink.terminate()
+            sink.wait(10)
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
 

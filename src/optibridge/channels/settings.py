@@ -130,7 +130,7 @@ class SmtpSettings(_Settings):
     local_hostname: str | None = None  # EHLO name; default: this host's FQDN
     # Connections per worker process; opened as needed. Without pipelining a message costs four
     # round trips, so at a server's 50-200 ms the rate is pool_size / (4 x latency).
-    pool_size: int = Field(default=256, ge=1, le=2048)
+    pool_size: int = Field(default=512, ge=1, le=2048)
     max_messages_per_connection: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=30.0, gt=0, le=600)
     throttle_retry_after_s: float = Field(default=30.0, ge=0)

@@ -34,6 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-http", action="store_true", help="run only the SMTP sink")
     parser.add_argument("--no-record", action="store_true", help="count requests and mails, keep none")
     parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay every SMTP reply and HTTP response by this (a provider's round trip)",
+    )
+    parser.add_argument(
         "--control-port",
         type=int,
         default=None,
@@ -54,6 +60,7 @@ async def serve(args: argparse.Namespace) -> None:
             smtp = SmtpSink(
                 args.host, args.smtp_port, mail_dir=args.mail_dir, keep_messages=not args.no_record
             )
+            smtp.reply_latency_s = args.latency_ms / 1000
             await stack.enter_async_context(smtp)
             ports["smtp_port"] = smtp.port
             where = f", writing to {args.mail_dir}" if args.mail_dir else ""
@@ -65,6 +72,7 @@ async def serve(args: argparse.Namespace) -> None:
                 print(f"smtp sink control on http://{args.host}:{control.port}", flush=True)
         if not args.no_http:
             http = HttpSink(args.host, args.http_port, record=not args.no_record)
+            http.latency(args.latency_ms / 1000)
             await stack.enter_async_context(http)
             ports["http_port"] = http.port
             print(f"http sink listening on {http.base_url}", flush=True)

@@ -65,6 +65,34 @@ class _SinkSMTP(SMTP):
     def __init__(self, sink: SmtpSink, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sink = sink
+        self._replies: asyncio.Queue[tuple[float, bytes]] | None = None
+        self._replier: asyncio.Task[None] | None = None
+
+    async def push(self, status: Any) -> None:
+        """With the sink's `reply_latency_s`, every reply leaves that long after its command was
+        answered - a network round trip: replies to pipelined commands travel together, so a
+        pipelining client pays one latency per batch, a lock-step client one per command."""
+        latency = self._sink.reply_latency_s
+        if not latency or (isinstance(status, str) and status.startswith("221")):  # QUIT: the
+            await super().push(status)  # connection closes right after, nothing may be left queued
+            return
+        response = status if isinstance(status, bytes) else status.encode("utf-8")
+        if self._replies is None:
+            self._replies = asyncio.Queue()
+            self._replier = asyncio.create_task(self._send_replies())
+        self._replies.put_nowait((asyncio.get_running_loop().time() + latency, response))
+
+    async def _send_replies(self) -> None:
+        assert self._replies is not None
+        loop = asyncio.get_running_loop()
+        while True:  # ends with the connection (cancelled in connection_lost)
+            due, response = await self._replies.get()
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self.transport is None or self._writer.is_closing():
+                return
+            self._writer.write(response + b"\r\n")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None
@@ -75,6 +103,8 @@ class _SinkSMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self._sink._sessions.discard(self)
+        if self._replier is not None:
+            self._replier.cancel()
         super().connection_lost(error)
 
 
@@ -113,6 +143,8 @@ class SmtpSink:
         self._sessions: set[_SinkSMTP] = set()
         self._server: asyncio.base_events.Server | None = None
         self._queue_ids = itertools.count(1)
+        # Every reply delayed by this (a provider's network round trip; bench/send.py --latency-ms).
+        self.reply_latency_s = 0.0
         self.clear_faults()
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def test_fcm_builds_from_a_service_account(service_account_json: str) -> None:
 def test_smtp_defaults() -> None:
     settings = validate_settings("email", SMTP)
     assert isinstance(settings, SmtpSettings)
-    assert (settings.tls, settings.effective_port, settings.pool_size) == ("starttls", 587, 256)
+    assert (settings.tls, settings.effective_port, settings.pool_size) == ("starttls", 587, 512)
     assert settings.effective_message_id_domain == "shop.example"
     assert validate_settings("email", {**SMTP, "tls": "implicit"}).effective_port == 465
     assert validate_settings("email", {**SMTP, "tls": "none"}).effective_port == 25
