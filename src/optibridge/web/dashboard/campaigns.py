@@ -204,11 +204,14 @@ def add_routes(api: APIRouter, ui: Dashboard) -> None:
             c = d.campaign
             async with runtime.pool.connection() as conn:
                 s = await campaign_story.story(conn, c, now, charts=full)
-                inputs = await story_store.lateness_inputs(conn, c.key, now=now, grace_s=LATE_GRACE_S)
-                why = late_reason(inputs, now=now, paused=c.paused, hold_until=s.facts.hold_until)
-                data: dict[str, Any] = {"d": d, "s": s, "now": now, "late_reason": why}
+                data: dict[str, Any] = {"d": d, "s": s, "now": now, "late_reason": None}
                 if not full:
                     return data
+                # With the story (its 15 s refresh), not the 2 s progress: it counts overdue rows.
+                inputs = await story_store.lateness_inputs(conn, c.key, now=now, grace_s=LATE_GRACE_S)
+                data["late_reason"] = late_reason(
+                    inputs, now=now, paused=c.paused, hold_until=s.facts.hold_until
+                )
                 overview = await campaign_overview(
                     conn, campaign_id, tenant, now=now, channel_id=c.channel_id
                 )
