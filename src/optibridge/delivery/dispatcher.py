@@ -177,9 +177,12 @@ def slice_size(ch: Channel) -> int:
 
 def slice_loops(ch: Channel) -> int:
     """Slices a send job works at once (pure), each on its own connection: enough that `in_flight`
-    sends are in flight although one slice holds fewer, and that one slice's claim, compose and
-    writes overlap another's sends (so the pipeline never drains between slices)."""
-    return max(1, min(8, math.ceil(in_flight(ch) / slice_size(ch))))
+    sends are in flight although one slice holds fewer, plus one whose claim, compose and writes
+    overlap the others' sends (so the pipeline does not drain between slices). A job thus has at
+    most `in_flight` + one slice in flight; the provider's connection count caps it too."""
+    if ch.options.in_flight is not None and ch.options.in_flight <= slice_size(ch):
+        return 1  # asked for no more than a slice in flight: one slice at a time
+    return max(1, min(8, math.ceil(in_flight(ch) / slice_size(ch)) + 1))
 
 
 async def claim(

@@ -135,7 +135,8 @@ async def test_workers_joining_a_running_campaign_each_send_a_share(
 
     monkeypatch.setattr(message_store, "claim_due", counting)
     async with HttpSink() as sink, runtime(db_url, test_secret_key, tmp_path / "data") as rt:
-        await add_tenant(rt, sink, lanes=3, chunk=50, claim_chunks=2, rate_per_s=1500)
+        # One slice in flight per job (in_flight = a slice): the lanes, not slice loops, share the work.
+        await add_tenant(rt, sink, lanes=3, chunk=50, claim_chunks=2, rate_per_s=1500, in_flight=100)
         await add_campaign(rt, 1, total)
         async with workers(rt, 1, "first"), ticking(rt):
             deadline = time.monotonic() + 60
