@@ -288,7 +288,8 @@ max_connections = {CONNECTIONS}
 
         if args.only in (None, "email"):
             load_messages(url, EMAIL, 1, size, "email")
-            rate, rss, cpu_us = run_workers(env, url, EMAIL, size, work / "worker.log", args.workers)
+            rate, rss, cpu_us, p99 = run_workers(env, url, EMAIL, size, work / "worker.log", args.workers)
+            result.setdefault("p99_ms", {})["email"] = round(p99)
             limit = run_smtp_source(find_tool("smtp-source"), sink_port, size)
             reuse = run_smtp_source(find_tool("smtp-source"), sink_port, size, "-d")
             print(
@@ -309,7 +310,8 @@ max_connections = {CONNECTIONS}
             }
         if args.only in (None, "sms"):
             load_messages(url, SMS, 2, size, "sms")
-            rate, rss, cpu_us = run_workers(env, url, SMS, size, work / "worker.log", args.workers)
+            rate, rss, cpu_us, p99 = run_workers(env, url, SMS, size, work / "worker.log", args.workers)
+            result.setdefault("p99_ms", {})["sms"] = round(p99)
             bare = asyncio.run(send_sms_bare(http_base, size))
             print(
                 f"sms: optibridge {rate:,.0f}/s (worker peak RSS {rss:.0f} MB, CPU {cpu_us:.0f} µs/msg); "
