@@ -69,3 +69,46 @@ def test_a_provider_is_proven_by_a_clean_batch_and_loses_it_when_troubled() -> N
     assert providers.proven(0)
     providers.report(0, results(base.Outcome.TRANSIENT, base.Outcome.TRANSIENT), now=0.0)
     assert not providers.proven(0)
+
+
+async def test_a_chunk_without_an_answer_is_given_up_at_the_send_fence() -> None:
+    """A send stalled on a cut link must end before another worker may re-send its claims."""
+    import asyncio
+    import time
+
+    from optibridge.channels import OutboundMessage, Outcome
+    from optibridge.delivery.dispatcher import fenced_send
+    from optibridge.delivery.results import DEAD_AFTER, HEARTBEAT_EVERY_S, SEND_FENCE_S
+
+    cancelled: list[bool] = []
+
+    class Stalled:
+        kind, name = "email", "stalled"
+
+        async def send_many(self, messages: list[OutboundMessage]) -> list[object]:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancelled.append(True)  # the adapter resets its connections here
+                raise
+            raise AssertionError("unreachable")
+
+    messages = [
+        OutboundMessage(
+            message_id=f"m{i}",
+            tenant_id="t",
+            campaign_id=1,
+            customer_id=f"c{i}",
+            template_id=1,
+            to="a@b.c",
+            body="x",
+        )
+        for i in range(3)
+    ]
+    started = time.monotonic()
+    results = await fenced_send(Stalled(), messages, fence_s=0.2)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1.0
+    assert cancelled == [True]
+    assert [(r.outcome, r.uncertain) for r in results] == [(Outcome.TRANSIENT, True)] * 3
+    # The fence ends sends before the earliest moment another worker may take the claims over.
+    assert DEAD_AFTER.total_seconds() > SEND_FENCE_S + HEARTBEAT_EVERY_S
