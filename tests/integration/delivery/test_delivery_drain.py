@@ -55,7 +55,10 @@ async def test_draining_send_job_returns_promptly_with_nothing_claimed_and_nothi
             assert left.get("claimed", 0) == 0, left
             assert left.get("sent", 0) == len(delivered(sink)) < TOTAL, (left, len(delivered(sink)))
             assert left["pending"] == TOTAL - left["sent"]
-            assert stats.returned > 0  # unstarted claims of the slice went back
+            # Unstarted claims went back to `pending` (nothing is left claimed, above); how many
+            # depends on where in its slice the job was: none when the drain came as the last chunk
+            # of every running slice was already out (seen once in CI), so it is not asserted.
+            assert stats.returned <= stats.claimed
 
             # The next job (here: after the drain, as the next process would) sends the rest.
             rt.draining.clear()
