@@ -225,9 +225,6 @@ class ResultWriter:
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     backlog: list[JournalBatch] = field(default_factory=list)
     replayed: bool = False
-    _flusher: asyncio.Task[None] | None = field(default=None, repr=False)
-    # One flush at a time: the background task and a send job's start may both flush the backlog.
-    _flushing: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def _write_late(self, outcomes: Sequence[ClaimOutcome], worker: str) -> int:
         async with self.pool.connection(timeout=CONNECT_TIMEOUT_S) as conn, conn.transaction():
@@ -256,16 +253,9 @@ class ResultWriter:
             limit = DRAIN_RETRY_FOR if self.draining.is_set() else RETRY_FOR
             try:
                 written = await self._write_late(batch.outcomes, worker)
-            except asyncio.CancelledError:
-                # The job is cancelled (procrastinate stops a worker whose heartbeat failed during
-                # the outage, and starts it again under a new id): the batch must not wait in the
-                # journal of this live process, which no one else replays, until another worker's
-                # reconcile re-sends its claims. It goes to the backlog, written in the background.
-                self._later(batch)
-                raise
             except DATABASE_AWAY:
                 if time.monotonic() - started + delay > limit.total_seconds():
-                    self._later(batch)
+                    self.backlog.append(batch)
                     log.warning(
                         "send results not written yet: kept in the journal",
                         count=len(outcomes),
@@ -279,36 +269,14 @@ class ResultWriter:
             log.info("send results written after the database came back", count=written)
             return written
 
-    def _later(self, batch: JournalBatch) -> None:
-        """Keep `batch` for later and make sure a background task writes it as soon as the database
-        answers, not only when this process runs its next send job: claims past DEAD_AFTER are
-        reconciled by any worker, and without a lookup they would be sent again."""
-        self.backlog.append(batch)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_in_background())
-
-    async def _flush_in_background(self) -> None:
-        delay = BACKOFF_FIRST_S
-        started = time.monotonic()
-        while self.backlog and time.monotonic() - started < RETRY_FOR.total_seconds():
-            try:
-                await self.flush()
-            except DATABASE_AWAY:
-                await asyncio.sleep(delay)
-                delay = min(BACKOFF_MAX_S, delay * 2)
-                continue
-            log.info("kept send results written in the background")
-            return
-
     async def flush(self) -> None:
         """Write what an earlier outage left (this process's backlog, then the journals of stopped
         processes on this machine). Raises DATABASE_AWAY errors: the caller's job then ends."""
-        async with self._flushing:
-            while self.backlog:
-                batch = self.backlog[0]
-                await self._write_late(batch.outcomes, batch.worker)
-                self.journal.done(batch)
-                self.backlog.pop(0)
+        while self.backlog:
+            batch = self.backlog[0]
+            await self._write_late(batch.outcomes, batch.worker)
+            self.journal.done(batch)
+            self.backlog.pop(0)
         if not self.replayed:
             await replay_orphans(self.pool, self.journal.folder, own=self.journal.path)
             self.replayed = True
