@@ -64,6 +64,9 @@ async def lateness_ms(rt: Runtime) -> list[float]:
     return [float(r["ms"]) for r in rows]
 
 
+# Slow tier: it runs alone there. Its one send job must keep up with a message every 25 ms for 3 s;
+# beside three other test workers on two cores it once fell behind (68 of 120 in its budget).
+@pytest.mark.slow
 async def test_spread_send_times_are_each_sent_on_time_by_one_send_job(
     db_url: str, test_secret_key: str, tmp_path: Path
 ) -> None:
