@@ -10,6 +10,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from deliverykit import (
     CHANNEL_ID,
     TENANT,
@@ -88,3 +89,8 @@ async def test_time_budget_is_checked_between_chunks_not_only_between_slices(
         left = await states(rt)
         assert left.get("claimed", 0) == 0, left
         assert 0 < left["sent"] < 400, left
+
+
+# Slow tier: these measure concurrency and timing (lanes, joins, drains, outages) and run there
+# alone; beside three other test workers on two cores they failed now and then.
+pytestmark = pytest.mark.slow
