@@ -34,7 +34,6 @@ from optibridge.core import telemetry
 from optibridge.core.config import Settings
 from optibridge.core.errors import ConfigError
 from optibridge.core.logs import database_outage, get_logger, is_database_unreachable
-from optibridge.delivery.results import HEARTBEAT_EVERY_S
 from optibridge.engine import jobs
 from optibridge.runtime import Runtime
 from optibridge.web.app import create_app
@@ -170,7 +169,7 @@ async def _run_worker_once(runtime: Runtime, stop: asyncio.Event, name: str) -> 
             # Cancelling the worker (below) makes procrastinate stop fetching and wait this long
             # for the running jobs, then abort those still running.
             shutdown_graceful_timeout=runtime.settings.shutdown_timeout_s,
-            update_heartbeat_interval=HEARTBEAT_EVERY_S,  # the send fence depends on it
+            update_heartbeat_interval=5.0,
             stalled_worker_timeout=30.0,
             fetch_job_polling_interval=2.0,
             delete_jobs="successful",

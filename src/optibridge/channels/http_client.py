@@ -30,7 +30,6 @@ import ipaddress
 import re
 import socket
 import ssl
-import struct
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -157,17 +156,6 @@ def request_url(url: str) -> URL:
     )
 
 
-def _resetting_socket(addr_info: tuple[Any, ...]) -> socket.socket:
-    """A TCP socket that closes with a reset (SO_LINGER 0): a request given up (the dispatcher's
-    send fence, a cancelled job) leaves nothing in the kernel's send buffer to reach the server
-    later, when a cut link returns, after another worker has sent the message again. A connection
-    closed after its answer loses nothing by it (everything it sent was acknowledged)."""
-    family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
-    sock = socket.socket(family=family, type=type_, proto=proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    return sock
-
-
 class _CountingConnector(aiohttp.TCPConnector):
     """Counts new connections (tests and metrics: how often keep-alive did not apply), and never
     reuses an idle connection that received bytes nobody asked for."""
@@ -285,7 +273,6 @@ class HttpClient:
                 use_dns_cache=False,  # every new connection re-resolves and the guard re-checks
                 keepalive_timeout=self._idle_s,
                 ssl=self._ssl if self._ssl is not None else True,
-                socket_factory=_resetting_socket,
             )
             session = self._session = aiohttp.ClientSession(
                 connector=connector,

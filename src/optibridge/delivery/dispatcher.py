@@ -38,7 +38,6 @@ from optibridge.delivery.lookup import settle_uncertain
 from optibridge.delivery.registry import Channel, ChannelRegistry
 from optibridge.delivery.results import (
     DATABASE_AWAY,
-    SEND_FENCE_S,
     SLICE_ENDERS,
     DatabaseAway,
     Journal,
@@ -368,7 +367,7 @@ async def _send_slice(
             index, provider = picked
             if ch.bucket is not None:
                 await ch.bucket.take(len(chunk))
-            flying[asyncio.create_task(fenced_send(provider, [m for _, m in chunk]))] = Flight(
+            flying[asyncio.create_task(provider.send_many([m for _, m in chunk]))] = Flight(
                 chunk, index, provider, time.monotonic()
             )
             flying_messages += len(chunk)
@@ -386,20 +385,6 @@ async def _send_slice(
                 for task in flying:
                     task.cancel()
         raise
-
-
-async def fenced_send(
-    provider: base.Provider, messages: list[base.OutboundMessage], fence_s: float = SEND_FENCE_S
-) -> list[base.SendResult]:
-    """`send_many`, given up after `fence_s` (results.SEND_FENCE_S says why): the sends are
-    cancelled, which resets their connections (nothing buffered goes out later), and each message
-    is uncertain: the provider may have taken it, so the channel's policy (or its lookup) decides."""
-    try:
-        async with asyncio.timeout(fence_s):
-            return await provider.send_many(messages)
-    except TimeoutError:
-        reason = f"no answer within {fence_s:.0f} s (send fence); connection reset"
-        return [base.SendResult(base.Outcome.TRANSIENT, reason=reason, uncertain=True) for _ in messages]
 
 
 @dataclass

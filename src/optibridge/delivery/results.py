@@ -54,15 +54,6 @@ BACKOFF_MAX_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
 # A claim whose worker has sent no heartbeat for this long is a dead worker's (reconcile.py).
 DEAD_AFTER = timedelta(seconds=20)
-# How often a worker proves it is alive (procrastinate's heartbeat; service.py passes it).
-HEARTBEAT_EVERY_S = 5.0
-# The send fence: a chunk that has had no answer this long after it was handed to the provider is
-# given up (its connections reset, its messages uncertain). A worker cut off from the database
-# stops heartbeating; at most DEAD_AFTER after its last heartbeat, which may be HEARTBEAT_EVERY_S
-# before the chunk started, another worker reconciles and re-sends those claims. Sends of the cut
-# off worker that were still in flight then (a stalled connection that recovers when the link
-# returns) would deliver a second copy; the fence ends them before that, with a 3 s margin.
-SEND_FENCE_S = DEAD_AFTER.total_seconds() - HEARTBEAT_EVERY_S - 3.0
 
 
 class DatabaseAway(Exception):
