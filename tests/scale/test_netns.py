@@ -189,7 +189,7 @@ def test_two_worker_hosts_share_a_campaign_and_deliver_it_exactly_once(
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="known gap (issue 16 report): a host cut off mid-chunk keeps its in-flight chunks; when its "
     "link returns after the other host reconciled those claims (20 s without heartbeat, lookup: not "
     "delivered) and re-sent them, it finishes them: up to a chunk per send job of duplicates (20-40 "

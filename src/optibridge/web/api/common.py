@@ -75,6 +75,10 @@ COMMON_RESPONSES: Responses = {
     400: {"model": ParseErrorBody, "description": "The body is not valid JSON"},
     401: _error("Missing, invalid or revoked API key"),
     403: _error("The key may not act on this tenant, or the action needs an admin key"),
+    # Answered before the route runs (web/limits.py, web/apigate.py): see docs/security.md.
+    408: _error("The request body did not arrive within the route's time limit"),
+    413: _error("The request body is larger than the route's limit"),
+    429: _error("Too many failed authentications from this address; see Retry-After"),
     422: {
         "model": ValidationErrorBody | ErrorBody,
         "description": "Invalid request: FastAPI's validation shape, or an error body naming the field",
