@@ -2,9 +2,9 @@
 Vonage, Plivo (SMS) and APNs (push).
 
 Registered in `channels.settings` (SETTINGS_BY_TYPE, TYPES_BY_KIND), which imports this module;
-so this module imports nothing from it, and repeats the few rules it needs (single-line strings,
-http(s) URLs). Secrets are named so the product stores them encrypted (core.config.SECRET_FIELD:
-a name ending in password/secret/token/api_key/private_key/credentials).
+so this module imports nothing from it; the rules both need (single-line strings, http(s) URLs)
+are in channels.setting_checks. Secrets are named so the product stores them encrypted
+(core.config.SECRET_FIELD: a name ending in password/secret/token/api_key/private_key/credentials).
 
 Each model lists the places it makes the service connect to (`destinations`), which the factory
 checks against the operator's outbound policy when the settings are written.
@@ -15,35 +15,19 @@ from __future__ import annotations
 import base64
 import re
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_private_key
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from optibridge.channels.setting_checks import check_http_url, multi_line_field
+
 if TYPE_CHECKING:
     from optibridge.channels.settings import HttpOptions
 
-_CONTROL = re.compile(r"[\r\n\x00]")
 _MULTILINE = frozenset({"signing_private_key", "webhook_public_key"})
 _REGION = r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$"
 _ADDRESS = re.compile(r"^[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,253}$")
-
-
-def check_http_url(url: str) -> str:
-    """http(s) with a host, no spaces or control characters; returned without a trailing slash."""
-    if _CONTROL.search(url) or any(c in url for c in " \t"):
-        raise ValueError("must be a URL without spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  # raises ValueError for a malformed port
-    except ValueError:
-        raise ValueError("must be a well-formed http:// or https:// URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    if parts.query or parts.fragment or parts.username is not None:
-        raise ValueError("must be a base URL (no query, fragment or user)")
-    return url.rstrip("/")
 
 
 def _check_address(value: str) -> str:
@@ -68,7 +52,7 @@ class _ProviderSettings(BaseModel):
     @field_validator("proxy_url")
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
+        return None if value is None else check_http_url(value, base_only=True)
 
     def http_options(self) -> HttpOptions:
         """The HTTP client's options, as HttpChannel takes them."""
@@ -84,10 +68,9 @@ class _ProviderSettings(BaseModel):
     @model_validator(mode="after")
     def _single_line_strings(self) -> _ProviderSettings:
         # Strings end up in HTTP headers and request lines: a CR, LF or NUL would inject headers.
-        for field_name in type(self).model_fields:
-            value = getattr(self, field_name)
-            if field_name not in _MULTILINE and isinstance(value, str) and _CONTROL.search(value):
-                raise ValueError(f"{field_name} contains a line break or NUL")
+        fields = ((name, getattr(self, name)) for name in type(self).model_fields)
+        if (bad := multi_line_field(fields, _MULTILINE)) is not None:
+            raise ValueError(f"{bad} contains a line break or NUL")
         return self
 
     def destinations(self) -> list[tuple[str, str]]:
@@ -124,7 +107,7 @@ class SesSettings(_EmailSettings):
     @field_validator("base_url", "sns_cert_base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
+        return None if value is None else check_http_url(value, base_only=True)
 
     @field_validator("sns_topic_arns")
     @classmethod
@@ -169,7 +152,7 @@ class SendgridSettings(_EmailSettings):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return check_http_url(value)
+        return check_http_url(value, base_only=True)
 
     @field_validator("webhook_public_key")
     @classmethod
@@ -194,7 +177,7 @@ class MailgunSettings(_EmailSettings):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return check_http_url(value)
+        return check_http_url(value, base_only=True)
 
     def destinations(self) -> list[tuple[str, str]]:
         return [("base_url", self.base_url)]
@@ -213,7 +196,7 @@ class PostmarkSettings(_EmailSettings):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return check_http_url(value)
+        return check_http_url(value, base_only=True)
 
     @model_validator(mode="after")
     def _pair(self) -> PostmarkSettings:
@@ -242,12 +225,12 @@ class VonageSettings(_ProviderSettings):
     @field_validator("status_callback_url")
     @classmethod
     def _callback(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
+        return None if value is None else check_http_url(value, base_only=True)
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return check_http_url(value)
+        return check_http_url(value, base_only=True)
 
     def destinations(self) -> list[tuple[str, str]]:
         return [("base_url", self.base_url)]
@@ -268,12 +251,12 @@ class PlivoSettings(_ProviderSettings):
     @field_validator("status_callback_url")
     @classmethod
     def _callback(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
+        return None if value is None else check_http_url(value, base_only=True)
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return check_http_url(value)
+        return check_http_url(value, base_only=True)
 
     def destinations(self) -> list[tuple[str, str]]:
         return [("base_url", self.base_url)]
@@ -294,7 +277,7 @@ class ApnsSettings(_ProviderSettings):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return check_http_url(value)
+        return check_http_url(value, base_only=True)
 
     @field_validator("signing_private_key")
     @classmethod

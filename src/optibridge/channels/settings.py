@@ -11,7 +11,6 @@ import ipaddress
 import json
 import re
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,6 +21,7 @@ from optibridge.channels.provider_settings import (
     EXTRA_TYPES_BY_KIND,
     ExtraProviderSettings,
 )
+from optibridge.channels.setting_checks import CONTROL, check_http_url, multi_line_field
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -31,7 +31,6 @@ _MULTILINE_FIELDS = frozenset({"body_template", "credentials"})
 _PROJECT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
 _QUOTED_TAIL = re.compile(r":?\s*(['\"]).*\1\s*$", re.S)  # the value a message quotes at its end
-_CONTROL = re.compile(r"[\r\n\x00]")
 
 
 def _check_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -40,25 +39,9 @@ def _check_headers(headers: dict[str, str]) -> dict[str, str]:
     for name, value in headers.items():
         if _HEADER_NAME.fullmatch(name) is None:
             raise ValueError(f"invalid header name {name[:64]!r}")
-        if _CONTROL.search(value):
+        if CONTROL.search(value):
             raise ValueError(f"header {name!r} contains a line break or NUL")
     return {name: value for name, value in headers.items() if name.lower() not in HOP_BY_HOP}
-
-
-def _check_http_url(url: str) -> str:
-    """http(s) with a host: no other scheme (ftp://, file://, gopher://) ever reaches a client."""
-    if _CONTROL.search(url) or any(c in url for c in " \t"):
-        raise ValueError("must be a URL without spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  # raises ValueError for a malformed port
-    except ValueError:
-        raise ValueError("must be a well-formed http:// or https:// URL") from None
-    if parts.scheme not in ("http", "https") or not url.startswith(("http://", "https://")):
-        raise ValueError("must be an http:// or https:// URL")
-    if not parts.hostname:
-        raise ValueError("must be an http(s) URL with a host")
-    return url.rstrip("/")
 
 
 def _check_path(value: str) -> str:
@@ -90,10 +73,9 @@ class _Settings(BaseModel):
     def _single_line_strings(self) -> _Settings:
         # Strings end up in mail headers, HTTP request lines and headers: a CR, LF or NUL there
         # would inject headers (a Bcc into every mail). The error names the field, never its value.
-        for field_name in type(self).model_fields:
-            value = getattr(self, field_name)
-            if field_name not in _MULTILINE_FIELDS and isinstance(value, str) and _CONTROL.search(value):
-                raise ValueError(f"{field_name} contains a line break or NUL")
+        fields = ((name, getattr(self, name)) for name in type(self).model_fields)
+        if (bad := multi_line_field(fields, _MULTILINE_FIELDS)) is not None:
+            raise ValueError(f"{bad} contains a line break or NUL")
         return self
 
 
@@ -111,7 +93,7 @@ class HttpOptions(_Settings):
     @field_validator("proxy_url")
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_http_url(value)
+        return None if value is None else check_http_url(value)
 
 
 class SmtpSettings(_Settings):
@@ -200,7 +182,7 @@ class TwilioSettings(HttpOptions):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        return _check_http_url(value)
+        return check_http_url(value)
 
     @field_validator("status_callback_path")
     @classmethod
@@ -233,7 +215,7 @@ class JsonSettings(HttpOptions):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        return _check_http_url(value)
+        return check_http_url(value)
 
     @field_validator("headers")
     @classmethod
@@ -264,12 +246,12 @@ class FcmSettings(HttpOptions):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        return _check_http_url(value)
+        return check_http_url(value)
 
     @field_validator("token_uri")
     @classmethod
     def _token_uri(cls, value: str | None) -> str | None:
-        return None if value is None else _check_http_url(value)
+        return None if value is None else check_http_url(value)
 
     @field_validator("credentials")
     @classmethod
@@ -289,7 +271,7 @@ class FcmSettings(HttpOptions):
             if not isinstance(token_uri, str):
                 raise ValueError("credentials token_uri must be a string")
             try:
-                _check_http_url(token_uri)
+                check_http_url(token_uri)
             except ValueError as exc:
                 raise ValueError(f"credentials token_uri {exc}") from None
         return value
@@ -334,7 +316,7 @@ class WebhookSettings(HttpOptions):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        return _check_http_url(value)
+        return check_http_url(value)
 
     @field_validator("headers")
     @classmethod
