@@ -68,7 +68,7 @@ def test_a_bomb_fails_fast_with_the_reason(source: str, detail: str) -> None:
     started = time.monotonic()
     with pytest.raises(RenderLimitError) as caught:
         _render(source, {"n": 50000, "s": "x" * 200})
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
     assert str(caught.value).startswith(LIMITS_EXCEEDED)
     assert detail in str(caught.value)
     assert caught.value.part == "text"
@@ -95,7 +95,7 @@ def test_the_deadline_stops_a_slow_render_between_iterations() -> None:
     started = time.monotonic()
     with pytest.raises(RenderLimitError, match=r"render took longer than 0\.05 s") as caught:
         template.render({}, timeout_s=0.05)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.0  # the whole render takes far longer
     assert caught.value.timed_out
     with pytest.raises(TemplateRefusedError, match=r"render took longer than 0\.05 s"):
         check_limits(template, timeout_s=0.05)
@@ -236,6 +236,6 @@ def test_a_template_with_too_many_tags_is_refused_before_parsing() -> None:
 
     started = time.monotonic()
     with pytest.raises(TemplateSyntaxError, match="template exceeded render limits"):
-        compile_template({"body": "{{ a }}" * (limits.MAX_TAGS + 1)})
-    assert time.monotonic() - started < 0.5
+        compile_template({"body": "{{ a }}" * (limits.MAX_TAGS * 10)})
+    assert time.monotonic() - started < 1.0  # parsing 200,000 tags takes about 5 s
     assert compile_template({"body": "{{ a }}" * 1000}).attributes == ("a",)

@@ -799,11 +799,11 @@ async def test_garbage_is_malformed_response(garbage: bytes) -> None:
         await wait_for_close(reader)  # stays open: the client must not wait for a close to give up
         return False
 
-    async with RawServer({"/garbage": speaks_garbage}) as server, running_client(timeout_s=3.0) as client:
+    async with RawServer({"/garbage": speaks_garbage}) as server, running_client(timeout_s=15.0) as client:
         started = time.monotonic()
         with pytest.raises(MalformedResponseError):
             await client.request("GET", server.url("/garbage"), {}, b"")
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # well before the 15 s response timeout
         status, _, _ = await client.request("GET", server.url("/ok"), {}, b"")
         assert status == 200
 

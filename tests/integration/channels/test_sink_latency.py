@@ -49,7 +49,7 @@ async def test_a_lock_step_smtp_message_costs_four_round_trips() -> None:
         elapsed = time.monotonic() - started
         await client.quit()
         assert sink.count == 1
-    assert 4 * L * 0.9 <= elapsed < 4 * L + 0.3  # MAIL, RCPT, DATA, end of data
+    assert 4 * L * 0.9 <= elapsed < 4 * L + 2.0  # MAIL, RCPT, DATA, end of data (upper bound loose: CI load)
 
 
 async def test_http_responses_are_delayed() -> None:
@@ -59,4 +59,4 @@ async def test_http_responses_are_delayed() -> None:
             started = time.monotonic()
             async with session.post(f"{sink.base_url}/json/push", json={"to": "t"}) as response:
                 assert response.status == 200
-            assert L * 0.9 <= time.monotonic() - started < L * 3
+            assert L * 0.9 <= time.monotonic() - started < L + 2.0
