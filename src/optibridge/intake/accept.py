@@ -4,7 +4,8 @@
   an ingest job. Repeats, and 1 and 13 for the same campaign, find the row and do nothing.
 - 4 (canceled): hold back sending at once (`cancel_pending`) and let the cancel job find out whether
   the whole campaign or only some customers were canceled.
-- 5 (on hold): nothing of the campaign is sent before ClearanceRequiredBy.
+- 5 (on hold): nothing of the campaign is sent before ClearanceRequiredBy; for a tenant with
+  promotions enabled, a promotions run and its job (optibridge.intake.promotions).
 - 2 / 3 (daily process milestones): recorded only.
 
 The raw notification is stored with what it did, and every job is enqueued on the same connection
@@ -20,9 +21,11 @@ import procrastinate
 import psycopg
 
 from optibridge.engine import jobs
+from optibridge.intake import promotions
 from optibridge.intake.notifications import EventType, Notification
 from optibridge.store import campaigns as campaign_store
 from optibridge.store import channels, notifications
+from optibridge.store import promotions as promotion_store
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
@@ -115,11 +118,26 @@ async def _canceled(
     return "cancel queued"
 
 
-async def _on_hold(conn: Conn, tenant_id: str, n: Notification) -> str:
+async def _on_hold(conn: Conn, app: procrastinate.App, tenant_id: str, n: Notification) -> str:
     assert n.campaign_id is not None
     assert n.clearance_required_by is not None
     await campaign_store.hold(conn, tenant_id, n.campaign_id, n.clearance_required_by)
-    return f"held until {n.clearance_required_by.isoformat()}"
+    held = f"held until {n.clearance_required_by.isoformat()}"
+    # Promotions (docs/flows/promotions.md): the run and its job, in this same transaction.
+    if not await promotion_store.is_enabled(conn, tenant_id):
+        return held
+    if not await promotion_store.start_run(conn, tenant_id, n.campaign_id, n.clearance_required_by):
+        return f"{held}; promotions already started"
+    lock = promotions.job_lock(tenant_id, n.campaign_id)
+    try:
+        async with conn.transaction():
+            await jobs.defer(
+                conn, app, promotions.PROMOTIONS_TASK, lock=lock, queueing_lock=lock,
+                tenant_id=tenant_id, campaign_id=n.campaign_id,
+            )  # fmt: skip
+    except procrastinate.exceptions.AlreadyEnqueued:
+        return f"{held}; promotions already queued"
+    return f"{held}; promotions queued"
 
 
 async def accept(
@@ -145,7 +163,7 @@ async def accept(
                 f"ignored: {why_not}" if why_not else await _canceled(conn, app, tenant_id, targets, n)
             )
         elif n.event_type is EventType.CAMPAIGN_ON_HOLD:
-            outcomes.append(await _on_hold(conn, tenant_id, n))
+            outcomes.append(await _on_hold(conn, app, tenant_id, n))
         else:
             outcomes.append("recorded")
         await notifications.record(

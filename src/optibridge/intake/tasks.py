@@ -16,7 +16,7 @@ from procrastinate import JobContext
 
 from optibridge.core.logs import bind, get_logger, unbind
 from optibridge.engine.jobs import TransientRetry
-from optibridge.intake import accept, ingest
+from optibridge.intake import accept, ingest, promotions
 from optibridge.intake.page_check import PageCheck
 from optibridge.optimove import OptimoveClientError
 from optibridge.runtime import Runtime, runtime_of
@@ -169,6 +169,8 @@ async def run_cancel(runtime: Runtime, tenant_id: str, campaign_id: int) -> str:
 
 
 def register(app: procrastinate.App) -> None:
+    promotions.register(app)
+
     @app.task(name=accept.INGEST_TASK, queue="intake", pass_context=True, retry=JOB_RETRY)
     async def ingest_task(context: JobContext, /, tenant_id: str, channel_id: int, campaign_id: int) -> None:
         runtime = runtime_of(context)
