@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from optibridge.core.engagement_settings import EngagementEventSettings
+
 # Interaction lists sent by default: every MetricID (optibridge.optimove.models.MetricID) but
 # SENT = 0 (Optimove already knows whom it targeted, and that list would be the whole audience
 # again): DELIVERED 1, OPENED 2, CLICKED 3, UNSUBSCRIBED 4, DROPPED 5, SPAM_REPORTS 6, BOUNCED 9.
@@ -37,6 +39,10 @@ class ReportingSettings(BaseModel):
     interaction_metrics: list[int] = Field(
         default_factory=lambda: [int(m) for m in DEFAULT_INTERACTION_METRICS],
         description="MetricIDs whose customer lists go to UpdateCampaignInteractions (EventID = MetricID)",
+    )
+    engagement: EngagementEventSettings = Field(
+        default_factory=EngagementEventSettings,
+        description="Signed engagement events (tenants in reporting mode events/both)",
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from fastapi import FastAPI
 
-from optibridge.emulator import api, control
+from optibridge.emulator import api, control, engagement_events
 from optibridge.emulator.config import EmulatorConfig
 from optibridge.emulator.state import EmulatorState
 from optibridge.optimove.clock import SYSTEM_CLOCK, Clock
@@ -46,6 +46,9 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
     app.state.emulator = state
     app.state.background = set()
     app.include_router(control.router)
+    # saveEvent (another Optimove host, routed by path) must come before the catch-all.
+    app.include_router(engagement_events.control_router)
+    app.include_router(engagement_events.router)
     # Registered last: a catch-all for the Optimove API, outside the OpenAPI schema.
     app.add_api_route("/{path:path}", api.handle, methods=API_METHODS, include_in_schema=False)
     return app

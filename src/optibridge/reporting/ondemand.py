@@ -14,7 +14,8 @@ from datetime import datetime
 
 from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.core.reporting_settings import reporting_settings
-from optibridge.reporting.push import PushResult, push_campaign
+from optibridge.reporting.engagement_events import push_reports
+from optibridge.reporting.push import PushResult
 from optibridge.runtime import Runtime
 from optibridge.store import reports as report_store
 
@@ -71,8 +72,8 @@ async def push_now(
             result: PushResult | None = None
             try:
                 for _ in range(MAX_ROUNDS):
-                    result = await push_campaign(
-                        runtime.pool, client, tenant, channel, campaign_id, settings=settings, now=now
+                    result = await push_reports(
+                        runtime, client, tenant, channel, campaign_id, settings=settings, now=now
                     )
                     metrics, interactions = result.metrics_sent, interactions + result.interactions_sent
                     if not result.truncated:

@@ -20,7 +20,8 @@ from optibridge.core.logs import get_logger
 from optibridge.core.reporting_settings import ReportingSettings, reporting_settings
 from optibridge.engine.jobs import worker_name
 from optibridge.feedback.preferences import PreferencePush, push_preferences
-from optibridge.reporting.push import PushResult, push_campaign
+from optibridge.reporting.engagement_events import push_reports
+from optibridge.reporting.push import PushResult
 from optibridge.reporting.schedule import SchedulePolicy, next_push_after_failure, next_push_after_success
 from optibridge.runtime import Runtime, runtime_of
 from optibridge.store import reports as report_store
@@ -66,8 +67,9 @@ async def _push_one(
                     await report_store.release_lease(conn, tenant, channel, campaign, worker)
                 return None
             client = await runtime.clients.get(tenant)
-            result: PushResult = await push_campaign(
-                runtime.pool, client, tenant, channel, campaign, settings=settings, now=now
+            # By the tenant's reporting mode: classic calls, signed engagement events, or both.
+            result: PushResult = await push_reports(
+                runtime, client, tenant, channel, campaign, settings=settings, now=now
             )
     except Exception as exc:
         failures = row.failures + 1

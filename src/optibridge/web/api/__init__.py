@@ -11,6 +11,7 @@ from optibridge.web.api import (
     campaigns,
     contacts,
     customers,
+    engagement,
     feedback,
     listeners,
     system,
@@ -24,6 +25,16 @@ PREFIX = "/api/v1"
 
 def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(prefix=PREFIX, responses=COMMON_RESPONSES)
-    for module in (system, tenants, templates, contacts, customers, campaigns, listeners, feedback):
+    for module in (
+        system,
+        tenants,
+        engagement,
+        templates,
+        contacts,
+        customers,
+        campaigns,
+        listeners,
+        feedback,
+    ):
         api.include_router(module.router(runtime))
     return api

@@ -1,0 +1,197 @@
+"""Signed engagement events: a tenant's reporting mode and token (`tenant_engagement`), and which
+(message, metric) pairs went out as events or were too old to go (`engagement_events`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import class_row
+
+from optibridge.core.engagement_settings import EngagementConfig, ReportingMode, missing_for_mode
+from optibridge.core.errors import ConfigError
+from optibridge.core.secretbox import SecretBox
+from optibridge.store.report_data import MessageFactRow
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+EventStatus = Literal["sent", "too_old"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementRow:
+    """A tenant's stored settings, without the token (see `token`)."""
+
+    mode: ReportingMode
+    metric_tenant_id: str | None
+    base_url: str | None
+    has_token: bool
+    updated_at: datetime | None
+
+
+CLASSIC = EngagementRow("classic", None, None, False, None)
+
+
+async def get(conn: Conn, tenant_id: str) -> EngagementRow:
+    """The tenant's settings; the default (classic, nothing set) when it never set any."""
+    row = await (
+        await conn.execute(
+            "SELECT mode, metric_tenant_id, base_url, token IS NOT NULL AS has_token, updated_at "
+            "FROM tenant_engagement WHERE tenant_id = %s",
+            (tenant_id,),
+        )
+    ).fetchone()
+    return CLASSIC if row is None else EngagementRow(**row)
+
+
+async def token(conn: Conn, box: SecretBox, tenant_id: str) -> str | None:
+    row = await (
+        await conn.execute("SELECT token FROM tenant_engagement WHERE tenant_id = %s", (tenant_id,))
+    ).fetchone()
+    if row is None or row["token"] is None:
+        return None
+    value: str = box.decrypt_json(row["token"])["token"]
+    return value
+
+
+async def put(conn: Conn, box: SecretBox, tenant_id: str, config: EngagementConfig) -> EngagementRow:
+    """Store the settings as given; a config without a token keeps the stored one.
+
+    ConfigError (nothing stored) if the mode needs a tenant id or a token that is missing."""
+    async with conn.transaction():
+        current = await (
+            await conn.execute(
+                "SELECT token IS NOT NULL AS has_token FROM tenant_engagement "
+                "WHERE tenant_id = %s FOR UPDATE",
+                (tenant_id,),
+            )
+        ).fetchone()
+        has_token = config.token is not None or bool(current and current["has_token"])
+        reason = missing_for_mode(config.mode, config.metric_tenant_id, has_token)
+        if reason is not None:
+            raise ConfigError(f"engagement settings refused: {reason}")
+        secret = (
+            box.encrypt_json({"token": config.token.get_secret_value()}) if config.token is not None else None
+        )
+        await conn.execute(
+            """INSERT INTO tenant_engagement (tenant_id, mode, metric_tenant_id, base_url, token)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (tenant_id) DO UPDATE SET mode = EXCLUDED.mode,
+                   metric_tenant_id = EXCLUDED.metric_tenant_id, base_url = EXCLUDED.base_url,
+                   token = coalesce(EXCLUDED.token, tenant_engagement.token), updated_at = now()""",
+            (tenant_id, config.mode, config.metric_tenant_id, config.base_url, secret),
+        )
+    return await get(conn, tenant_id)
+
+
+async def matches(conn: Conn, box: SecretBox, tenant_id: str, config: EngagementConfig) -> bool:
+    """Whether the stored settings are exactly these (token included): a config-file start leaves
+    an unchanged tenant untouched."""
+    row = await get(conn, tenant_id)
+    stored_token = await token(conn, box, tenant_id)
+    wanted_token = config.token.get_secret_value() if config.token is not None else None
+    return (row.mode, row.metric_tenant_id, row.base_url, stored_token) == (
+        config.mode,
+        config.metric_tenant_id,
+        config.base_url,
+        wanted_token,
+    )
+
+
+async def remove(conn: Conn, tenant_id: str) -> bool:
+    """Back to classic with nothing stored; whether there was anything."""
+    cur = await conn.execute("DELETE FROM tenant_engagement WHERE tenant_id = %s", (tenant_id,))
+    return cur.rowcount > 0
+
+
+_FACTS = """
+WITH ev AS (
+    SELECT message_id,
+           min(occurred_at) FILTER (WHERE kind = 'delivered') AS delivered_at,
+           min(occurred_at) FILTER (WHERE kind IN ('opened', 'clicked') AND NOT suspect) AS opened_at,
+           min(occurred_at) FILTER (WHERE kind = 'clicked' AND NOT suspect) AS clicked_at,
+           min(occurred_at) FILTER (WHERE kind = 'unsubscribed') AS unsubscribed_at,
+           min(occurred_at) FILTER (WHERE kind = 'bounced') AS bounced_at,
+           min(occurred_at) FILTER (WHERE kind = 'complained') AS complained_at,
+           min(occurred_at) FILTER (WHERE kind = 'failed') AS failed_at
+    FROM message_events
+    WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
+    GROUP BY message_id
+), rep AS (
+    SELECT message_id, array_agg(event_id) AS reported
+    FROM engagement_events
+    WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
+    GROUP BY message_id
+)
+SELECT m.id, m.template_id, m.customer_id, m.state::text AS state, m.sent_at, m.updated_at,
+       ev.delivered_at, ev.opened_at, ev.clicked_at, ev.unsubscribed_at, ev.bounced_at,
+       ev.complained_at, ev.failed_at, rep.reported
+FROM messages m
+LEFT JOIN ev ON ev.message_id = m.id
+LEFT JOIN rep ON rep.message_id = m.id
+WHERE m.tenant_id = %(t)s AND m.channel_id = %(ch)s AND m.campaign_id = %(c)s
+  AND m.state NOT IN ('pending', 'claimed', 'canceled')
+"""
+
+
+async def message_facts(
+    conn: Conn, tenant_id: str, channel_id: int, campaign_id: int
+) -> AsyncIterator[MessageFactRow]:
+    """The campaign's sent-or-final messages with their first events, as `report_data.message_facts`,
+    but `reported` lists the MetricIDs already handled as events (sent or too old)."""
+    params = {"t": tenant_id, "ch": channel_id, "c": campaign_id}
+    async with (
+        conn.transaction(),
+        conn.cursor(name="engagement_facts", row_factory=class_row(MessageFactRow)) as cur,
+    ):
+        cur.itersize = 5000
+        await cur.execute(_FACTS, params)
+        async for row in cur:
+            yield row
+
+
+async def record(
+    conn: Conn,
+    tenant_id: str,
+    channel_id: int,
+    campaign_id: int,
+    events: Sequence[tuple[uuid.UUID, int, datetime]],
+    *,
+    status: EventStatus,
+    at: datetime,
+) -> None:
+    """Record (message id, metric id, occurred at) pairs as handled; a pair already handled stays."""
+    if not events:
+        return
+    await conn.execute(
+        """INSERT INTO engagement_events
+               (message_id, event_id, tenant_id, channel_id, campaign_id, status, occurred_at, recorded_at)
+           SELECT mid, eid, %s, %s, %s, %s, occ, %s
+           FROM unnest(%s::uuid[], %s::smallint[], %s::timestamptz[]) AS x(mid, eid, occ)
+           ON CONFLICT DO NOTHING""",
+        (
+            tenant_id,
+            channel_id,
+            campaign_id,
+            status,
+            at,
+            [m for m, _, _ in events],
+            [e for _, e, _ in events],
+            [o for _, _, o in events],
+        ),
+    )
+
+
+async def counts(conn: Conn, tenant_id: str, channel_id: int, campaign_id: int) -> dict[str, int]:
+    """How many (message, metric) pairs are in each status for the campaign."""
+    rows = await (
+        await conn.execute(
+            "SELECT status, count(*) AS n FROM engagement_events "
+            "WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s GROUP BY status",
+            (tenant_id, channel_id, campaign_id),
+        )
+    ).fetchall()
+    return {str(r["status"]): int(r["n"]) for r in rows}
