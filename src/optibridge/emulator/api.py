@@ -415,6 +415,25 @@ def get_customer_execution_details_by_campaign(call: Call) -> Response:
     return _list(call, rows)
 
 
+def get_processed_campaign_customers(call: Call) -> Response:
+    """Customers an event-5 campaign targets, for promotion activation (§7.5, §10; params and
+    fields UNCONFIRMED): `[{"CustomerID","ActionID","PromoCode"?}]`, paged with $top/$skip."""
+    campaign_id = _query_int(call, "CampaignID")
+    top, skip = _paging(call)
+    campaign = call.tenant.campaigns.get(campaign_id)
+    if campaign is None:
+        return _list(call, [])
+    data = campaign.data
+    promo = data.spec.promo_code
+    rows = []
+    for index in range(skip, min(data.count, skip + top)):
+        row: dict[str, Any] = {"CustomerID": data.customer_id(index), "ActionID": 1}
+        if promo is not None:
+            row["PromoCode"] = promo
+        rows.append(row)
+    return _list(call, rows)
+
+
 # Attribute names the generator gives typed values to (generator.GeneratedCampaign._column).
 _KNOWN_ATTRIBUTES: Final = (
     ("Alias", "Customer alias"),
@@ -584,6 +603,9 @@ def update_customer_promotion_status(call: Call) -> Response:
     updates = _need(body, "PromosUpdated", what)
     if not isinstance(updates, list):
         raise ApiError(400, f"{what}: PromosUpdated must be an array")
+    limit = call.state.config.max_promotion_statuses
+    if len(updates) > limit:
+        raise ApiError(400, f"{what}: at most {limit} PromosUpdated items per call, got {len(updates)}")
     parsed = []
     for raw in updates:
         item = _lower(raw, what)
@@ -629,6 +651,7 @@ ENDPOINTS: Final[dict[tuple[str, str], Endpoint]] = {
         ("integrations", "UpdateCustomerPromotionStatus", "POST", update_customer_promotion_status),
         ("customers", "GetCustomerSendDetailsByChannel", "GET", get_customer_send_details_by_channel),
         ("customers", "GetCanceledCampaignCustomers", "GET", get_canceled_campaign_customers),
+        ("customers", "GetProcessedCampaignCustomers", "GET", get_processed_campaign_customers),
         ("customers", "GetCustomerSendDetailsByCampaign", "GET", get_customer_send_details_by_campaign),
         ("customers", "GetCustomerExecutionDetailsByCampaign", "GET",
          get_customer_execution_details_by_campaign),

@@ -33,6 +33,7 @@ class EmulatorConfig(BaseModel):
     max_batch_items: int = Field(100, ge=1)
     max_interaction_customers: int = Field(10_000, ge=1)
     max_preference_customers: int = Field(50_000, ge=1)
+    max_promotion_statuses: int = Field(10_000, ge=1, description="PromosUpdated items per call")
     canceled_data_ttl_s: float = Field(7200.0, gt=0)
     notification_timeout_s: float = Field(10.0, gt=0)
     listener_payload_casing: Literal["pascal", "camel"] = "pascal"
@@ -64,4 +65,7 @@ class EmulatorConfig(BaseModel):
     )
     request_log_size: int = Field(10_000, ge=0)
     delivery_log_size: int = Field(10_000, ge=0)
+    gcs_endpoint: str | None = Field(
+        None, description="event 14: the GCS emulator the engagement files go to (emulator/gcs.py)"
+    )
     tenants: list[TenantSpec] = Field(default_factory=list)
