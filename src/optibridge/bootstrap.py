@@ -23,6 +23,7 @@ from optibridge.core.secretbox import SecretBox, load_box
 from optibridge.core.telemetry import record_optimove_request
 from optibridge.delivery import tasks as delivery_tasks
 from optibridge.engine import jobs
+from optibridge.intake import aggregator_tasks, engagement_tasks
 from optibridge.intake import tasks as intake_tasks
 from optibridge.optimove.clients import OptimoveClients
 from optibridge.optimove.observe import add_request_observer
@@ -42,6 +43,8 @@ def create_job_app(settings: Settings) -> procrastinate.App:
     """A procrastinate App with every task registered; open it with `open_async(pool=...)`."""
     app = jobs.create_engine_app(settings)
     intake_tasks.register(app)
+    engagement_tasks.register(app)
+    aggregator_tasks.register(app)  # SMS aggregator handshake and delivery reports
     catalog_tasks.register(app, settings.catalog_reconcile_cron)
     reporting_tasks.register(app, settings.reporting)
     retention_tasks.register(app, settings)

@@ -8,7 +8,18 @@ from fastapi.responses import JSONResponse
 from optibridge import __version__
 from optibridge.core.feedback_settings import feedback_settings
 from optibridge.runtime import Runtime
-from optibridge.web import admin, api, health, limits, listener, provider_receipts, receipts, tracking
+from optibridge.web import (
+    admin,
+    aggregator,
+    api,
+    engagement_webhook,
+    health,
+    limits,
+    listener,
+    provider_receipts,
+    receipts,
+    tracking,
+)
 from optibridge.web.apigate import ApiAuthGate
 from optibridge.web.ratelimit import limiter_of
 
@@ -27,6 +38,9 @@ def create_app(runtime: Runtime, *, expect_workers: bool = True) -> FastAPI:
         return JSONResponse(body, status_code=code)
 
     app.include_router(listener.router(runtime))
+    app.include_router(engagement_webhook.router(runtime))  # event 14
+    app.include_router(aggregator.router(runtime))  # SMS aggregator batches
+    app.include_router(aggregator.admin_router(runtime), prefix=api.PREFIX)
     # Kept on the app so an in-process caller (the demo) can flush buffered hits before a push.
     app.state.tracking_recorder = tracking.make_recorder(runtime, feedback_settings(runtime.settings))
     app.include_router(tracking.router(runtime, recorder=app.state.tracking_recorder))

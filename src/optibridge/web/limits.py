@@ -22,6 +22,8 @@ Limits, from the payloads the routes take (settings in core/config.py, docs/admi
   templates        /api/v1/tenants/{t}/channels/{c}/templates 8 MiB (8 x max_body_bytes) 10 s (body_timeout_s)
                    (a template's body and text_body are up to 1,000,000 characters each; *: import_timeout_s)
   admin API        /api/v1/...                                1 MiB (max_body_bytes)     10 s (body_timeout_s)
+  event 14         /optimove/{t}/{tok}/channels/{c}/engagements 16 KiB                  10 s
+  sms aggregator   /aggregator/... (campaign batches)         4 MiB (aggregator.MAX_BODY) 10 s
   listener         /optimove/...                              64 KiB (listener.MAX_BODY) 10 s
   receipts         /r/...                                     1 MiB (a generic batch)    10 s
   tracking         /t/...                                     64 KiB (unsubscribe: 8 KiB) 10 s
@@ -47,6 +49,8 @@ log = get_logger(__name__)
 KIB = 1024
 MIB = 1024 * 1024
 LISTENER_BYTES = 64 * KIB
+ENGAGEMENT_BYTES = 16 * KIB
+AGGREGATOR_BYTES = 4 * MIB  # web/aggregator.py MAX_BODY: a batch of 10,000 recipients
 RECEIPTS_BYTES = 1 * MIB
 TRACKING_BYTES = 64 * KIB
 DASHBOARD_BYTES = 256 * KIB
@@ -93,6 +97,15 @@ def rules(settings: LimitSettings) -> tuple[Rule, ...]:
             small,
         ),
         Rule("admin API", re.compile(r"^/api(/|$)"), None, settings.max_body_bytes, small),
+        # Event 14's webhook (web/engagement_webhook.py): ten short fields, about 1 KiB.
+        Rule(
+            "engagement webhook",
+            re.compile(r"^/optimove/[^/]+/[^/]+/channels/[^/]+/engagements/?$"),
+            None,
+            ENGAGEMENT_BYTES,
+            small,
+        ),
+        Rule("sms aggregator", re.compile(r"^/aggregator/"), None, AGGREGATOR_BYTES, small),
         Rule("listener", re.compile(r"^/optimove/"), None, LISTENER_BYTES, small),
         Rule("receipts", re.compile(r"^/r/"), None, RECEIPTS_BYTES, small),
         Rule("tracking", re.compile(r"^/t/"), None, TRACKING_BYTES, small),
