@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from fastapi import FastAPI
 
-from optibridge.emulator import api, control, engagement_events
+from optibridge.emulator import aggregator, api, control, engagement, engagement_events
 from optibridge.emulator.config import EmulatorConfig
 from optibridge.emulator.state import EmulatorState
 from optibridge.optimove.clock import SYSTEM_CLOCK, Clock
@@ -46,6 +46,8 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
     app.state.emulator = state
     app.state.background = set()
     app.include_router(control.router)
+    app.include_router(aggregator.router)  # SMS aggregator: handshake, batches, delivery reports
+    app.include_router(engagement.router)  # event 14: GCS files + webhook
     # saveEvent (another Optimove host, routed by path) must come before the catch-all.
     app.include_router(engagement_events.control_router)
     app.include_router(engagement_events.router)
