@@ -32,6 +32,7 @@ from optibridge.channels.smtp import SmtpProvider
 from optibridge.channels.twilio import TwilioSmsProvider
 from optibridge.channels.webhook import WebhookProvider
 from optibridge.core.config import ChannelConfig, ChannelOptions, TenantConfig
+from optibridge.core.engagement_settings import EngagementConfig, check_engagement_url, missing_for_mode
 from optibridge.core.errors import ConfigError
 from optibridge.core.outbound import OutboundPolicy
 
@@ -157,8 +158,19 @@ def validate_tenant(
 ) -> None:
     """What every write path (API, CLI, config file) checks before a tenant is stored."""
     check_api_base_url(tenant.api_base_url, policy)
+    if tenant.engagement_events is not None:
+        check_engagement_events(tenant.engagement_events, policy)
     for channel in tenant.channels:
         validate_channel_config(channel, policy, callback_base_url=callback_base_url)
+
+
+def check_engagement_events(config: EngagementConfig, policy: OutboundPolicy) -> None:
+    """The saveEvent settings: complete for their mode (a file or a new tenant states the token), and
+    a base URL override the outbound policy accepts."""
+    reason = missing_for_mode(config.mode, config.metric_tenant_id, config.token is not None)
+    if reason is not None:
+        raise ConfigError(f"engagement_events: {reason}")
+    check_engagement_url(config, policy)
 
 
 _URL_KEYS = frozenset({"url", "base_url", "token_uri", "sns_cert_base_url"})

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from optibridge.core.engagement_settings import EngagementConfig
 from optibridge.core.errors import ConfigError
 from optibridge.core.feedback_settings import FeedbackOptions, FeedbackSettings
 from optibridge.core.outbound import OutboundPolicy, parse_networks
@@ -145,6 +146,8 @@ class TenantConfig(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     channels: list[ChannelConfig] = Field(default_factory=list)
+    # Reporting mode and saveEvent settings (docs/flows/engagement-events.md); None: classic.
+    engagement_events: EngagementConfig | None = None
 
     @model_validator(mode="after")
     def _one_auth_style(self) -> TenantConfig:

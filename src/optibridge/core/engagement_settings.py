@@ -2,9 +2,9 @@
 
 `classic` (the default) reports through UpdateCampaignMetrics/UpdateCampaignInteractions;
 `events` sends each customer's interactions as signed events to `metric-<tenant>.optimove.net`
-instead; `both` does both. Used by the config file (`[[tenants]] engagement = {...}`), the admin
-API (`PUT /tenants/{id}/engagement`) and the CLI (`optibridge tenants engagement`). The token is a
-secret: stored encrypted, never shown back (docs/flows/engagement-events.md).
+instead; `both` does both. Set in the config file (`[tenants.engagement_events]`), the admin API
+(`PUT /api/v1/tenants/{id}/engagement-events`) and the CLI (`optibridge tenants engagement-events`).
+The token is a secret: stored encrypted, never shown back (docs/flows/engagement-events.md).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from optibridge.core.errors import ConfigError
+from optibridge.core.outbound import OutboundPolicy
 
 ReportingMode = Literal["classic", "events", "both"]
 REPORTING_MODES: tuple[ReportingMode, ...] = ("classic", "events", "both")
@@ -56,6 +59,18 @@ def metric_base_url(base_url: str | None, metric_tenant_id: str | None) -> str |
     if metric_tenant_id is None:
         return None
     return (base_url or DEFAULT_METRIC_BASE_URL).replace("{tenant_id}", metric_tenant_id).rstrip("/")
+
+
+def check_engagement_url(config: EngagementConfig, policy: OutboundPolicy) -> None:
+    """ConfigError if the base URL override, as it will be used, is refused by the outbound policy
+    (a tenant can set it, like `api_base_url`). The default Optimove host needs no check here: the
+    client's guarded resolver still checks every connection."""
+    url = config.resolved_base_url()
+    if config.base_url is None or url is None:
+        return
+    reason = policy.check_url(url)
+    if reason is not None:
+        raise ConfigError(f"engagement_events.base_url refused: {reason}")
 
 
 def missing_for_mode(mode: ReportingMode, metric_tenant_id: str | None, has_token: bool) -> str | None:

@@ -43,7 +43,7 @@ from optibridge.reporting.aggregate import channel_info
 from optibridge.reporting.metrics import MessageFacts, metric_times
 from optibridge.reporting.push import PushResult, push_campaign
 from optibridge.runtime import Runtime
-from optibridge.store import engagement as engagement_store
+from optibridge.store import engagement_events as engagement_store
 from optibridge.store.report_data import MessageFactRow
 
 Pool = psycopg_pool.AsyncConnectionPool[Any]

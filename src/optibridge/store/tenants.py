@@ -21,6 +21,7 @@ from optibridge.core.config import (
 )
 from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.core.secretbox import SecretBox
+from optibridge.store import engagement_events
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 Source = Literal["config", "cli", "api"]
@@ -69,6 +70,8 @@ async def add(conn: Conn, box: SecretBox, tenant: TenantConfig, source: Source) 
             raise ConflictError(f"tenant {tenant.id!r} already exists") from None
         for channel in tenant.channels:
             await _insert_channel(conn, box, tenant.id, channel)
+        if tenant.engagement_events is not None:
+            await engagement_events.put(conn, box, tenant.id, tenant.engagement_events)
 
 
 async def _insert_channel(conn: Conn, box: SecretBox, tenant_id: str, ch: ChannelConfig) -> None:
@@ -171,6 +174,7 @@ async def upsert_from_config(conn: Conn, box: SecretBox, tenant: TenantConfig) -
             and row["api_base_url"] == tenant.api_base_url
             and box.decrypt_json(row["credentials"]) == tenant.credentials()
             and await _channels_match(conn, box, tenant)
+            and await _engagement_matches(conn, box, tenant)
         )
         if same:
             return "unchanged"
@@ -186,7 +190,17 @@ async def upsert_from_config(conn: Conn, box: SecretBox, tenant: TenantConfig) -
             ),
         )
         await replace_channels(conn, box, tenant.id, tenant.channels, keep_absent_secrets=False)
+        if tenant.engagement_events is None:
+            await engagement_events.remove(conn, tenant.id)
+        else:
+            await engagement_events.put(conn, box, tenant.id, tenant.engagement_events)
         return "updated"
+
+
+async def _engagement_matches(conn: Conn, box: SecretBox, tenant: TenantConfig) -> bool:
+    if tenant.engagement_events is None:
+        return (await engagement_events.get(conn, tenant.id)).updated_at is None  # nothing stored
+    return await engagement_events.matches(conn, box, tenant.id, tenant.engagement_events)
 
 
 async def _channels_match(conn: Conn, box: SecretBox, tenant: TenantConfig) -> bool:

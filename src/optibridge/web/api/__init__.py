@@ -11,7 +11,7 @@ from optibridge.web.api import (
     campaigns,
     contacts,
     customers,
-    engagement,
+    engagement_events,
     feedback,
     listeners,
     system,
@@ -28,7 +28,7 @@ def router(runtime: Runtime) -> APIRouter:
     for module in (
         system,
         tenants,
-        engagement,
+        engagement_events,
         templates,
         contacts,
         customers,

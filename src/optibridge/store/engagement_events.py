@@ -13,7 +13,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from optibridge.core.engagement_settings import EngagementConfig, ReportingMode, missing_for_mode
-from optibridge.core.errors import ConfigError
+from optibridge.core.errors import ConfigError, ConflictError, NotFoundError
 from optibridge.core.secretbox import SecretBox
 from optibridge.store.report_data import MessageFactRow
 
@@ -85,6 +85,37 @@ async def put(conn: Conn, box: SecretBox, tenant_id: str, config: EngagementConf
             (tenant_id, config.mode, config.metric_tenant_id, config.base_url, secret),
         )
     return await get(conn, tenant_id)
+
+
+async def _editable(conn: Conn, tenant_id: str) -> None:
+    """NotFoundError, or ConflictError for a tenant the config file defines (the file would undo
+    the change at the next start: it is edited there). Locks the tenant row until commit."""
+    row = await (
+        await conn.execute("SELECT source FROM tenants WHERE id = %s FOR UPDATE", (tenant_id,))
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"no tenant {tenant_id!r}")
+    if row["source"] == "config":
+        raise ConflictError(
+            f"tenant {tenant_id!r} is defined in the config file, which would overwrite this change "
+            "at the next start; edit the file instead"
+        )
+
+
+async def set_for_tenant(
+    conn: Conn, box: SecretBox, tenant_id: str, config: EngagementConfig
+) -> EngagementRow:
+    """`put` from the API or CLI: only for tenants not defined by the config file."""
+    async with conn.transaction():
+        await _editable(conn, tenant_id)
+        return await put(conn, box, tenant_id, config)
+
+
+async def clear_for_tenant(conn: Conn, tenant_id: str) -> bool:
+    """`remove` from the API or CLI: only for tenants not defined by the config file."""
+    async with conn.transaction():
+        await _editable(conn, tenant_id)
+        return await remove(conn, tenant_id)
 
 
 async def matches(conn: Conn, box: SecretBox, tenant_id: str, config: EngagementConfig) -> bool:

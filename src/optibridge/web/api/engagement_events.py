@@ -13,11 +13,11 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from optibridge.channels.factory import check_names_resolve_outside
-from optibridge.core.engagement_settings import EngagementConfig, ReportingMode
-from optibridge.core.errors import ConfigError
+from optibridge.core.engagement_settings import EngagementConfig, ReportingMode, check_engagement_url
+from optibridge.core.errors import ConfigError, ConflictError, NotFoundError
 from optibridge.runtime import Runtime
-from optibridge.store import engagement as engagement_store
-from optibridge.web.api.common import NOT_FOUND, Auth, SafeRoute, TenantId, tenant_exists
+from optibridge.store import engagement_events as engagement_store
+from optibridge.web.api.common import CONFLICT, NOT_FOUND, Auth, SafeRoute, TenantId, tenant_exists, translate
 from optibridge.web.auth import ApiError
 
 
@@ -44,21 +44,11 @@ def _out(row: engagement_store.EngagementRow) -> EngagementOut:
     )
 
 
-def check_engagement_url(config: EngagementConfig, runtime: Runtime) -> None:
-    """ConfigError if the metric base URL (as it will be used) is refused by the outbound policy."""
-    url = config.resolved_base_url()
-    if config.base_url is None or url is None:
-        return
-    reason = runtime.settings.outbound_policy.check_url(url)
-    if reason is not None:
-        raise ConfigError(f"engagement base_url refused: {reason}")
-
-
 def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(route_class=SafeRoute, tags=["tenants"])
 
     @api.get(
-        "/tenants/{tenant_id}/engagement",
+        "/tenants/{tenant_id}/engagement-events",
         summary="The tenant's reporting mode and engagement events settings (token never shown)",
         responses=NOT_FOUND,
     )
@@ -68,36 +58,41 @@ def router(runtime: Runtime) -> APIRouter:
             return _out(await engagement_store.get(conn, tenant_id))
 
     @api.put(
-        "/tenants/{tenant_id}/engagement",
+        "/tenants/{tenant_id}/engagement-events",
         summary="Set the reporting mode (classic, events, both) and the saveEvent settings; "
         "a body without token keeps the stored one",
-        responses=NOT_FOUND,
+        responses={**NOT_FOUND, **CONFLICT},
     )
     async def put_engagement(principal: Auth, tenant_id: TenantId, body: EngagementConfig) -> EngagementOut:
         await tenant_exists(runtime, principal, tenant_id)
         try:
-            check_engagement_url(body, runtime)
+            check_engagement_url(body, runtime.settings.outbound_policy)
             url = body.resolved_base_url()
             if body.base_url is not None and url is not None:
                 await check_names_resolve_outside(
                     [("engagement base_url", url)], runtime.settings.outbound_policy
                 )
             async with runtime.pool.connection() as conn:
-                row = await engagement_store.put(conn, runtime.box, tenant_id, body)
+                row = await engagement_store.set_for_tenant(conn, runtime.box, tenant_id, body)
+        except (NotFoundError, ConflictError) as exc:
+            raise translate(exc) from None
         except ConfigError as exc:
             raise ApiError(422, "invalid settings", str(exc)[:1000]) from None
         return _out(row)
 
     @api.delete(
-        "/tenants/{tenant_id}/engagement",
+        "/tenants/{tenant_id}/engagement-events",
         status_code=204,
         summary="Back to classic reporting; the stored token is deleted",
-        responses=NOT_FOUND,
+        responses={**NOT_FOUND, **CONFLICT},
     )
     async def delete_engagement(principal: Auth, tenant_id: TenantId) -> Response:
         await tenant_exists(runtime, principal, tenant_id)
         async with runtime.pool.connection() as conn:
-            await engagement_store.remove(conn, tenant_id)
+            try:
+                await engagement_store.clear_for_tenant(conn, tenant_id)
+            except (NotFoundError, ConflictError) as exc:
+                raise translate(exc) from None
         return Response(status_code=204)
 
     return api
