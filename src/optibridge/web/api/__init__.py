@@ -14,6 +14,7 @@ from optibridge.web.api import (
     engagement_events,
     feedback,
     listeners,
+    promotions,
     system,
     templates,
     tenants,
@@ -34,6 +35,7 @@ def router(runtime: Runtime) -> APIRouter:
         customers,
         campaigns,
         listeners,
+        promotions,
         feedback,
     ):
         api.include_router(module.router(runtime))
