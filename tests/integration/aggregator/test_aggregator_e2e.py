@@ -96,7 +96,9 @@ async def test_aggregator_campaign_delivered_once_and_reported(db_url: str, test
     ):
         await add_tenant(svc, emu, http)
         http.invalid_numbers(INVALID)
-        account = await control(session, "POST", f"{emu.base_url}/emulator/aggregator/accounts", tenant_id="t1")
+        account = await control(
+            session, "POST", f"{emu.base_url}/emulator/aggregator/accounts", tenant_id="t1"
+        )
         acc_url = f"{emu.base_url}/emulator/aggregator/accounts/{account['account_id']}"
 
         # Configured, the handshake is queued in the same transaction and runs as a job.
@@ -116,11 +118,15 @@ async def test_aggregator_campaign_delivered_once_and_reported(db_url: str, test
         # Idempotent: the same URL and key again.
         assert (await aggregator_intake.handshake(rt, TENANT, SMS)).ok
         again = await control(session, "GET", acc_url)
-        assert again["handshakes"] == 2 and again["campaign_send_url"] == seen["campaign_send_url"]
+        assert again["handshakes"] == 2
+        assert again["campaign_send_url"] == seen["campaign_send_url"]
         async with rt.pool.connection() as conn:
             stored = await agg_store.get(conn, rt.box, TENANT, SMS)
-        assert stored is not None and stored.handshake_at is not None and stored.handshake_error is None
-        assert stored.handshake_url is not None and "{token}" in stored.handshake_url  # no token stored
+        assert stored is not None
+        assert stored.handshake_at is not None
+        assert stored.handshake_error is None
+        assert stored.handshake_url is not None
+        assert "{token}" in stored.handshake_url
 
         # A wrong signature, or a wrong X-API-Key: 401 for every batch, nothing stored.
         for tamper in ("signature", "key"):
@@ -165,7 +171,8 @@ async def test_aggregator_campaign_delivered_once_and_reported(db_url: str, test
 
         texts = http.of_kind("twilio")
         sent_to = Counter(r.form["To"] for r in texts if r.form)
-        assert len(sent_to) == RECIPIENTS and set(sent_to.values()) == {1}, "once per recipient"
+        assert len(sent_to) == RECIPIENTS, "every recipient"
+        assert set(sent_to.values()) == {1}, "once per recipient"
         for r in texts:
             assert r.form is not None
             i = int(r.form["To"][-7:])
@@ -178,14 +185,18 @@ async def test_aggregator_campaign_delivered_once_and_reported(db_url: str, test
         await asyncio.sleep(2.5)  # a tick or so: room for a duplicate report to show up
         reports = (await control(session, "GET", f"{acc_url}/delivery-reports"))["reports"]
         by_customer = Counter(r["customerId"] for r in reports)
-        assert len(by_customer) == total and set(by_customer.values()) == {1}, "one report per recipient"
+        assert len(by_customer) == total, "a report for every recipient"
+        assert set(by_customer.values()) == {1}, "one report per recipient"
         failed = {r["customerId"] for r in reports if r["type"]["status"] == "Failed"}
         expected_failed = {f"agg-{int(n[-7:])}" for n in INVALID} | {b["customerId"] for b in bad}
         assert failed == expected_failed
         assert {r["type"]["status"] for r in reports} == {"Delivered", "Failed"}
         sample = next(r for r in reports if r["customerId"] == "agg-1")
-        assert sample["campaignId"] == 42 and sample["batchId"] == "42-0" and sample["senderId"] == "ACME"
-        assert sample["mobileNumber"] == "+15550000001" and sample["tenantId"] == "t1"
+        assert sample["campaignId"] == 42
+        assert sample["batchId"] == "42-0"
+        assert sample["senderId"] == "ACME"
+        assert sample["mobileNumber"] == "+15550000001"
+        assert sample["tenantId"] == "t1"
         assert (await control(session, "GET", acc_url))["refused"] == 0  # every report was signed right
 
         async with rt.pool.connection() as conn:
@@ -194,7 +205,9 @@ async def test_aggregator_campaign_delivered_once_and_reported(db_url: str, test
                     "SELECT status, customers, messages, ingest_notes FROM campaigns WHERE campaign_id = 42"
                 )
             ).fetchone()
-        assert row is not None and row["status"] == "ingested" and row["messages"] == total
+        assert row is not None
+        assert row["status"] == "ingested"
+        assert row["messages"] == total
         assert any("no usable mobileNumber" in n for n in row["ingest_notes"])
         assert any("control character" in n for n in row["ingest_notes"])
         assert not await svc.failed_jobs()
