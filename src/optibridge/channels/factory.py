@@ -35,6 +35,7 @@ from optibridge.core.config import ChannelConfig, ChannelOptions, TenantConfig
 from optibridge.core.engagement_settings import EngagementConfig, check_engagement_url, missing_for_mode
 from optibridge.core.errors import ConfigError
 from optibridge.core.outbound import OutboundPolicy
+from optibridge.core.promotion_settings import check_promotion_url
 
 STRICT = OutboundPolicy()
 
@@ -160,6 +161,8 @@ def validate_tenant(
     check_api_base_url(tenant.api_base_url, policy)
     if tenant.engagement_events is not None:
         check_engagement_events(tenant.engagement_events, policy)
+    if tenant.promotions is not None:
+        check_promotion_url(tenant.promotions, policy)
     for channel in tenant.channels:
         validate_channel_config(channel, policy, callback_base_url=callback_base_url)
 

@@ -15,8 +15,10 @@ from optibridge.cli.context import with_runtime
 from optibridge.core.config import ChannelConfig, TenantConfig, describe_validation_error, read_toml
 from optibridge.core.engagement_settings import EngagementConfig, check_engagement_url, metric_base_url
 from optibridge.core.errors import ConfigError
+from optibridge.intake.promotions_settings import PromotionSettingsIn, check_destination
 from optibridge.runtime import Runtime
 from optibridge.store import engagement_events as engagement_store
+from optibridge.store import promotions as promotion_store
 from optibridge.store import tenants as store
 
 tenants_app = typer.Typer(help="Tenants: one per Optimove client.", no_args_is_help=True)
@@ -231,5 +233,67 @@ def tenants_engagement_events(
             "effective_base_url": metric_base_url(row.base_url, row.metric_tenant_id),
             "has_token": row.has_token,
         }
+
+    typer.echo(json.dumps(with_runtime(go), indent=2))
+
+
+@tenants_app.command("promotions")
+def tenants_promotions(
+    tenant_id: Annotated[str, typer.Argument(metavar="ID")],
+    enabled: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Activate promotions for event-5 campaigns")
+    ] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="The tenant's promotion system")] = None,
+    accept_all: Annotated[
+        bool, typer.Option("--accept-all", help="No promotion system: activate every targeted customer")
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help='Bearer token for the webhook; omitted: keep the stored one; "": remove it',
+            envvar="OPTIBRIDGE_PROMOTIONS_TOKEN",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Customers per promotion-system call (≤ 10000)")
+    ] = None,
+    deadline_margin: Annotated[
+        int | None, typer.Option(help="Seconds before ClearanceRequiredBy to stop asking")
+    ] = None,
+    on_deadline: Annotated[str | None, typer.Option(help="report_false or leave")] = None,
+) -> None:
+    """Show or set the tenant's promotion settings (token never shown). Options not given keep their
+    stored values (docs/flows/promotions.md)."""
+
+    async def go(rt: Runtime) -> dict[str, object]:
+        async with rt.db.connect() as conn:
+            if not await store.exists(conn, tenant_id):
+                raise ConfigError(f"no tenant {tenant_id!r}")
+            stored = await promotion_store.get_settings(conn, tenant_id)
+            if await store.lock_source(conn, tenant_id) == "config":
+                raise ConfigError(
+                    f"tenant {tenant_id!r} comes from the config file: set [tenants.promotions] there"
+                )
+            changes = (enabled, webhook_url, token, batch_size, deadline_margin, on_deadline)
+            if accept_all or any(c is not None for c in changes):
+                try:
+                    wanted = PromotionSettingsIn.model_validate(
+                        {
+                            "enabled": stored.enabled if enabled is None else enabled,
+                            "webhook_url": None if accept_all else webhook_url or stored.webhook_url,
+                            "bearer_token": token,
+                            "batch_size": batch_size or stored.batch_size,
+                            "deadline_margin_s": (
+                                stored.deadline_margin_s if deadline_margin is None else deadline_margin
+                            ),
+                            "on_deadline": on_deadline or stored.on_deadline,
+                        }
+                    )
+                except ValidationError as exc:
+                    raise ConfigError(describe_validation_error(exc, "promotions")) from None
+                await check_destination(wanted, rt.settings.outbound_policy)
+                await promotion_store.put_config(conn, rt.box, tenant_id, wanted)
+                stored = await promotion_store.get_settings(conn, tenant_id)
+        return {"tenant": tenant_id, **stored.__dict__}
 
     typer.echo(json.dumps(with_runtime(go), indent=2))

@@ -28,6 +28,7 @@ from optibridge.core.engagement_settings import EngagementConfig
 from optibridge.core.errors import ConfigError
 from optibridge.core.feedback_settings import FeedbackOptions, FeedbackSettings
 from optibridge.core.outbound import OutboundPolicy, parse_networks
+from optibridge.core.promotion_settings import PromotionSettingsIn
 from optibridge.core.quiet_hours import QuietHours
 from optibridge.core.reporting_settings import ReportingSettings
 
@@ -66,6 +67,13 @@ class ChannelOptions(BaseModel):
     quiet_hours: str | None = Field(default=None, description="e.g. 21:00-08:00")
     extra_attributes: list[str] = Field(
         default_factory=list, description="Attributes to fetch even if no template uses them"
+    )
+    engagement_customer_id_field: str = Field(
+        default="CustomerID",
+        min_length=1,
+        max_length=100,
+        description="Event 14: the Avro record field holding the customer id (matched "
+        "case-insensitively; the record schema is UNCONFIRMED, docs/flows/event14.md)",
     )
     feedback: FeedbackOptions = Field(default_factory=FeedbackOptions)
     # Delivery (docs/delivery.md)
@@ -148,6 +156,8 @@ class TenantConfig(BaseModel):
     channels: list[ChannelConfig] = Field(default_factory=list)
     # Reporting mode and saveEvent settings (docs/flows/engagement-events.md); None: classic.
     engagement_events: EngagementConfig | None = None
+    # Promotions for event-5 campaigns (docs/flows/promotions.md); None: disabled.
+    promotions: PromotionSettingsIn | None = None
 
     @model_validator(mode="after")
     def _one_auth_style(self) -> TenantConfig:
@@ -234,6 +244,15 @@ class Settings(BaseSettings):
     @property
     def outbound_policy(self) -> OutboundPolicy:
         return OutboundPolicy.from_strings(self.allow_private_destinations)
+
+    # Event 14 (docs/flows/event14.md): where the customer files are read. An operator setting,
+    # never a tenant's: a tenant-set endpoint would be an outbound URL reached with the GCS client.
+    gcs_api_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+/?$",
+        description="GCS JSON API endpoint (e.g. an emulator, read with anonymous credentials); "
+        "unset: Google Cloud Storage with the default GCP credentials",
+    )
 
     outbound_proxy_from_env: bool = Field(
         default=True,

@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 import psycopg
 
+from optibridge.core.promotion_settings import OnDeadline, PromotionSettingsIn
 from optibridge.core.secretbox import SecretBox
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
-OnDeadline = Literal["report_false", "leave"]
 RunStatus = Literal["running", "done", "deadline", "failed"]
 
 
@@ -87,6 +87,46 @@ async def put_settings(
             "on_deadline": settings.on_deadline,
         },
     )
+
+
+def from_config(config: PromotionSettingsIn) -> PromotionSettings:
+    return PromotionSettings(
+        enabled=config.enabled,
+        webhook_url=config.webhook_url,
+        batch_size=config.batch_size,
+        deadline_margin_s=config.deadline_margin_s,
+        on_deadline=config.on_deadline,
+    )
+
+
+async def put_config(
+    conn: Conn, box: SecretBox, tenant_id: str, config: PromotionSettingsIn, *, file: bool = False
+) -> None:
+    """Store settings as written. From the API or CLI a token absent keeps the stored one; a config
+    file (`file`) states everything, so there a token absent means none."""
+    token, keep = _token_change(config, file)
+    await put_settings(conn, box, tenant_id, from_config(config), token=token, keep_token=keep)
+
+
+def _token_change(config: PromotionSettingsIn, file: bool) -> tuple[str | None, bool]:
+    token, keep = config.token_change()
+    return (None, False) if file and keep else (token, keep)
+
+
+async def matches(conn: Conn, box: SecretBox, tenant_id: str, config: PromotionSettingsIn | None) -> bool:
+    """Whether what is stored is what a config file states (None: nothing stored)."""
+    cur = await conn.execute("SELECT 1 FROM tenant_promotions WHERE tenant_id = %s", (tenant_id,))
+    if config is None:
+        return await cur.fetchone() is None
+    want = from_config(config)
+    have = await get_settings(conn, tenant_id)
+    token, _ = _token_change(config, True)
+    same_token = await bearer_token(conn, box, tenant_id) == token
+    return same_token and have == PromotionSettings(**{**want.__dict__, "has_token": have.has_token})
+
+
+async def remove(conn: Conn, tenant_id: str) -> None:
+    await conn.execute("DELETE FROM tenant_promotions WHERE tenant_id = %s", (tenant_id,))
 
 
 # --- runs ------------------------------------------------------------------------------------

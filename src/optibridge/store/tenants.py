@@ -21,7 +21,7 @@ from optibridge.core.config import (
 )
 from optibridge.core.errors import ConflictError, NotFoundError
 from optibridge.core.secretbox import SecretBox
-from optibridge.store import engagement_events
+from optibridge.store import engagement_events, promotions
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 Source = Literal["config", "cli", "api"]
@@ -72,6 +72,8 @@ async def add(conn: Conn, box: SecretBox, tenant: TenantConfig, source: Source) 
             await _insert_channel(conn, box, tenant.id, channel)
         if tenant.engagement_events is not None:
             await engagement_events.put(conn, box, tenant.id, tenant.engagement_events)
+        if tenant.promotions is not None:
+            await promotions.put_config(conn, box, tenant.id, tenant.promotions, file=source == "config")
 
 
 async def _insert_channel(conn: Conn, box: SecretBox, tenant_id: str, ch: ChannelConfig) -> None:
@@ -175,6 +177,7 @@ async def upsert_from_config(conn: Conn, box: SecretBox, tenant: TenantConfig) -
             and box.decrypt_json(row["credentials"]) == tenant.credentials()
             and await _channels_match(conn, box, tenant)
             and await _engagement_matches(conn, box, tenant)
+            and await promotions.matches(conn, box, tenant.id, tenant.promotions)
         )
         if same:
             return "unchanged"
@@ -194,6 +197,10 @@ async def upsert_from_config(conn: Conn, box: SecretBox, tenant: TenantConfig) -
             await engagement_events.remove(conn, tenant.id)
         else:
             await engagement_events.put(conn, box, tenant.id, tenant.engagement_events)
+        if tenant.promotions is None:
+            await promotions.remove(conn, tenant.id)
+        else:
+            await promotions.put_config(conn, box, tenant.id, tenant.promotions, file=True)
         return "updated"
 
 

@@ -13,7 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from optibridge.channels.factory import validate_tenant
 from optibridge.core.config import TenantConfig
+from optibridge.core.errors import ConfigError
+from optibridge.core.outbound import OutboundPolicy
 from optibridge.store import promotions as store
 from optibridge.store import tenants
 from optibridge.web import admin, auth
@@ -154,3 +157,44 @@ def test_the_cli_shows_and_sets_the_settings(service_env: dict[str, str]) -> Non
     refused = cli("tenants", "promotions", "acme", "--webhook-url", "http://10.0.0.8/x")
     assert refused.returncode != 0
     assert "outbound policy" in refused.stderr
+
+
+async def test_a_config_file_tenant_takes_its_settings_from_the_file(api: Api) -> None:
+    rt = api.svc.runtime
+
+    def from_file(promotions: dict[str, Any] | None) -> TenantConfig:
+        data: dict[str, Any] = {"id": "initech", "api_base_url": "https://api5.example.com", "api_key": "k"}
+        if promotions is not None:
+            data["promotions"] = promotions
+        return TenantConfig.model_validate(data)
+
+    file_settings = {"enabled": True, "webhook_url": "http://127.0.0.1:9/p", "bearer_token": TOKEN}
+    async with rt.pool.connection() as conn:
+        assert await tenants.upsert_from_config(conn, rt.box, from_file(file_settings)) == "added"
+        assert await tenants.upsert_from_config(conn, rt.box, from_file(file_settings)) == "unchanged"
+        assert await store.bearer_token(conn, rt.box, "initech") == TOKEN
+        # The file no longer states the token: it is gone (a file states everything).
+        without_token = {k: v for k, v in file_settings.items() if k != "bearer_token"}
+        assert await tenants.upsert_from_config(conn, rt.box, from_file(without_token)) == "updated"
+        assert await store.bearer_token(conn, rt.box, "initech") is None
+        assert (await store.get_settings(conn, "initech")).enabled is True
+        assert await tenants.upsert_from_config(conn, rt.box, from_file(None)) == "updated"
+        assert await store.get_settings(conn, "initech") == store.PromotionSettings()
+        assert await tenants.upsert_from_config(conn, rt.box, from_file(without_token)) == "updated"
+    status, body = await api.call("PUT", "/api/v1/tenants/initech/promotions", {"enabled": False})
+    assert status == 409
+    assert "config file" in json.dumps(body)
+    assert (await api.call("GET", "/api/v1/tenants/initech/promotions"))[1]["enabled"] is True
+
+
+def test_a_refused_webhook_url_in_the_config_file_is_a_config_error() -> None:
+    config = TenantConfig.model_validate(
+        {
+            "id": "initech",
+            "api_base_url": "https://api5.example.com",
+            "api_key": "k",
+            "promotions": {"enabled": True, "webhook_url": "http://169.254.169.254/latest"},
+        }
+    )
+    with pytest.raises(ConfigError, match=r"promotions\.webhook_url refused"):
+        validate_tenant(config, OutboundPolicy())

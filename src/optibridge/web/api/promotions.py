@@ -1,5 +1,5 @@
 """Promotions for event-5 campaigns: the tenant's settings (the token write-only) and its runs.
-docs/flows/promotions.md."""
+docs/flows/promotions.md. A config-file tenant's settings come from the file (409 here)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from optibridge.core.errors import ConfigError
 from optibridge.intake.promotions_settings import PromotionSettingsIn, check_destination
 from optibridge.runtime import Runtime
 from optibridge.store import promotions as store
-from optibridge.web.api.common import NOT_FOUND, Auth, SafeRoute, TenantId, tenant_exists
+from optibridge.store import tenants as tenant_store
+from optibridge.web.api.common import CONFLICT, NOT_FOUND, Auth, SafeRoute, TenantId, tenant_exists
 from optibridge.web.auth import ApiError
 
 
@@ -33,7 +34,7 @@ class PromotionRunOut(BaseModel):
     batches: int
     activated: int
     refused: int
-    past_deadline: int = Field(description="Reported false because the cutoff came first")
+    past_deadline: int = Field(description="Reported false (or left) because the cutoff came first")
     promo_failures: int
     last_error: str | None
 
@@ -58,8 +59,9 @@ def router(runtime: Runtime) -> APIRouter:
 
     @api.put(
         "/tenants/{tenant_id}/promotions",
-        summary="Set the tenant's promotion settings (422 if the outbound policy refuses the URL)",
-        responses=NOT_FOUND,
+        summary="Set the tenant's promotion settings (422 if the outbound policy refuses the URL; "
+        "409 for a config-file tenant); a body without bearer_token keeps the stored one",
+        responses={**NOT_FOUND, **CONFLICT},
     )
     async def put_settings(
         principal: Auth, tenant_id: TenantId, body: PromotionSettingsIn
@@ -69,11 +71,15 @@ def router(runtime: Runtime) -> APIRouter:
             await check_destination(body, policy)
         except ConfigError as exc:
             raise ApiError(422, "invalid settings", str(exc)[:1000]) from None
-        token, keep = body.token_change()
         async with runtime.pool.connection() as conn:
-            await store.put_settings(
-                conn, runtime.box, tenant_id, body.stored(), token=token, keep_token=keep
-            )
+            async with conn.transaction():
+                if await tenant_store.lock_source(conn, tenant_id) == "config":
+                    raise ApiError(
+                        409,
+                        "conflict",
+                        "this tenant comes from the config file: set [tenants.promotions] there",
+                    )
+                await store.put_config(conn, runtime.box, tenant_id, body)
             return _out(await store.get_settings(conn, tenant_id))
 
     @api.get(
