@@ -76,14 +76,22 @@ async def put(conn: Conn, box: SecretBox, tenant_id: str, config: EngagementConf
         secret = (
             box.encrypt_json({"token": config.token.get_secret_value()}) if config.token is not None else None
         )
-        await conn.execute(
-            """INSERT INTO tenant_engagement (tenant_id, mode, metric_tenant_id, base_url, token)
-               VALUES (%s, %s, %s, %s, %s)
-               ON CONFLICT (tenant_id) DO UPDATE SET mode = EXCLUDED.mode,
-                   metric_tenant_id = EXCLUDED.metric_tenant_id, base_url = EXCLUDED.base_url,
-                   token = coalesce(EXCLUDED.token, tenant_engagement.token), updated_at = now()""",
-            (tenant_id, config.mode, config.metric_tenant_id, config.base_url, secret),
-        )
+        # UPDATE or INSERT, not INSERT .. ON CONFLICT: the CHECK (a token in events mode) is judged
+        # on the row proposed for insertion, before the conflict would keep the stored token.
+        params = (config.mode, config.metric_tenant_id, config.base_url, secret, tenant_id)
+        if current is not None:
+            await conn.execute(
+                """UPDATE tenant_engagement SET mode = %s, metric_tenant_id = %s, base_url = %s,
+                          token = coalesce(%s, token), updated_at = now()
+                   WHERE tenant_id = %s""",
+                params,
+            )
+        else:
+            await conn.execute(
+                """INSERT INTO tenant_engagement (mode, metric_tenant_id, base_url, token, tenant_id)
+                   VALUES (%s, %s, %s, %s, %s)""",
+                params,
+            )
     return await get(conn, tenant_id)
 
 
