@@ -10,7 +10,7 @@ tests drive days of schedule with an injected clock.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import procrastinate
@@ -58,6 +58,9 @@ async def _push_one(
 ) -> bool | None:
     """Push one leased campaign; None when its push lock was busy (lease given back untouched)."""
     tenant, channel, campaign = row.tenant_id, row.channel_id, row.campaign_id
+    if row.final_at is not None and row.final_at > row.finished_at:
+        # The campaign's own reporting window (event 14's Duration), stored with its schedule.
+        policy = replace(policy, window=row.final_at - row.finished_at)
     try:
         async with report_store.push_lock(
             runtime.db, tenant, channel, campaign, wait_s=settings.push_lock_wait_s

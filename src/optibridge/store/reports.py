@@ -114,7 +114,9 @@ Conn = psycopg.AsyncConnection[dict[str, Any]]
 
 _DISCOVER = """
 INSERT INTO report_schedules (tenant_id, channel_id, campaign_id, finished_at, final_at, next_push_at)
-SELECT c.tenant_id, c.channel_id, c.campaign_id, %(now)s, %(final)s, %(now)s
+SELECT c.tenant_id, c.channel_id, c.campaign_id, %(now)s,
+       -- A campaign's own window (event 14's Duration) wins over the settings' window.
+       COALESCE(%(now)s + make_interval(days => c.report_window_days), %(final)s), %(now)s
 FROM campaigns c
 WHERE c.status IN ('ingested', 'canceled') AND NOT c.cancel_pending
   AND NOT EXISTS (SELECT 1 FROM report_schedules r
@@ -138,7 +140,7 @@ FROM (SELECT tenant_id, channel_id, campaign_id FROM report_schedules
       ORDER BY next_push_at LIMIT %(limit)s
       FOR UPDATE SKIP LOCKED) due
 WHERE s.tenant_id = due.tenant_id AND s.channel_id = due.channel_id AND s.campaign_id = due.campaign_id
-RETURNING s.tenant_id, s.channel_id, s.campaign_id, s.finished_at, s.failures
+RETURNING s.tenant_id, s.channel_id, s.campaign_id, s.finished_at, s.failures, s.final_at
 """
 
 
@@ -157,6 +159,7 @@ class DueSchedule:
     campaign_id: int
     finished_at: datetime
     failures: int
+    final_at: datetime | None = None  # the campaign's own window's end (None: the policy's)
 
 
 async def claim_due(conn: Conn, now: datetime, until: datetime, worker: str, limit: int) -> list[DueSchedule]:
@@ -166,7 +169,12 @@ async def claim_due(conn: Conn, now: datetime, until: datetime, worker: str, lim
     ).fetchall()
     return [
         DueSchedule(
-            r["tenant_id"], int(r["channel_id"]), int(r["campaign_id"]), r["finished_at"], int(r["failures"])
+            r["tenant_id"],
+            int(r["channel_id"]),
+            int(r["campaign_id"]),
+            r["finished_at"],
+            int(r["failures"]),
+            r["final_at"],
         )
         for r in rows
     ]

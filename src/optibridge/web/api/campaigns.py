@@ -17,6 +17,7 @@ from optibridge.core.logs import get_logger
 from optibridge.optimove.errors import OptimoveError
 from optibridge.reporting.ondemand import ChannelPush, push_now
 from optibridge.runtime import Runtime
+from optibridge.store import engagements as engagement_store
 from optibridge.web.api.common import (
     CONFLICT,
     MAX_BIGINT,
@@ -128,7 +129,25 @@ class FailureOut(BaseModel):
     count: int
 
 
+class EngagementOut(BaseModel):
+    """Event 14 (docs/flows/event14.md): the engagement this campaign came from, as its metadata said."""
+
+    engagement_id: int
+    status: str
+    template_id: str | None = Field(description="Exact, as text: Optimove's ids may exceed 2^53")
+    scheduled_time: datetime | None
+    duration_days: int | None = Field(description="The reporting window, in days")
+    promotions: list[str]
+    tags: list[str]
+    number_of_files: int | None
+    number_of_customers: int | None
+    error: str | None
+
+
 class CampaignDetailOut(CampaignOut):
+    engagement: EngagementOut | None = Field(
+        default=None, description="Set when the campaign came through event 14 (webhook + GCS files)"
+    )
     templates: list[TemplateProgressOut]
     failures: list[FailureOut] = Field(description="Failed messages by reason, most frequent first")
     purged_at: datetime | None = Field(
@@ -253,9 +272,24 @@ def router(runtime: Runtime) -> APIRouter:
         async with runtime.pool.connection() as conn:
             try:
                 d = await ops.get_campaign(conn, tenant_id, channel, campaign_id)
-                return detail_out(*await with_purged_totals(conn, d))
+                out = detail_out(*await with_purged_totals(conn, d))
             except NotFoundError as exc:
                 raise translate(exc) from None
+            for e in await engagement_store.of_campaign(conn, tenant_id, campaign_id):
+                if e.channel_id == out.channel_id and e.status != "duplicate":
+                    out.engagement = EngagementOut(
+                        engagement_id=e.engagement_id,
+                        status=e.status,
+                        template_id=str(e.template_id) if e.template_id is not None else None,
+                        scheduled_time=e.scheduled_time,
+                        duration_days=e.duration_days,
+                        promotions=e.promotions,
+                        tags=e.tags,
+                        number_of_files=e.number_of_files,
+                        number_of_customers=e.number_of_customers,
+                        error=e.error,
+                    )
+            return out
 
     async def action(tenant_id: str, channel: str, campaign_id: int, what: ops.Action) -> ActionOut:
         async with runtime.pool.connection() as conn:

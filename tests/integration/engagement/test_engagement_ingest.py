@@ -1,0 +1,154 @@
+"""The event-14 ingest job against a real GCS emulator: metadata and Avro files become the classic
+flow's message rows; bad records and count mismatches are notes; a TemplateID beyond our catalog
+fails the campaign with the id kept exact."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import aiohttp
+from engagementkit import EMAIL, TENANT, add_tenant, one, payload, put_files, wait_until
+
+from optibridge.emulator.config import EmulatorConfig
+from optibridge.emulator.gcs import running_gcs
+from optibridge.emulator.testing import running_emulator
+from optibridge.intake import ingest
+from optibridge.sinks.smtp_sink import SmtpSink
+
+from inprocess import Service, running_service
+
+WHEN = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+
+
+def metadata(
+    engagement_id: int, files: int, customers: int, template_id: int = 1, **extra: object
+) -> dict[str, object]:
+    return {
+        "CampaignID": 1,
+        "EngagementID": engagement_id,
+        "Duration": 3,
+        "NumberOfCustomers": customers,
+        "NumberOfFiles": files,
+        "Promotions": "promo1,promo2",
+        "ScheduledTime": WHEN.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "TemplateID": template_id,
+        "TemplateName": "E1",
+        "Tags": "vip, summer",
+        **extra,
+    }
+
+
+async def status_of(svc: Service, engagement_id: int) -> str:
+    row = await one(svc, "SELECT status FROM engagements WHERE engagement_id = %s", engagement_id)
+    return str(row["status"]) if row else "none"
+
+
+async def test_files_become_messages_with_notes_for_bad_records(db_url: str, test_secret_key: str) -> None:
+    with running_gcs() as gcs:
+        async with (
+            SmtpSink() as smtp,
+            running_emulator(EmulatorConfig()) as emu,
+            running_service(db_url, test_secret_key, gcs_api_endpoint=gcs.endpoint) as svc,
+            aiohttp.ClientSession() as http,
+        ):
+            await emu.control.create_tenant(TENANT, api_key="k", channels={EMAIL: "Email"})
+            url = await add_tenant(svc, emu.base_url, smtp.port)
+            files = [
+                [{"CustomerID": f"C{i}", "Email": f"c{i}@x.test", "FirstName": "Ann"} for i in range(1, 41)],
+                [{"CustomerID": None, "Email": "nobody@x.test", "FirstName": "No"}]
+                + [
+                    {"CustomerID": f"C{i}", "Email": f"c{i}@x.test", "FirstName": "Bo"} for i in range(41, 61)
+                ],
+                [{"CustomerID": "C61", "Email": None, "FirstName": "Cy"}],  # no address: not sent, counted
+            ]
+            await asyncio.to_thread(put_files, gcs.endpoint, "e1", 9001, metadata(9001, 3, 60), files)
+            async with http.post(url, json=payload(31, 9001, "e1")) as r:
+                assert r.status == 202
+
+            async def done() -> bool:
+                return await status_of(svc, 9001) in ("ingested", "failed")
+
+            await wait_until(done, 60, "engagement ingested")
+            e = await one(svc, "SELECT * FROM engagements WHERE engagement_id = 9001")
+            assert e is not None
+            assert e["status"] == "ingested", e["error"]
+            assert (e["template_id"], e["scheduled_time"], e["duration_days"]) == (Decimal(1), WHEN, 3)
+            assert (e["promotions"], e["tags"]) == (["promo1", "promo2"], ["vip", "summer"])
+            c = await one(svc, "SELECT * FROM campaigns WHERE campaign_id = 31")
+            assert c is not None
+            assert (c["status"], c["customers"], c["report_window_days"]) == ("ingested", 61, 3)
+            notes = " | ".join(c["ingest_notes"])
+            assert "1 customer record(s) skipped (first: file 2 record 1: no usable CustomerID)" in notes
+            assert "NumberOfCustomers is 60, the files held 62" in notes
+            rows = await one(
+                svc,
+                "SELECT count(*) AS n, count(DISTINCT id) AS ids, min(template_id) AS t, "
+                "min(scheduled_at) AS s, count(*) FILTER (WHERE address IS NULL) AS unaddressed "
+                "FROM messages WHERE campaign_id = 31",
+            )
+            assert rows == {"n": 61, "ids": 61, "t": 1, "s": WHEN, "unaddressed": 1}
+            m = await one(svc, "SELECT id, attrs FROM messages WHERE customer_id = 'C45'")
+            assert m is not None
+            assert m["id"] == ingest.message_id(TENANT, EMAIL, 31, "C45", 1)  # the classic flow's key
+            assert m["attrs"]["FirstName"] == "Bo"
+
+
+async def test_a_template_id_beyond_the_catalog_fails_with_the_id_kept_exact(
+    db_url: str, test_secret_key: str
+) -> None:
+    big = 2**53 + 1
+    with running_gcs() as gcs:
+        async with (
+            running_emulator(EmulatorConfig()) as emu,
+            running_service(db_url, test_secret_key, gcs_api_endpoint=gcs.endpoint) as svc,
+            aiohttp.ClientSession() as http,
+        ):
+            await emu.control.create_tenant(TENANT, api_key="k", channels={EMAIL: "Email"})
+            url = await add_tenant(svc, emu.base_url, 2525)
+            files = [[{"CustomerID": "C1", "Email": "c1@x.test", "FirstName": "A"}]]
+            await asyncio.to_thread(
+                put_files, gcs.endpoint, "e2", 9002, metadata(9002, 1, 1, template_id=big), files
+            )
+            async with http.post(url, json=payload(32, 9002, "e2")) as r:
+                assert r.status == 202
+
+            async def done() -> bool:
+                return await status_of(svc, 9002) in ("ingested", "failed")
+
+            await wait_until(done, 60, "engagement finished")
+            e = await one(
+                svc, "SELECT status, error, template_id, template_id::text AS exact FROM engagements"
+            )
+            assert e is not None
+            assert e["status"] == "failed"
+            assert e["exact"] == "9007199254740993"
+            assert str(big) in e["error"]
+            c = await one(svc, "SELECT status FROM campaigns WHERE campaign_id = 32")
+            assert c == {"status": "failed"}
+            n = await one(svc, "SELECT count(*) AS n FROM messages")
+            assert n == {"n": 0}
+
+
+async def test_missing_files_fail_the_engagement_with_the_reason(db_url: str, test_secret_key: str) -> None:
+    with running_gcs() as gcs:
+        async with (
+            running_emulator(EmulatorConfig()) as emu,
+            running_service(db_url, test_secret_key, gcs_api_endpoint=gcs.endpoint) as svc,
+            aiohttp.ClientSession() as http,
+        ):
+            await emu.control.create_tenant(TENANT, api_key="k", channels={EMAIL: "Email"})
+            url = await add_tenant(svc, emu.base_url, 2525)
+            gcs.ensure_bucket("optigration-external-eu")
+            async with http.post(url, json=payload(33, 9003, "nothing-there")) as r:
+                assert r.status == 202
+
+            async def done() -> bool:
+                return await status_of(svc, 9003) in ("ingested", "failed")
+
+            await wait_until(done, 60, "engagement finished")
+            e = await one(svc, "SELECT status, error FROM engagements")
+            assert e is not None
+            assert e["status"] == "failed"
+            assert "404" in e["error"] or "No such object" in e["error"], e["error"]
