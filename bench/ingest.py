@@ -1,6 +1,6 @@
 """Ingest benchmark: from the "campaign ready" notification to every message row stored.
 
-    python bench/ingest.py [--size N] [--no-limited]
+    python bench/ingest.py [--size N] [--no-limited] [--source api|avro] [--file-rows N]
 
 Starts everything itself on loopback: an embedded PostgreSQL (fsync on, as in production), the
 Optimove emulator (a separate process), and `optibridge serve` (a separate process, one worker).
@@ -9,6 +9,11 @@ Two runs:
 1. emulator and client limits off: the raw rate, rows/s (target >= 50,000 for 1,000,000 customers);
 2. Optimove's default 50 requests / 10 s on both sides: the time against the rate-limit bound,
    i.e. the least time the requests could take under that limit (target: within 10 %).
+
+With `--source avro` the campaign comes by event 14 instead (docs/flows/event14.md): the emulator
+writes the metadata and `--file-rows`-row deflate Avro files (100,000 by default) to a GCS emulator
+in this process, then the clock starts and the webhook is POSTed; one run, no rate-limited run
+(no Optimove call is made while ingesting).
 
 Peak RSS is that of the serve process (HTTP app + worker), sampled every 100 ms.
 The last line is one JSON object with the figures.
@@ -88,7 +93,9 @@ def rate_limit_bound(requests: int, limit: int = 50, window_s: float = 10.0) -> 
     return math.floor((requests - 1) / limit) * window_s if requests > 0 else 0.0
 
 
-async def one_run(size: int, limited: bool, workdir: Path, server_url: str) -> dict[str, Any]:
+async def one_run(
+    size: int, limited: bool, workdir: Path, server_url: str, source: str = "api", file_rows: int = 100_000
+) -> dict[str, Any]:
     # A database of its own per run: each run sets up its tenant and secret key from scratch.
     name = "bench_limited" if limited else "bench_unlimited"
     with psycopg.connect(server_url, autocommit=True) as admin:
@@ -106,6 +113,12 @@ async def one_run(size: int, limited: bool, workdir: Path, server_url: str) -> d
         "OPTIBRIDGE_LOG_FORMAT": "json",
         "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8", "::1/128"]',  # emulator on loopback
     }
+    gcs = None
+    if source == "avro":
+        from optibridge.emulator.gcs import running_gcs
+
+        gcs = running_gcs()
+        env["OPTIBRIDGE_GCS_API_ENDPOINT"] = gcs.__enter__().endpoint
     emu_args = ["emulator", "--port", str(emu_port)] + ([] if limited else ["--no-rate-limit"])
     logs = workdir / ("limited" if limited else "unlimited")
     logs.mkdir(exist_ok=True)
@@ -140,7 +153,26 @@ async def one_run(size: int, limited: bool, workdir: Path, server_url: str) -> d
             for tid in (1, 2, 3):
                 cli(env, "templates", "add", TENANT, "email", "--id", str(tid), "--name", f"T{tid}",
                     "--body", str(body), "--subject", "Hi {{ FirstName }}")  # fmt: skip
-            campaign = await control(
+            if source == "avro":
+                assert gcs is not None
+                endpoint = env["OPTIBRIDGE_GCS_API_ENDPOINT"]
+                await control(http, emu, "PATCH", "/settings", {"gcs_endpoint": endpoint})
+                engagement = await control(
+                    http, emu, "POST", f"/tenants/{TENANT}/engagements",
+                    {
+                        "channel_id": CHANNEL, "customer_count": size, "rows_per_file": file_rows,
+                        "template_id": 1, "scheduled_time": "2030-01-01 10:00:00",
+                        "attributes": ["Email", "FirstName", "Code"], "duplicates": 0,
+                    },
+                )  # fmt: skip
+                cid = engagement["campaign_id"]
+                proc = psutil.Process(serve.pid)
+                peak = proc.memory_info().rss
+                started = time.monotonic()
+                async with http.post(engagement["webhook_url"], json=engagement["payload"]) as resp:
+                    if resp.status != 202:
+                        raise SystemExit(f"webhook: {resp.status} {await resp.text()}")
+            campaign = None if source == "avro" else await control(
                 http, emu, "POST", f"/tenants/{TENANT}/campaigns",
                 {
                     "channel_ids": [CHANNEL],
@@ -152,19 +184,20 @@ async def one_run(size: int, limited: bool, workdir: Path, server_url: str) -> d
                     ],
                 },
             )  # fmt: skip
-            cid = campaign["campaign_id"]
-            if limited:
-                await asyncio.sleep(11)  # let the set-up calls leave the 10 s window
-            proc = psutil.Process(serve.pid)
-            peak = proc.memory_info().rss
-            started = time.monotonic()
-            await control(
-                http,
-                emu,
-                "POST",
-                f"/tenants/{TENANT}/notifications",
-                {"event_type_ids": [1], "campaign_id": cid},
-            )
+            if campaign is not None:
+                cid = campaign["campaign_id"]
+                if limited:
+                    await asyncio.sleep(11)  # let the set-up calls leave the 10 s window
+                proc = psutil.Process(serve.pid)
+                peak = proc.memory_info().rss
+                started = time.monotonic()
+                await control(
+                    http,
+                    emu,
+                    "POST",
+                    f"/tenants/{TENANT}/notifications",
+                    {"event_type_ids": [1], "campaign_id": cid},
+                )
             with psycopg.connect(pg_url, autocommit=True) as conn:
                 while True:
                     peak = max(peak, proc.memory_info().rss)
@@ -187,7 +220,7 @@ async def one_run(size: int, limited: bool, workdir: Path, server_url: str) -> d
         if stored[0] != size:
             raise SystemExit(f"expected {size} rows, found {stored[0]}")
         for line in (logs / "serve.log").read_text().splitlines():
-            if "ingest: done" in line:
+            if "ingest: done" in line or "engagement: done" in line:
                 print("serve:", line, flush=True)
         requests = math.ceil(size / PAGE) + (1 if size % PAGE == 0 else 0)
         return {"elapsed_s": elapsed, "rows": size, "rows_per_s": size / elapsed, "peak_rss_mb": peak / 2**20,
@@ -200,19 +233,26 @@ async def one_run(size: int, limited: bool, workdir: Path, server_url: str) -> d
                     p.wait(30)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        if gcs is not None:
+            gcs.__exit__(None, None, None)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--no-limited", action="store_true", help="skip the rate-limited run")
+    parser.add_argument(
+        "--source", choices=("api", "avro"), default="api",
+        help="api: event 1 + GetCustomerSendDetailsByChannel pages; avro: event 14 + GCS Avro files",
+    )  # fmt: skip
+    parser.add_argument("--file-rows", type=int, default=100_000, help="rows per Avro file (--source avro)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="optibridge-bench-ingest-"))
     pg = EmbeddedPostgres(workdir / "pg", fsync=True)
     try:
         pg.start()
         url = pg.url("postgres")
-        fast = await one_run(args.size, False, workdir, url)
+        fast = await one_run(args.size, False, workdir, url, args.source, args.file_rows)
         print(
             f"limits off: {fast['rows']:,} rows in {fast['elapsed_s']:.2f} s = "
             f"{fast['rows_per_s']:,.0f} rows/s, peak RSS {fast['peak_rss_mb']:.0f} MB",
@@ -225,7 +265,9 @@ async def main() -> None:
             "unit": "rows/s",
             "peak_rss_mb": round(fast["peak_rss_mb"], 1),
         }
-        if not args.no_limited:
+        if args.source == "avro":
+            result |= {"source": "avro", "file_rows": args.file_rows}
+        if not args.no_limited and args.source == "api":
             slow = await one_run(args.size, True, workdir, url)
             ratio = slow["bound_s"] / slow["elapsed_s"] if slow["elapsed_s"] else 0.0
             print(f"50 req/10 s: {slow['requests']} requests in {slow['elapsed_s']:.2f} s; rate-limit bound "

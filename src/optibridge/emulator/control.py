@@ -221,6 +221,7 @@ class SettingsPatch(BaseModel):
     empty_list_body: Literal["array", "null", "empty"] | None = None
     retry_after_format: Literal["seconds", "http-date"] | None = None
     fault_seed: int | None = Field(None, description="reseed the fault generator")
+    gcs_endpoint: str | None = Field(None, description="event 14: the GCS emulator for engagement files")
 
 
 # -- helpers --------------------------------------------------------------------------------
