@@ -230,7 +230,7 @@ def admin_router(runtime: Runtime) -> APIRouter:
     @api.put(
         path,
         summary="Put an SMS channel in aggregator mode (queues the handshake when anything changed)",
-        responses={**NOT_FOUND, 422: {"model": ErrorBody, "description": "Invalid settings"}},
+        responses=NOT_FOUND,
     )
     async def put_aggregator(
         principal: Auth, tenant_id: TenantId, channel_id: int, body: AggregatorIn
