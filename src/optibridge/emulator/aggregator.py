@@ -63,6 +63,7 @@ class Account:
     aggregator_key: str | None = None
     handshakes: int = 0
     refused: int = 0
+    fail_reports: int = 0  # the next this many delivery reports are answered 503 (a fault to test retries)
     reports: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -117,6 +118,9 @@ async def handshake(request: Request, account_id: str) -> JSONResponse:
 @router.post("/sms/{account_id}/api/v1/aggregator/delivery-report")
 async def delivery_report(request: Request, account_id: str) -> JSONResponse:
     account, data = await _verified(request, account_id)
+    if account.fail_reports > 0:
+        account.fail_reports -= 1
+        raise HTTPException(503, "injected fault: try again later")
     kind = data.get("type")
     if not isinstance(kind, dict) or not isinstance(kind.get("status"), str):
         raise HTTPException(400, "type.status is required")
@@ -178,6 +182,17 @@ def _account(request: Request, account_id: str) -> Account:
     if account is None:
         raise HTTPException(404, "unknown aggregator account")
     return account
+
+
+class FaultIn(BaseModel):
+    fail_reports: int = Field(ge=0, le=1_000_000, description="Answer the next N delivery reports 503")
+
+
+@router.post("/emulator/aggregator/accounts/{account_id}/faults", tags=["emulator control"])
+async def set_faults(request: Request, account_id: str, body: FaultIn) -> AccountOut:
+    account = _account(request, account_id)
+    account.fail_reports = body.fail_reports
+    return _out(request, account)
 
 
 @router.get("/emulator/aggregator/accounts/{account_id}", tags=["emulator control"])
