@@ -129,6 +129,26 @@ async def handshake(
     async with runtime.pool.connection() as conn:
         # Recorded without the token: it is a secret, stored encrypted only (store.listener_tokens).
         shown = campaign_send_url(public, tenant_id, "{token}", channel_id)
-        await store.record_handshake(conn, tenant_id, channel_id, shown, datetime.now(UTC), result.error)
+        await store.record_handshake(
+            conn, tenant_id, channel_id, shown, datetime.now(UTC), result.error, registered_url=url
+        )
     log.info("aggregator handshake", tenant=tenant_id, channel=channel_id, ok=result.ok, error=result.error)
     return result
+
+
+async def stale_handshakes(runtime: Runtime) -> list[tuple[str, int]]:
+    """Channels whose registered campaignSendUrl is no longer the one we would register (the
+    listener token was rotated, or public_url changed): their handshake must run again."""
+    public = runtime.settings.public_url
+    if not public:
+        return []
+    stale = []
+    async with runtime.pool.connection() as conn:
+        tokens: dict[str, str] = {}
+        for r in await store.registered(conn):
+            if r.tenant_id not in tokens:
+                tokens[r.tenant_id] = await listener_tokens.current(conn, runtime.box, r.tenant_id)
+            url = campaign_send_url(public, r.tenant_id, tokens[r.tenant_id], r.channel_id)
+            if store.url_hash(url) != r.url_hash:
+                stale.append((r.tenant_id, r.channel_id))
+    return stale

@@ -1,8 +1,11 @@
 """Jobs of the SMS aggregator flow: the handshake (queued when a channel's aggregator settings change,
-retried while the tenant's base URL is unreachable) and the delivery-report tick (every few seconds,
-once in the cluster: procrastinate periodic; leased rows keep two ticks from reporting twice)."""
+or when the URL it registered went stale: a rotated listener token, a new public_url; retried while
+the tenant's base URL is unreachable) and the delivery-report tick (every few seconds, once in the
+cluster: procrastinate periodic; leased rows keep two ticks from reporting twice)."""
 
 from __future__ import annotations
+
+import time
 
 import procrastinate
 from procrastinate import JobContext
@@ -11,8 +14,8 @@ from optibridge.core.logs import bind, get_logger, unbind
 from optibridge.engine import jobs
 from optibridge.engine.jobs import TransientRetry
 from optibridge.feedback.aggregator_reports import run_reports
-from optibridge.intake.aggregator_intake import Conn, handshake
-from optibridge.runtime import runtime_of
+from optibridge.intake.aggregator_intake import Conn, handshake, stale_handshakes
+from optibridge.runtime import Runtime, runtime_of
 
 log = get_logger(__name__)
 
@@ -20,6 +23,7 @@ HANDSHAKE_TASK = "optibridge.intake.aggregator_handshake"
 REPORT_TASK = "optibridge.feedback.aggregator_reports"
 REPORT_CRON = "* * * * * */2"
 HANDSHAKE_RETRY = TransientRetry(max_attempts=8)
+STALE_CHECK_S = 30.0  # how often a process looks for stale handshakes (a few rows, one decrypt each)
 
 
 class HandshakeFailed(Exception):
@@ -43,7 +47,24 @@ async def defer_handshake(conn: Conn, app: procrastinate.App, tenant_id: str, ch
     return True
 
 
+async def requeue_stale(runtime: Runtime) -> list[tuple[str, int]]:
+    """Queue the handshake of every channel whose registered URL went stale; returns them."""
+    stale = await stale_handshakes(runtime)
+    for tenant_id, channel_id in stale:
+        async with runtime.pool.connection() as conn:
+            queued = await defer_handshake(conn, runtime.job_app, tenant_id, channel_id)
+        log.info(
+            "aggregator: campaignSendUrl changed, handshake again",
+            tenant=tenant_id,
+            channel=channel_id,
+            queued=queued,
+        )
+    return stale
+
+
 def register(app: procrastinate.App) -> None:
+    last_check = [float("-inf")]  # per process: the tick runs every 2 s, the check every 30 s
+
     @app.task(name=HANDSHAKE_TASK, queue="intake", pass_context=True, retry=HANDSHAKE_RETRY)
     async def handshake_task(context: JobContext, /, tenant_id: str, channel_id: int) -> None:
         bind(tenant=tenant_id, channel=channel_id)
@@ -57,4 +78,8 @@ def register(app: procrastinate.App) -> None:
     @app.periodic(cron=REPORT_CRON, periodic_id="")
     @app.task(name=REPORT_TASK, queue="feedback", pass_context=True)
     async def report_task(context: JobContext, /, timestamp: int) -> None:
-        await run_reports(runtime_of(context))
+        runtime = runtime_of(context)
+        if time.monotonic() - last_check[0] >= STALE_CHECK_S:
+            last_check[0] = time.monotonic()
+            await requeue_stale(runtime)
+        await run_reports(runtime)

@@ -116,7 +116,8 @@ async def configure(
                    ON CONFLICT (tenant_id, channel_id) DO UPDATE SET
                        base_url = EXCLUDED.base_url, secrets = EXCLUDED.secrets,
                        key_hash = EXCLUDED.key_hash, receipt_wait_s = EXCLUDED.receipt_wait_s,
-                       handshake_at = NULL, handshake_error = NULL, updated_at = now()
+                       handshake_at = NULL, handshake_error = NULL, handshake_hash = NULL,
+                       updated_at = now()
                    RETURNING {_COLUMNS}""",
                 (tenant_id, channel_id, base_url, sealed, key_hash(key), receipt_wait_s),
             )
@@ -159,15 +160,54 @@ async def remove(conn: Conn, tenant_id: str, channel_id: int) -> bool:
     return cur.rowcount > 0
 
 
+def url_hash(url: str) -> bytes:
+    return hashlib.sha256(url.encode()).digest()
+
+
 async def record_handshake(
-    conn: Conn, tenant_id: str, channel_id: int, url: str, at: datetime, error: str | None
+    conn: Conn,
+    tenant_id: str,
+    channel_id: int,
+    shown_url: str,
+    at: datetime,
+    error: str | None,
+    *,
+    registered_url: str,
 ) -> None:
+    """The outcome of a handshake: `shown_url` (token masked) for people, the hash of the URL
+    actually registered to notice when it goes stale; a failure keeps the last success's."""
     await conn.execute(
-        """UPDATE aggregator_channels SET handshake_url = %s, handshake_error = %s,
-                  handshake_at = CASE WHEN %s::text IS NULL THEN %s ELSE handshake_at END
-           WHERE tenant_id = %s AND channel_id = %s""",
-        (url, error, error, at, tenant_id, channel_id),
+        """UPDATE aggregator_channels SET handshake_url = %(shown)s, handshake_error = %(error)s,
+                  handshake_at = CASE WHEN %(error)s::text IS NULL THEN %(at)s ELSE handshake_at END,
+                  handshake_hash = CASE WHEN %(error)s::text IS NULL THEN %(hash)s ELSE handshake_hash END
+           WHERE tenant_id = %(t)s AND channel_id = %(ch)s""",
+        {
+            "shown": shown_url,
+            "error": error,
+            "at": at,
+            "hash": url_hash(registered_url),
+            "t": tenant_id,
+            "ch": channel_id,
+        },
     )
+
+
+@dataclass(frozen=True)
+class Registered:
+    tenant_id: str
+    channel_id: int
+    url_hash: bytes
+
+
+async def registered(conn: Conn) -> list[Registered]:
+    """Channels whose last handshake succeeded (a failing one is left to its job and to people)."""
+    rows = await (
+        await conn.execute(
+            "SELECT tenant_id, channel_id, handshake_hash FROM aggregator_channels "
+            "WHERE handshake_hash IS NOT NULL AND handshake_error IS NULL ORDER BY 1, 2"
+        )
+    ).fetchall()
+    return [Registered(r["tenant_id"], int(r["channel_id"]), bytes(r["handshake_hash"])) for r in rows]
 
 
 # -- batches ----------------------------------------------------------------------------------

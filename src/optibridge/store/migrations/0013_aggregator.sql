@@ -12,7 +12,10 @@ CREATE TABLE aggregator_channels (
     secrets          bytea NOT NULL,
     key_hash         bytea NOT NULL,
     receipt_wait_s   integer NOT NULL DEFAULT 0 CHECK (receipt_wait_s BETWEEN 0 AND 86400),
-    handshake_url    text,
+    handshake_url    text,            -- as registered, its token masked
+    -- SHA-256 of the exact URL registered (token included): a rotated token or a new public_url
+    -- makes it differ from the URL we would register now, and the handshake runs again.
+    handshake_hash   bytea,
     handshake_at     timestamptz,
     handshake_error  text,
     updated_at       timestamptz NOT NULL DEFAULT now(),
