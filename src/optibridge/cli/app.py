@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from optibridge.cli import service
+from optibridge.cli.aggregator import aggregator_app
 from optibridge.cli.apikeys import apikeys_app
 from optibridge.cli.apps import apps_app
 from optibridge.cli.campaigns import campaigns_app
@@ -67,6 +68,7 @@ emulator_command.register(app)
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(listeners_app, name="listeners")
+app.add_typer(aggregator_app, name="aggregator")
 app.add_typer(templates_app, name="templates")
 app.add_typer(apps_app, name="apps")
 app.add_typer(contacts_app, name="contacts")
