@@ -49,6 +49,7 @@ from optibridge.channels.http_client import (
     env_proxies,
     proxy_for,
 )
+from optibridge.channels.sockets import RESET_ON_CLOSE
 from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy, numeric_host
 
 __all__ = ["Http2Client", "HttpClientError", "Reply"]
@@ -177,6 +178,7 @@ class Http2Client:
             "http1": self._http1,
             "http2": True,
             "network_backend": self._backend,
+            "socket_options": [RESET_ON_CLOSE],  # a request given up leaves nothing behind
         }
         # The pool is rebuilt with the guarded network backend (httpx does not take one).
         transport._pool = (

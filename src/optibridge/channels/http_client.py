@@ -46,6 +46,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from optibridge import __version__
+from optibridge.channels.sockets import resetting_socket
 
 Reply = tuple[int, CIMultiDictProxy[str], bytes]
 USER_AGENT = f"optibridge/{__version__}"
@@ -273,6 +274,7 @@ class HttpClient:
                 use_dns_cache=False,  # every new connection re-resolves and the guard re-checks
                 keepalive_timeout=self._idle_s,
                 ssl=self._ssl if self._ssl is not None else True,
+                socket_factory=resetting_socket,  # a request given up leaves nothing behind
             )
             session = self._session = aiohttp.ClientSession(
                 connector=connector,

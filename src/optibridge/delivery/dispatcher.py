@@ -34,6 +34,7 @@ from optibridge.core.logs import get_logger
 from optibridge.core.states import MessageState
 from optibridge.delivery import triage as tri
 from optibridge.delivery.compose import Composer, Templates, compose_slice
+from optibridge.delivery.fence import FENCED, FenceClosed, Lease, fenced
 from optibridge.delivery.lookup import settle_uncertain
 from optibridge.delivery.registry import Channel, ChannelRegistry
 from optibridge.delivery.results import (
@@ -49,6 +50,7 @@ from optibridge.feedback.keys import TrackingKeys
 from optibridge.feedback.send_results import record_send_results
 from optibridge.runtime import Runtime
 from optibridge.store import messages as message_store
+from optibridge.store import workers as worker_store
 from optibridge.store.messages import ClaimedMessage, ClaimOutcome, Conn
 
 log = get_logger(__name__)
@@ -101,11 +103,28 @@ class Dispatcher:
     composer: Composer
     writer: ResultWriter
     templates: Templates = field(default_factory=Templates)
+    leases: dict[str, Lease] = field(default_factory=dict)
 
     async def channel(self, tenant_id: str, channel_id: int) -> Channel:
         return await self.registry.channel(tenant_id, channel_id)
 
+    def lease(self, worker_id: str) -> Lease:
+        """The send fence of a worker id (fence.py), its watcher running while jobs ask about it."""
+        found = self.leases.get(worker_id)
+        if found is None:
+            pool = self.writer.pool
+
+            async def age_of(worker: str) -> float | None:
+                async with pool.connection(timeout=3.0) as conn:
+                    return await worker_store.heartbeat_age_s(conn, worker)
+
+            found = self.leases[worker_id] = Lease(worker_id, age_of)
+        found.start()
+        return found
+
     async def close(self) -> None:
+        for lease in self.leases.values():
+            await lease.stop()
         await self.registry.close()
         self.writer.close()
 
@@ -244,17 +263,18 @@ async def send_slice(
     me: str,
     clock: Clock | None = None,
     stop: Callable[[], bool] | None = None,
+    lease: Lease | None = None,
 ) -> SliceStats:
     """Send a claimed slice. `stop` is asked before each chunk (out of time, draining): when it says
     so, the rest of the slice goes back to `pending` unsent. Raises DatabaseAway when the database
-    stopped answering: results received are written (or kept, see `results`), unsent claims given
-    back, and the caller's connection is dead."""
+    stopped answering, or when the send fence (`lease`, fence.py) closed: results received are
+    written (or kept, see `results`), unsent claims given back, and the caller's connection is dead."""
     now_fn = clock or utc_now
     stats = SliceStats(claimed=len(rows))
     # Claims not yet written or handed to the provider: what goes back if the slice ends early.
     unsent = {r.id for r in rows}
     try:
-        await _send_slice(d, conn, ch, rows, me, now_fn, stop or (lambda: False), stats, unsent)
+        await _send_slice(d, conn, ch, rows, me, now_fn, stop or (lambda: False), stats, unsent, lease)
     except SLICE_ENDERS as exc:
         if unsent:
             back = [
@@ -282,6 +302,7 @@ async def _send_slice(
     stop: Callable[[], bool],
     stats: SliceStats,
     unsent: set[uuid.UUID],
+    lease: Lease | None = None,
 ) -> None:
     now = now_fn()
 
@@ -330,6 +351,11 @@ async def _send_slice(
 
     try:
         for start in range(0, len(ready), ch.chunk):
+            if lease is not None and not lease.open():
+                # The others may soon count this worker dead and send its claims: start nothing.
+                raise FenceClosed(
+                    "the send fence closed: this worker's heartbeat is not reaching the database"
+                )
             if stop():
                 # Out of time or draining: never mid-chunk; the rest goes back unsent, for any worker.
                 back = [row.id for row, _ in ready[start:]]
@@ -367,9 +393,10 @@ async def _send_slice(
             index, provider = picked
             if ch.bucket is not None:
                 await ch.bucket.take(len(chunk))
-            flying[asyncio.create_task(provider.send_many([m for _, m in chunk]))] = Flight(
-                chunk, index, provider, time.monotonic()
-            )
+            messages = [m for _, m in chunk]
+            flying[
+                asyncio.create_task(fenced(lease, provider.send_many(messages), _given_up(len(messages))))
+            ] = Flight(chunk, index, provider, time.monotonic())
             flying_messages += len(chunk)
         while flying:
             await wait_some()
@@ -385,6 +412,11 @@ async def _send_slice(
                 for task in flying:
                     task.cancel()
         raise
+
+
+def _given_up(n: int) -> Callable[[], list[base.SendResult]]:
+    """The answers of a chunk the send fence gave up: each message may have reached the provider."""
+    return lambda: [base.SendResult(base.Outcome.TRANSIENT, reason=FENCED, uncertain=True) for _ in range(n)]
 
 
 @dataclass
@@ -432,6 +464,10 @@ async def _record(
         results = await settle_uncertain(ch.lookup_url, [row for row, _ in flight.chunk], results)
     now = now_fn()
     out = _outcomes_of(ch, flight, results, now, stats)
+    if all(r.reason == FENCED for r in results):
+        # Given up by the send fence: says nothing of the provider's health or pace.
+        await d.write(conn, settling(out), me, now)
+        return
     ch.providers.pace(results, in_flight(ch), ch.chunk)
     await d.write(conn, settling(out), me, now)
     if ch.providers.report(flight.index, results):

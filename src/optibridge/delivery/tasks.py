@@ -23,6 +23,7 @@ from procrastinate import JobContext
 from optibridge.core.config import ChannelOptions
 from optibridge.core.logs import bind, get_logger, unbind
 from optibridge.delivery import dispatcher as dsp
+from optibridge.delivery.fence import FenceClosed
 from optibridge.delivery.reconcile import DEAD_WORKER_AFTER, reconcile
 from optibridge.delivery.results import DatabaseAway
 from optibridge.engine import jobs
@@ -76,6 +77,8 @@ async def run_send(
 
     away: list[DatabaseAway] = []
 
+    lease = d.lease(me)
+
     def stop() -> bool:
         return bool(away) or runtime.draining.is_set() or time.monotonic() >= deadline
 
@@ -83,6 +86,8 @@ async def run_send(
         """One slice loop: claim, send and write a slice at a time (dsp.slice_loops of them run)."""
         try:
             while not stop():
+                if not lease.open():  # fence.py: claim nothing the others may soon take over
+                    raise FenceClosed("the send fence closed before a claim")
                 wait: float | None = 0.0
                 async with (
                     runtime.pool.connection() as conn,
@@ -90,7 +95,7 @@ async def run_send(
                 ):
                     rows = await dsp.claim(conn, ch, me, datetime.now(UTC))
                     if rows:
-                        part.merge(await dsp.send_slice(d, conn, ch, rows, me, stop=stop))
+                        part.merge(await dsp.send_slice(d, conn, ch, rows, me, stop=stop, lease=lease))
                     else:
                         upcoming = await message_store.next_due(conn, tenant_id, channel_id)
                         wait = idle_wait_s(upcoming, datetime.now(UTC), deadline - time.monotonic())
