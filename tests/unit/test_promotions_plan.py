@@ -9,6 +9,7 @@ import pytest
 from optibridge.intake import promotions_plan as plan
 from optibridge.optimove.promotions import (
     ProcessedCustomer,
+    ProcessedPage,
     parse_processed_customers,
     status_bodies,
 )
@@ -22,23 +23,28 @@ def batch(*ids: str) -> list[ProcessedCustomer]:
 
 
 def test_processed_customers_parse_any_key_case_and_split_promo_codes() -> None:
-    rows = parse_processed_customers(
+    rows, bad = parse_processed_customers(
         [
             {"CustomerID": "C1", "PromoCode": "A7Bonus, A9Bonus"},
             {"customerId": 42, "ActionID": 1},
             {"CUSTOMERID": "C3", "PromoCodes": ["X", ""]},
         ]
     )
-    assert rows == [C("C1", ("A7Bonus", "A9Bonus")), C("42"), C("C3", ("X",))]
-    assert parse_processed_customers(None) == []
+    assert (rows, bad) == ([C("C1", ("A7Bonus", "A9Bonus")), C("42"), C("C3", ("X",))], 0)
+    assert parse_processed_customers(None) == ([], 0)
 
 
-@pytest.mark.parametrize(
-    "bad", [{"CustomerID": "C1"}, [{"PromoCode": "A"}], [{"CustomerID": ""}], [{"CustomerID": True}], ["C1"]]
-)
-def test_processed_customers_refuse_rows_without_a_customer(bad: object) -> None:
+def test_rows_without_a_customer_are_counted_and_skipped_not_the_page() -> None:
+    data = [{"PromoCode": "A"}, {"CustomerID": ""}, {"CustomerID": True}, "C1", {"CustomerID": "C5"}]
+    rows, bad = parse_processed_customers(data)
+    assert (rows, bad) == ([C("C5")], 4)
+    page = ProcessedPage(skip=10, customers=tuple(rows), bad_rows=bad)
+    assert len(page) == 5  # $skip moves past the bad rows too
+
+
+def test_an_answer_that_is_not_an_array_is_an_error() -> None:
     with pytest.raises(ValueError, match="GetProcessedCampaignCustomers"):
-        parse_processed_customers(bad)
+        parse_processed_customers({"CustomerID": "C1"})
 
 
 def test_status_bodies_split_at_the_per_call_limit_in_order() -> None:

@@ -237,7 +237,10 @@ async def run_promotions(
                     activated=activated,
                     refused=refused - late,
                     past_deadline=late,
+                    bad_rows=page.bad_rows,
                 )
+            if page.bad_rows:
+                log.warning("promotions: rows without a CustomerID skipped", rows=page.bad_rows)
             log.info("promotions: batch reported", skip=page.skip, activated=activated, refused=refused)
     final: store.RunStatus = "deadline" if past_deadline else "done"
     async with runtime.pool.connection() as conn:

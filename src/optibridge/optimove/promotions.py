@@ -39,9 +39,12 @@ class ProcessedCustomer:
 class ProcessedPage:
     skip: int
     customers: tuple[ProcessedCustomer, ...]
+    # Rows without a usable CustomerID: skipped (nothing can be reported for them), counted.
+    bad_rows: int = 0
 
     def __len__(self) -> int:
-        return len(self.customers)
+        """Rows as served, bad ones included: `$skip` counts them."""
+        return len(self.customers) + self.bad_rows
 
 
 def _codes(value: Any) -> tuple[str, ...]:
@@ -51,23 +54,24 @@ def _codes(value: Any) -> tuple[str, ...]:
     return tuple(code for code in (str(c).strip() for c in items) if code)
 
 
-def parse_processed_customers(data: Any) -> list[ProcessedCustomer]:
-    """Rows of GetProcessedCampaignCustomers; an empty body or `null` is an empty page."""
+def parse_processed_customers(data: Any) -> tuple[list[ProcessedCustomer], int]:
+    """Rows of GetProcessedCampaignCustomers and how many had no usable CustomerID (one bad row
+    never fails the page); an empty body or `null` is an empty page. Not an array: an error."""
     if data is None:
-        return []
+        return [], 0
     if not isinstance(data, list):
         raise ValueError(f"{PROCESSED_CALL}: expected a JSON array, got {type(data).__name__}")
     out = []
+    bad = 0
     for item in data:
-        if not isinstance(item, dict):
-            raise ValueError(f"{PROCESSED_CALL}: expected JSON objects, got {type(item).__name__}")
-        fields = lower_keys(item)
+        fields = lower_keys(item) if isinstance(item, dict) else {}
         raw_id = fields.get("customerid")
         if raw_id is None or isinstance(raw_id, bool | dict | list) or str(raw_id).strip() == "":
-            raise ValueError(f"{PROCESSED_CALL}: a row without a CustomerID")
+            bad += 1
+            continue
         codes = fields.get("promocodes", fields.get("promocode"))
         out.append(ProcessedCustomer(str(raw_id), _codes(codes)))
-    return out
+    return out, bad
 
 
 async def get_processed_customers_page(
@@ -75,8 +79,8 @@ async def get_processed_customers_page(
 ) -> ProcessedPage:
     params = {"CampaignID": str(campaign_id), "$top": str(top), "$skip": str(skip)}
     payload = await client._get(PROCESSED_CALL, f"customers/{PROCESSED_CALL}", params)
-    rows = client._decode(PROCESSED_CALL, payload, parse_processed_customers)
-    return ProcessedPage(skip, tuple(rows))
+    rows, bad = client._decode(PROCESSED_CALL, payload, parse_processed_customers)
+    return ProcessedPage(skip, tuple(rows), bad)
 
 
 def iter_processed_customers(

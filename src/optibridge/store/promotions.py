@@ -144,11 +144,12 @@ class PromotionRun:
     refused: int
     past_deadline: int
     promo_failures: int
+    bad_rows: int
     last_error: str | None
 
 
 _RUN_COLUMNS = """tenant_id, campaign_id, clearance_by, status, next_skip, batches, activated, refused,
-                  past_deadline, promo_failures, last_error"""
+                  past_deadline, promo_failures, bad_rows, last_error"""
 
 
 async def start_run(conn: Conn, tenant_id: str, campaign_id: int, clearance_by: datetime) -> bool:
@@ -192,15 +193,16 @@ async def batch_done(
     activated: int,
     refused: int,
     past_deadline: int = 0,
+    bad_rows: int = 0,
 ) -> bool:
     """Move the run past a reported batch. Only from `from_skip`: a second job that reported the same
     batch (a re-queued stalled job) does not count it twice. False if the run was elsewhere."""
     cur = await conn.execute(
         """UPDATE promotion_runs SET next_skip = next_skip + %s, batches = batches + 1,
                   activated = activated + %s, refused = refused + %s,
-                  past_deadline = past_deadline + %s, updated_at = now()
+                  past_deadline = past_deadline + %s, bad_rows = bad_rows + %s, updated_at = now()
            WHERE tenant_id = %s AND campaign_id = %s AND next_skip = %s AND status = 'running'""",
-        (count, activated, refused, past_deadline, tenant_id, campaign_id, from_skip),
+        (count, activated, refused, past_deadline, bad_rows, tenant_id, campaign_id, from_skip),
     )
     return cur.rowcount == 1
 

@@ -33,6 +33,8 @@ CREATE TABLE promotion_runs (
     -- customers given Status false (report_false) or left unreported (leave) at the deadline
     past_deadline    bigint NOT NULL DEFAULT 0,
     promo_failures   integer NOT NULL DEFAULT 0,
+    -- GetProcessedCampaignCustomers rows without a usable CustomerID (skipped, nothing to report)
+    bad_rows         bigint NOT NULL DEFAULT 0,
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     finished_at      timestamptz,

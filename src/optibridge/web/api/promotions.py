@@ -36,6 +36,7 @@ class PromotionRunOut(BaseModel):
     refused: int
     past_deadline: int = Field(description="Reported false (or left) because the cutoff came first")
     promo_failures: int
+    bad_rows: int = Field(description="GetProcessedCampaignCustomers rows without a CustomerID (skipped)")
     last_error: str | None
 
 
