@@ -6,6 +6,7 @@ cluster: procrastinate periodic; leased rows keep two ticks from reporting twice
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import procrastinate
 from procrastinate import JobContext
@@ -16,6 +17,7 @@ from optibridge.engine.jobs import TransientRetry
 from optibridge.feedback.aggregator_reports import run_reports
 from optibridge.intake.aggregator_intake import Conn, handshake, stale_handshakes
 from optibridge.runtime import Runtime, runtime_of
+from optibridge.store import aggregator as store
 
 log = get_logger(__name__)
 
@@ -24,6 +26,9 @@ REPORT_TASK = "optibridge.feedback.aggregator_reports"
 REPORT_CRON = "* * * * * */2"
 HANDSHAKE_RETRY = TransientRetry(max_attempts=8)
 STALE_CHECK_S = 30.0  # how often a process looks for stale handshakes (a few rows, one decrypt each)
+PRUNE_EVERY_S = 600.0
+KEEP_DAYS = 30  # a batch id stays known this long: Optimove's retries come within minutes or hours
+PRUNE_LIMIT = 1000
 
 
 class HandshakeFailed(Exception):
@@ -62,8 +67,19 @@ async def requeue_stale(runtime: Runtime) -> list[tuple[str, int]]:
     return stale
 
 
+async def prune_old(runtime: Runtime, now: datetime) -> int:
+    """Forget batches (and their report rows) older than KEEP_DAYS with nothing left to report."""
+    async with runtime.pool.connection() as conn:
+        gone = await store.prune(conn, now - timedelta(days=KEEP_DAYS), PRUNE_LIMIT)
+    if gone:
+        log.info("aggregator: old batches pruned", batches=gone)
+    return gone
+
+
 def register(app: procrastinate.App) -> None:
-    last_check = [float("-inf")]  # per process: the tick runs every 2 s, the check every 30 s
+    # Per process: the tick runs every 2 s, the stale-handshake check every 30 s, the prune every 10 min.
+    last_check = [float("-inf")]
+    last_prune = [float("-inf")]
 
     @app.task(name=HANDSHAKE_TASK, queue="intake", pass_context=True, retry=HANDSHAKE_RETRY)
     async def handshake_task(context: JobContext, /, tenant_id: str, channel_id: int) -> None:
@@ -82,4 +98,7 @@ def register(app: procrastinate.App) -> None:
         if time.monotonic() - last_check[0] >= STALE_CHECK_S:
             last_check[0] = time.monotonic()
             await requeue_stale(runtime)
+        if time.monotonic() - last_prune[0] >= PRUNE_EVERY_S:
+            last_prune[0] = time.monotonic()
+            await prune_old(runtime, datetime.now(UTC))
         await run_reports(runtime)

@@ -521,3 +521,23 @@ async def add_campaign_notes(
                WHERE tenant_id = %s AND channel_id = %s AND campaign_id = %s""",
             (list(notes), tenant_id, channel_id, campaign_id),
         )
+
+
+async def prune(conn: Conn, before: datetime, limit: int) -> int:
+    """Delete up to `limit` batches received before `before` with nothing left to report (their
+    report rows go with them; a report whose message was purged meanwhile counts as nothing left).
+    Returns how many batches went."""
+    cur = await conn.execute(
+        """DELETE FROM aggregator_batches b USING (
+               SELECT x.tenant_id, x.channel_id, x.batch_id FROM aggregator_batches x
+               WHERE x.received_at < %(before)s
+                 AND NOT EXISTS (
+                     SELECT 1 FROM aggregator_messages a JOIN messages m ON m.id = a.message_id
+                     WHERE a.tenant_id = x.tenant_id AND a.channel_id = x.channel_id
+                       AND a.batch_id = x.batch_id AND a.reported_at IS NULL)
+               LIMIT %(n)s) old
+           WHERE b.tenant_id = old.tenant_id AND b.channel_id = old.channel_id
+             AND b.batch_id = old.batch_id""",
+        {"before": before, "n": limit},
+    )
+    return max(cur.rowcount, 0)

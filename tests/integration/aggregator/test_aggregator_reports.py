@@ -16,6 +16,7 @@ from optibridge.emulator.config import EmulatorConfig
 from optibridge.emulator.testing import running_emulator
 from optibridge.feedback.aggregator_reports import run_reports
 from optibridge.intake import aggregator_batch, aggregator_intake
+from optibridge.intake.aggregator_tasks import KEEP_DAYS, prune_old
 from optibridge.store import aggregator as agg_store
 from optibridge.store import tenants
 
@@ -128,3 +129,30 @@ async def test_a_report_waits_for_the_receipt_window(db_url: str, test_secret_ke
         assert all(r["next_try_at"] > datetime.now(UTC) + timedelta(minutes=55) for r in rows)
         async with s.get(f"{emu.base_url}/emulator/aggregator/accounts/{account['account_id']}") as resp:
             assert (await resp.json())["reports"] == 0
+
+
+async def test_old_batches_are_pruned_once_nothing_is_left_to_report(
+    db_url: str, test_secret_key: str
+) -> None:
+    async with (
+        running_emulator(EmulatorConfig()) as emu,
+        running_service(db_url, test_secret_key, worker=False) as svc,
+        aiohttp.ClientSession() as s,
+    ):
+        async with s.post(f"{emu.base_url}/emulator/aggregator/accounts", json={}) as resp:
+            account = await resp.json()
+        await setup(svc, account)
+        later = datetime.now(UTC) + timedelta(days=KEEP_DAYS + 1)
+        assert await prune_old(svc.runtime, datetime.now(UTC)) == 0  # too young
+        assert await prune_old(svc.runtime, later) == 0  # old enough, but six reports are still due
+        assert (await run_reports(svc.runtime, budget_s=10)).reported == 6
+        assert await prune_old(svc.runtime, later) == 1
+        async with svc.runtime.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT (SELECT count(*) FROM aggregator_batches) AS b, "
+                    "(SELECT count(*) FROM aggregator_messages) AS m, (SELECT count(*) FROM messages) AS msg"
+                )
+            ).fetchone()
+        assert row is not None
+        assert (row["b"], row["m"], row["msg"]) == (0, 0, 6)  # the messages are retention's to purge

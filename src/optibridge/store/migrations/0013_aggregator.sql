@@ -43,6 +43,8 @@ CREATE TABLE aggregator_batches (
         ON DELETE CASCADE ON UPDATE CASCADE
 );
 CREATE UNIQUE INDEX aggregator_batches_request ON aggregator_batches (tenant_id, channel_id, request_id);
+-- Batches are kept `KEEP_DAYS` (idempotency against late retries), then pruned with their report rows.
+CREATE INDEX aggregator_batches_received ON aggregator_batches USING brin (received_at);
 
 -- One row per message an aggregator batch created: what to echo in its delivery report, and
 -- whether that report went (reported_at) or when to try again. No foreign key to messages (their
@@ -63,3 +65,5 @@ CREATE TABLE aggregator_messages (
 );
 CREATE INDEX aggregator_messages_unreported ON aggregator_messages (tenant_id, channel_id, next_try_at)
     WHERE reported_at IS NULL;
+-- A batch's report rows: the prune's "anything left to report?" and the cascade from a batch.
+CREATE INDEX aggregator_messages_batch ON aggregator_messages (tenant_id, channel_id, batch_id);
