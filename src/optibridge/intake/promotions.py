@@ -104,19 +104,36 @@ class WebhookActivator:
                     raise PromotionSystemError(
                         f"promotion system answered HTTP {response.status}", retry=kind == "retry"
                     )
-                raw = await response.content.read(MAX_ANSWER_BYTES + 1)
+                raw = await _read_bounded(response)
         except DestinationRefusedError as exc:
             raise PromotionSystemError(str(exc), retry=False) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # aiohttp wraps the guarded resolver's refusal in a connector error.
+            if isinstance(getattr(exc, "os_error", None), DestinationRefusedError) or isinstance(
+                exc.__cause__, DestinationRefusedError
+            ):
+                raise PromotionSystemError(
+                    "promotion webhook destination refused by the outbound policy", retry=False
+                ) from None
             raise PromotionSystemError(
                 f"promotion system unreachable: {type(exc).__name__}", retry=True
             ) from None
-        if len(raw) > MAX_ANSWER_BYTES:
-            raise PromotionSystemError("promotion system answer too large", retry=True)
         try:
             return plan.statuses_from_answer(batch, json.loads(raw))
         except (ValueError, plan.PromotionAnswerError) as exc:
             raise PromotionSystemError(f"promotion system answer unreadable: {exc}", retry=True) from None
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The whole answer, at most MAX_ANSWER_BYTES (more is an error, not a truncated read)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise PromotionSystemError("promotion system answer too large", retry=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class AcceptAll:

@@ -93,6 +93,8 @@ async def setup_tenant(
     url: str | None = None,
     margin_s: int = 0,
     on_deadline: store.OnDeadline = "report_false",
+    count: int = COUNT,
+    batch_size: int = BATCH,
 ) -> int:
     """Our tenant and the emulator's, listeners registered, a campaign of COUNT customers."""
     from optibridge.intake import registration
@@ -112,7 +114,7 @@ async def setup_tenant(
         settings = store.PromotionSettings(
             enabled=enabled,
             webhook_url=url,
-            batch_size=BATCH,
+            batch_size=batch_size,
             deadline_margin_s=margin_s,
             on_deadline=on_deadline,
         )
@@ -121,7 +123,7 @@ async def setup_tenant(
         )
     await registration.sync_tenant(rt, TENANT)
     campaign = await emu.control.create_campaign(
-        TENANT, customer_count=COUNT, channel_ids=[EMAIL], promo_code="A7Bonus,A9Bonus"
+        TENANT, customer_count=count, channel_ids=[EMAIL], promo_code="A7Bonus,A9Bonus"
     )
     return int(campaign["campaign_id"])
 
@@ -278,3 +280,23 @@ async def test_the_token_is_stored_encrypted(db_url: str, test_secret_key: str) 
             await store.put_settings(conn, svc.runtime.box, TENANT, kept, token=None, keep_token=False)
             assert await store.bearer_token(conn, svc.runtime.box, TENANT) is None
         assert json.dumps(TOKEN) not in json.dumps(await emu.control.requests(TENANT))
+
+
+async def test_full_batches_of_10000_customers(db_url: str, test_secret_key: str) -> None:
+    """The largest batch: a promotion-system answer of ~0.5 MB arrives in many chunks."""
+    system = PromoSystem()
+    count = 12_345
+    async with (
+        promo_server(system) as url,
+        running_emulator(EmulatorConfig()) as emu,
+        running_service(db_url, test_secret_key) as svc,
+    ):
+        cid = await setup_tenant(svc, emu, url=url, count=count, batch_size=10_000)
+        text, _ = clearance(600)
+        await emu.control.notify(TENANT, event_type_ids=[5], campaign_id=cid, clearance_required_by=text)
+        await svc.wait_idle(timeout=120)
+        got = await statuses(emu, cid)
+        assert got == {f"C{i}": expected_status(f"C{i}") for i in range(1, count + 1)}
+        assert [len(call["Customers"]) for call in system.calls] == [10_000, 2_345]
+        run = await run_row(svc, cid)
+        assert (run.status, run.promo_failures, run.batches) == ("done", 0, 2)
