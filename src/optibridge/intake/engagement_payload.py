@@ -300,21 +300,32 @@ class RecordReader:
 
     def details(self, records: Iterable[Any], where: str) -> Iterator[SendDetail]:
         id_key = self.id_field.lower()
-        lowered, tid, when = self._lowered, self.template_id, self.scheduled_time
+        lowered, tid, when, rv = self._lowered, self.template_id, self.scheduled_time, record_value
+        # Field names' case is UNCONFIRMED, so they are matched case-insensitively; the records of
+        # one Avro file share their writer's schema, so the match is made once per key layout,
+        # not once per record (this loop runs a million times a campaign).
+        shape: tuple[Any, ...] = ()
+        id_name: Any = None
+        names: tuple[Any, ...] = ()
         for n, record in enumerate(records, start=1):
             self.read += 1
-            if not isinstance(record, dict):
+            if type(record) is not dict:
                 self._skip(f"{where} record {n}", "not a record")
                 continue
-            # Keys lowered once per record: field names' case is UNCONFIRMED.
-            fields = {str(k).lower(): v for k, v in record.items()}
-            raw_id = fields.get(id_key)
-            customer = record_value(raw_id).strip() if raw_id is not None else ""
+            keys = tuple(record)
+            if keys != shape:
+                shape = keys
+                by_lower = {str(k).lower(): k for k in keys}
+                id_name = by_lower.get(id_key)
+                names = tuple(by_lower.get(a) for a in lowered)
+            raw_id = record.get(id_name)
+            customer = (raw_id if type(raw_id) is str else rv(raw_id)).strip()
             if not customer or len(customer) > 200:
                 self._skip(f"{where} record {n}", f"no usable {self.id_field}")
                 continue
             try:
-                values = tuple(record_value(fields.get(a)) for a in lowered)
+                raw = [record.get(k) for k in names]
+                values = tuple([v if type(v) is str else rv(v) for v in raw])
             except (TypeError, ValueError) as exc:  # a value we cannot make a string of
                 yield SendDetail(customer, tid, when, (), problem=f"unreadable attribute: {exc}"[:200])
                 continue

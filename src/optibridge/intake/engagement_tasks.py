@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -217,10 +218,14 @@ async def run_engagement(runtime: Runtime, tenant_id: str, channel_id: int, enga
                     return None
 
     total = cleaned = 0
+    waited = wrote = 0.0  # where the time goes: waiting for pages (GCS, Avro, rows) vs writing them
     try:
         async with pool.connection() as conn:
             while True:
+                t0 = time.perf_counter()
                 item = await asyncio.to_thread(take)
+                t1 = time.perf_counter()
+                waited += t1 - t0
                 if item is None:
                     break
                 if isinstance(item, InvalidEngagement):
@@ -229,6 +234,7 @@ async def run_engagement(runtime: Runtime, tenant_id: str, channel_id: int, enga
                     raise item
                 page_skip, rows = item
                 result = await ingest.write_page(conn, plan, page_skip, rows)
+                wrote += time.perf_counter() - t1
                 if result.canceled:
                     log.info("engagement: campaign canceled; stopped reading")
                     async with pool.connection() as c2:
@@ -251,7 +257,14 @@ async def run_engagement(runtime: Runtime, tenant_id: str, channel_id: int, enga
             await campaign_store.add_ingest_notes(conn, tenant_id, channel_id, campaign_id, notes)
         await campaign_store.mark_ingested(conn, tenant_id, channel_id, campaign_id)
         await engagements.set_status(conn, tenant_id, channel_id, engagement_id, "ingested")
-    log.info("engagement: done", rows_this_run=total, resumed_from=skip, records=reader.read)
+    log.info(
+        "engagement: done",
+        rows_this_run=total,
+        resumed_from=skip,
+        records=reader.read,
+        waiting_for_pages_s=round(waited, 2),
+        writing_s=round(wrote, 2),
+    )
     return "ingested"
 
 
