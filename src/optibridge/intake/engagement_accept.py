@@ -59,12 +59,25 @@ async def accept_engagement(
             payload=event.stored_payload(body),
         )
         if not added:
-            return "duplicate engagement"
-        fresh = await campaign_store.add_processed(
-            conn, tenant_id, channel_id, event.campaign_id, channel_name, EVENT_TYPE
-        )
-        if not fresh and not await campaign_store.restart_ingest(
-            conn, tenant_id, channel_id, event.campaign_id
+            # As in the classic flow, a repeat is the chance to resume an ingest that failed (files
+            # missing or GCS refusing at the time); anything else about a known engagement is done.
+            known = await engagements.get(conn, tenant_id, channel_id, event.engagement_id)
+            if (
+                known is None
+                or known.status != "failed"
+                or not await campaign_store.restart_ingest(conn, tenant_id, channel_id, known.campaign_id)
+            ):
+                return "duplicate engagement"
+            await engagements.restart_failed(conn, tenant_id, channel_id, event.engagement_id)
+            fresh = False
+        else:
+            fresh = await campaign_store.add_processed(
+                conn, tenant_id, channel_id, event.campaign_id, channel_name, EVENT_TYPE
+            )
+        if (
+            added
+            and not fresh
+            and not await campaign_store.restart_ingest(conn, tenant_id, channel_id, event.campaign_id)
         ):
             await engagements.set_status(
                 conn,
@@ -76,14 +89,18 @@ async def accept_engagement(
             )
             return "duplicate campaign"
         lock = engagement_lock(tenant_id, channel_id, event.campaign_id)
-        await jobs.defer(
-            conn,
-            app,
-            ENGAGEMENT_TASK,
-            lock=lock,
-            queueing_lock=f"engagement:{tenant_id}:{channel_id}:{event.engagement_id}",
-            tenant_id=tenant_id,
-            channel_id=channel_id,
-            engagement_id=event.engagement_id,
-        )
-    return "ingest queued"
+        try:
+            async with conn.transaction():  # a savepoint: a refused duplicate keeps the rest
+                await jobs.defer(
+                    conn,
+                    app,
+                    ENGAGEMENT_TASK,
+                    lock=lock,
+                    queueing_lock=f"engagement:{tenant_id}:{channel_id}:{event.engagement_id}",
+                    tenant_id=tenant_id,
+                    channel_id=channel_id,
+                    engagement_id=event.engagement_id,
+                )
+        except procrastinate.exceptions.AlreadyEnqueued:
+            return "ingest already queued"
+    return "ingest queued" if added else "ingest restarted"

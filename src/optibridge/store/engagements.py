@@ -127,6 +127,19 @@ async def of_campaign(conn: Conn, tenant_id: str, campaign_id: int) -> list[Enga
     return [_row(r) for r in rows]
 
 
+async def restart_failed(conn: Conn, tenant_id: str, channel_id: int, engagement_id: int) -> bool:
+    """A failed engagement back to 'received' (its webhook came again); False if it did not fail."""
+    row = await (
+        await conn.execute(
+            """UPDATE engagements SET status = 'received', error = NULL, updated_at = now()
+               WHERE tenant_id = %s AND channel_id = %s AND engagement_id = %s AND status = 'failed'
+               RETURNING engagement_id""",
+            (tenant_id, channel_id, engagement_id),
+        )
+    ).fetchone()
+    return row is not None
+
+
 async def set_status(
     conn: Conn,
     tenant_id: str,

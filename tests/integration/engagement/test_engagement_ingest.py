@@ -14,7 +14,7 @@ from engagementkit import EMAIL, TENANT, add_tenant, one, payload, put_files, wa
 from optibridge.emulator.config import EmulatorConfig
 from optibridge.emulator.gcs import running_gcs
 from optibridge.emulator.testing import running_emulator
-from optibridge.intake import ingest
+from optibridge.intake import engagement_tasks, ingest
 from optibridge.sinks.smtp_sink import SmtpSink
 
 from inprocess import Service, running_service
@@ -152,3 +152,55 @@ async def test_missing_files_fail_the_engagement_with_the_reason(db_url: str, te
             assert e is not None
             assert e["status"] == "failed"
             assert "404" in e["error"] or "No such object" in e["error"], e["error"]
+            assert await one(svc, "SELECT status FROM campaigns WHERE campaign_id = 33") == {
+                "status": "failed"
+            }
+
+            # The files appear; Optimove's repeat of the webhook is the chance to resume (as a
+            # repeated event 1/13 is in the classic flow).
+            files = [[{"CustomerID": "C1", "Email": "c1@x.test", "FirstName": "A"}]]
+            await asyncio.to_thread(
+                put_files, gcs.endpoint, "nothing-there", 9003, metadata(9003, 1, 1), files
+            )
+            async with http.post(url, json=payload(33, 9003, "nothing-there")) as r:
+                assert r.status == 202
+                assert (await r.json())["outcome"] == "ingest restarted"
+            await wait_until(done, 60, "engagement finished again")
+            assert await status_of(svc, 9003) == "ingested"
+            assert await one(svc, "SELECT count(*) AS n FROM messages WHERE campaign_id = 33") == {"n": 1}
+            async with http.post(url, json=payload(33, 9003, "nothing-there")) as r:
+                assert (await r.json())["outcome"] == "duplicate engagement"
+
+
+async def test_a_resumed_ingest_skips_the_rows_an_earlier_run_wrote(
+    db_url: str, test_secret_key: str
+) -> None:
+    with running_gcs() as gcs:
+        async with (
+            running_service(db_url, test_secret_key, gcs_api_endpoint=gcs.endpoint, worker=False) as svc,
+            aiohttp.ClientSession() as http,
+        ):
+            url = await add_tenant(svc, "http://127.0.0.1:9", 2525)
+            files = [
+                [{"CustomerID": f"C{i}", "Email": f"c{i}@x.test", "FirstName": "A"} for i in range(1, 16)],
+                [{"CustomerID": None, "Email": "x@x.test", "FirstName": "B"}]  # not a row: not counted
+                + [{"CustomerID": f"C{i}", "Email": f"c{i}@x.test", "FirstName": "B"} for i in range(16, 31)],
+            ]
+            await asyncio.to_thread(put_files, gcs.endpoint, "e4", 9004, metadata(9004, 2, 30), files)
+            async with http.post(url, json=payload(34, 9004, "e4")) as r:
+                assert r.status == 202
+            async with svc.runtime.pool.connection() as conn:
+                # As a crashed run leaves it: 20 rows written, the attributes it asked for fixed.
+                await conn.execute(
+                    "UPDATE campaigns SET ingest_skip = 20, attributes = '{Email,FirstName}' "
+                    "WHERE campaign_id = 34"
+                )
+            assert await engagement_tasks.run_engagement(svc.runtime, TENANT, EMAIL, 9004) == "ingested"
+            rows = await one(
+                svc,
+                "SELECT count(*) AS n, min(substr(customer_id, 2)::int) AS first, "
+                "count(*) FILTER (WHERE address IS NULL) AS unaddressed FROM messages WHERE campaign_id = 34",
+            )
+            assert rows == {"n": 10, "first": 21, "unaddressed": 0}
+            c = await one(svc, "SELECT status, ingest_skip FROM campaigns WHERE campaign_id = 34")
+            assert c == {"status": "ingested", "ingest_skip": 30}
