@@ -82,6 +82,12 @@ def demo(
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its database and mails")] = Path(
         ".optibridge/demo"
     ),
+    event14: Annotated[
+        bool,
+        typer.Option(
+            "--event14", help="The e-mail campaign by event 14 (webhook + Avro files in a GCS emulator)"
+        ),
+    ] = False,
 ) -> None:
     """Run the whole loop on this machine: emulator, sinks, service, campaigns, metrics, summary.
 
@@ -104,6 +110,6 @@ def demo(
         feedback=FeedbackSettings(min_human_delay_s=0),
     )
     configure_logging(settings.log_level, settings.log_format)
-    ok = run(lambda: run_demo(settings, customers, keep_running, port, first_send))
+    ok = run(lambda: run_demo(settings, customers, keep_running, port, first_send, event14))
     if not ok:
         raise OptibridgeError("the demo's metrics did not all match (see the table)")

@@ -37,6 +37,7 @@ from optibridge.catalog import store as catalog
 from optibridge.catalog.tasks import run_sync
 from optibridge.core.config import Settings, TenantConfig
 from optibridge.emulator.config import EmulatorConfig
+from optibridge.emulator.gcs import RunningGcs, running_gcs
 from optibridge.emulator.testing import RunningEmulator, running_emulator
 from optibridge.feedback.recorder import Recorder
 from optibridge.intake import registration
@@ -256,7 +257,26 @@ def _summary(overview: list[dict[str, Any]], emulator_metrics: list[dict[str, An
 
 
 async def run_demo(
-    settings: Settings, customers: int, keep_running: bool, port: int, first_send_s: int = 15
+    settings: Settings,
+    customers: int,
+    keep_running: bool,
+    port: int,
+    first_send_s: int = 15,
+    event14: bool = False,
+) -> bool:
+    """`event14`: the e-mail campaign comes by Optimove's Scheduled Campaign Integration flow
+    (webhook + Avro files in a GCS emulator, docs/flows/event14.md) instead of event 1."""
+    with running_gcs() if event14 else contextlib.nullcontext() as gcs:
+        return await _run_demo(settings, customers, keep_running, port, first_send_s, gcs)
+
+
+async def _run_demo(
+    settings: Settings,
+    customers: int,
+    keep_running: bool,
+    port: int,
+    first_send_s: int,
+    gcs: RunningGcs | None,
 ) -> bool:
     started = time.monotonic()
     rng = random.Random(42)
@@ -275,9 +295,11 @@ async def run_demo(
             "public_url": f"http://127.0.0.1:{sock.getsockname()[1]}",
             "allow_private_destinations": ["127.0.0.0/8", "::1/128"],
         }
+        | ({"gcs_api_endpoint": gcs.endpoint} if gcs is not None else {})
     )
+    gcs_endpoint = gcs.endpoint if gcs is not None else None
     async with (
-        running_emulator(EmulatorConfig(rate_limit_enabled=False)) as emu,
+        running_emulator(EmulatorConfig(rate_limit_enabled=False, gcs_endpoint=gcs_endpoint)) as emu,
         SmtpSink(mail_dir=mail_dir) as smtp,
         HttpSink() as http_sink,
         open_runtime(settings, upgrade=True, pool_size=20) as runtime,
@@ -314,6 +336,23 @@ async def run_demo(
         ]
         campaigns = []
         for channel, count, templates in specs:
+            if channel == "email" and gcs is not None:
+                # Event 14: one template and one send time per engagement (its metadata file).
+                engagement = await emu.control.request(
+                    "POST", f"/tenants/{TENANT}/engagements",
+                    {
+                        "channel_id": CHANNELS[channel], "customer_count": count, "rows_per_file": 10_000,
+                        "template_id": templates[0][0], "scheduled_time": soon[0],
+                        "attributes": ["Email", *attributes], "attribute_values": attributes,
+                    },
+                )  # fmt: skip
+                if [c["status"] for c in engagement["calls"]] != [202]:
+                    raise RuntimeError(f"the event-14 webhook was not accepted: {engagement['calls']}")
+                campaigns.append(Campaign(channel, engagement["campaign_id"], count))
+                _say(
+                    f"  e-mail campaign by event 14: {len(engagement['files'])} Avro file(s) in GCS; webhook"
+                )
+                continue
             created = await emu.control.create_campaign(
                 TENANT, channel_ids=[CHANNELS[channel]], customer_count=count,
                 templates=[{"template_id": t, "weight": w} for t, w in templates],

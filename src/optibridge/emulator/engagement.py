@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import aiohttp
-import fastavro
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
@@ -173,6 +172,8 @@ def write_files(
     key: bytes | None,
 ) -> list[str]:
     """Blocking: the metadata and customer files, uploaded with the customer-supplied key."""
+    import fastavro  # here: the emulator starts without it unless event 14 is used
+
     client = gcs_client(endpoint)
     bucket = client.bucket(spec.bucket_name)
     if not bucket.exists():

@@ -16,12 +16,13 @@ import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-from google.cloud import storage
+from typing import TYPE_CHECKING, Any
 
 from optibridge.core.logs import get_logger
 from optibridge.intake.engagement_files import gcs_client
+
+if TYPE_CHECKING:
+    from google.cloud import storage
 
 log = get_logger(__name__)
 

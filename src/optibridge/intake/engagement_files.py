@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from typing import Any
-
-import fastavro
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
+from typing import TYPE_CHECKING, Any
 
 from optibridge.intake.engagement_payload import InvalidEngagement, customers_file_name
+
+if TYPE_CHECKING:
+    from google.cloud import storage
 
 PROJECT = "optimoveSDK"  # the project id Optimove's SDKs use [GH-eng-js index.js]
 MAX_METADATA_BYTES = 1024 * 1024
@@ -25,6 +24,10 @@ SPOOL_BYTES = 8 * 1024 * 1024  # a customer file larger than this goes to disk w
 
 def gcs_client(endpoint: str | None) -> storage.Client:
     """The operator's endpoint (an emulator: anonymous credentials), or GCS with default credentials."""
+    # Imported here: every process loads this module (bootstrap), few ever read GCS.
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
     if endpoint:
         return storage.Client(
             project=PROJECT,
@@ -53,6 +56,8 @@ class EngagementFiles:
 
     def records(self, folder: str, number: int) -> Iterator[Any]:
         """The records of customer file `number`, one at a time."""
+        import fastavro
+
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
             self._blob(customers_file_name(folder, number)).download_to_file(spool)
             spool.seek(0)
