@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from optibridge.catalog.importer import parse_file, read_folder
-from optibridge.catalog.models import TemplateSpec, compile_spec
+from optibridge.catalog.models import RESERVED_TEMPLATE_ID, TemplateSpec, compile_spec
 from optibridge.catalog.sync import plan_templates
 from optibridge.core.errors import ConfigError
 
@@ -25,6 +25,19 @@ def test_sync_plan_adds_missing_and_renamed_deletes_tombstones_and_spares_foreig
     forced = plan_templates({1: "A"}, set(), {1: "A", 9: "theirs"}, delete_foreign=True)
     assert (forced.add, forced.delete, forced.foreign) == ({}, [9], [])
     assert plan_templates({1: "A"}, set(), {1: "A"}).empty
+
+
+def test_the_reserved_built_in_template_is_never_synced_nor_a_tenants() -> None:
+    # The SMS aggregator's prepared-text template lives in our catalog but is not Optimove's.
+    p = plan_templates(
+        ours={1: "A", RESERVED_TEMPLATE_ID: "optibridge: prepared"}, tombstones=set(), remote={}
+    )
+    assert p.add == {1: "A"}
+    gone = plan_templates(ours={}, tombstones={RESERVED_TEMPLATE_ID}, remote={RESERVED_TEMPLATE_ID: "x"})
+    assert gone.delete == []
+    with pytest.raises(ValueError, match="less than"):
+        TemplateSpec(template_id=RESERVED_TEMPLATE_ID, name="mine", body="hi")
+    assert TemplateSpec(template_id=RESERVED_TEMPLATE_ID - 1, name="mine", body="hi").template_id > 0
 
 
 FILE = """+++

@@ -12,12 +12,16 @@ from optibridge.core.errors import ConfigError
 from optibridge.rendering import CompiledTemplate, TemplateSyntaxError, compile_template
 
 MAX_TEMPLATE_ID = 2**31 - 1
+# The SMS aggregator flow's built-in template (its body is the prepared text Optimove sends,
+# intake/aggregator_batch.py). It is ours, not the tenant's: no tenant template may take its id,
+# and the catalog sync never tells Optimove about it (sync.plan_templates).
+RESERVED_TEMPLATE_ID = MAX_TEMPLATE_ID
 
 
 class TemplateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    template_id: int = Field(gt=0, le=MAX_TEMPLATE_ID)
+    template_id: int = Field(gt=0, lt=RESERVED_TEMPLATE_ID)
     name: str = Field(min_length=1, max_length=255)
     body: str = Field(min_length=1, max_length=1_000_000)
     subject: str | None = Field(default=None, max_length=1000)

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from optibridge.catalog.models import RESERVED_TEMPLATE_ID
 from optibridge.catalog.store import channel_kind
 from optibridge.core.logs import get_logger
 from optibridge.optimove import ChannelApp, ChannelTemplate, OptimoveClient
@@ -44,8 +45,12 @@ def plan_templates(
     *,
     delete_foreign: bool = False,
 ) -> TemplatePlan:
+    # The reserved built-in template (models.RESERVED_TEMPLATE_ID) is never pushed nor deleted.
+    ours = {tid: name for tid, name in ours.items() if tid != RESERVED_TEMPLATE_ID}
     add = {tid: name for tid, name in ours.items() if remote.get(tid) != name}
-    delete = sorted(tid for tid in tombstones if tid in remote and tid not in ours)
+    delete = sorted(
+        tid for tid in tombstones if tid in remote and tid not in ours and tid != RESERVED_TEMPLATE_ID
+    )
     foreign = sorted(tid for tid in remote if tid not in ours and tid not in tombstones)
     if delete_foreign:
         delete = sorted({*delete, *foreign})

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from optibridge.catalog.models import MAX_TEMPLATE_ID
+from optibridge.catalog.models import RESERVED_TEMPLATE_ID
 from optibridge.intake.ingest import message_id
 from optibridge.store.aggregator import NewMessage
 
-PREPARED_TEMPLATE_ID = MAX_TEMPLATE_ID  # 2^31 - 1: far above any id a tenant picks in practice
+PREPARED_TEMPLATE_ID = RESERVED_TEMPLATE_ID  # 2^31 - 1: no tenant template may take it
 PREPARED_TEMPLATE_NAME = "optibridge: aggregator prepared text"
 PREPARED_TEMPLATE_BODY = "{{ message }}"
 FIRST_EVENT = 0  # campaigns.first_event for a campaign known from an aggregator batch, not a listener event
