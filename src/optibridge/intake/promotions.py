@@ -5,18 +5,20 @@ ClearanceRequiredBy. docs/flows/promotions.md.
 One job per campaign (`optibridge.intake.promotions`, queued by the listener with the hold). A
 batch is one GetProcessedCampaignCustomers page (≤ 10,000 customers): activated, reported, then
 recorded (`promotion_runs.next_skip`), so a crash or restart resumes at the first unfinished batch.
-A promotion-system failure is retried inside the job with backoff until the cutoff
-(ClearanceRequiredBy minus the tenant's margin); Optimove failures the client already retried fail
-the job, which procrastinate retries (TransientRetry) from the recorded batch.
+A promotion-system failure is retried with backoff until the cutoff (ClearanceRequiredBy minus the
+tenant's margin): short waits inside the job, longer ones (or a stopping worker) by queueing the job
+again for later, so an outage never holds a worker's job slot for long. Optimove failures the client
+already retried fail the job, which procrastinate retries (TransientRetry) from the recorded batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import aiohttp
@@ -25,6 +27,7 @@ from procrastinate import JobContext
 
 from optibridge.core.logs import bind, get_logger, unbind
 from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
+from optibridge.engine import jobs
 from optibridge.engine.jobs import TransientRetry
 from optibridge.intake import promotions_plan as plan
 from optibridge.optimove.promotions import (
@@ -43,6 +46,7 @@ WEBHOOK_TIMEOUT_S: Final = 60.0
 MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024  # 10,000 results of ~60 bytes need well under 1 MiB
 RETRY_BASE_S: Final = 1.0
 RETRY_CAP_S: Final = 60.0
+IN_JOB_WAIT_S: Final = 10.0
 
 
 def job_lock(tenant_id: str, campaign_id: int) -> str:
@@ -158,6 +162,16 @@ class RunOptions:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Optimove's per-call limit for PromosUpdated (emulator: max_promotion_statuses).
     report_per_call: int = 10_000
+    # Waits longer than this (in total, per job) re-queue the job for later instead of holding one
+    # of the worker's job slots through a promotion-system outage.
+    in_job_wait_s: float = IN_JOB_WAIT_S
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Ask the promotion system again in `delay_s`, from a new job."""
+
+    delay_s: float
 
 
 async def _activate_until_cutoff(
@@ -167,9 +181,11 @@ async def _activate_until_cutoff(
     settings: store.PromotionSettings,
     batch: list[ProcessedCustomer],
     options: RunOptions,
-) -> plan.Statuses | None:
-    """The batch's statuses, asking again after failures; None if the cutoff came first."""
-    failures = 0
+) -> plan.Statuses | Requeue | None:
+    """The batch's statuses, asking again after failures; None if the cutoff came first; Requeue
+    when the next attempt is further off than this job may wait (or the worker is stopping)."""
+    failures = run.promo_failures  # the backoff goes on growing across re-queued jobs
+    waited = 0.0
     while True:  # bounded by the cutoff: retry_delay returns None once it has passed
         try:
             return await activator.activate(run.tenant_id, run.campaign_id, run.clearance_by, batch)
@@ -191,13 +207,31 @@ async def _activate_until_cutoff(
             log.info("promotions: promotion system failed", error=str(exc), failures=failures, retry_in=delay)
             if delay is None:
                 return None
-            await asyncio.sleep(delay)
+            if waited + delay > options.in_job_wait_s or runtime.draining.is_set():
+                return Requeue(delay)
+            waited += delay
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.draining.wait(), timeout=delay)
+            if runtime.draining.is_set():
+                return Requeue(0.0)
+
+
+async def _requeue(runtime: Runtime, tenant_id: str, campaign_id: int, delay_s: float) -> None:
+    lock = job_lock(tenant_id, campaign_id)
+    at = datetime.now(UTC) + timedelta(seconds=delay_s)
+    async with runtime.pool.connection() as conn:
+        with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
+            await jobs.defer(
+                conn, runtime.job_app, PROMOTIONS_TASK, schedule_at=at, lock=lock, queueing_lock=lock,
+                tenant_id=tenant_id, campaign_id=campaign_id,
+            )  # fmt: skip
 
 
 async def run_promotions(
     runtime: Runtime, tenant_id: str, campaign_id: int, options: RunOptions | None = None
 ) -> str:
-    """Activate and report one campaign's promotions (or resume); returns the run's final status."""
+    """Activate and report one campaign's promotions (or resume); returns the run's final status, or
+    "waiting" when a later job (already queued) goes on after a promotion-system outage."""
     options = options or RunOptions()
     async with runtime.pool.connection() as conn:
         run = await store.get_run(conn, tenant_id, campaign_id)
@@ -226,7 +260,12 @@ async def run_promotions(
             batch = plan.unique_customers(page.customers)
             statuses: plan.Statuses | None = None
             if not past_deadline:
-                statuses = await _activate_until_cutoff(runtime, activator, run, settings, batch, options)
+                answer = await _activate_until_cutoff(runtime, activator, run, settings, batch, options)
+                if isinstance(answer, Requeue):
+                    await _requeue(runtime, tenant_id, campaign_id, answer.delay_s)
+                    log.info("promotions: promotion system down; asking again later", in_s=answer.delay_s)
+                    return "waiting"
+                statuses = answer
                 past_deadline = statuses is None
             late = 0
             if statuses is None:

@@ -300,3 +300,36 @@ async def test_full_batches_of_10000_customers(db_url: str, test_secret_key: str
         assert [len(call["Customers"]) for call in system.calls] == [10_000, 2_345]
         run = await run_row(svc, cid)
         assert (run.status, run.promo_failures, run.batches) == ("done", 0, 2)
+
+
+async def test_a_long_outage_queues_the_job_again_instead_of_waiting_in_it(
+    db_url: str, test_secret_key: str
+) -> None:
+    system = PromoSystem(always_fail=True)
+    async with (
+        promo_server(system) as url,
+        running_emulator(EmulatorConfig()) as emu,
+        running_service(db_url, test_secret_key, worker=False) as svc,
+    ):
+        cid = await setup_tenant(svc, emu, url=url)
+        _, moment = clearance(600)
+        async with svc.runtime.pool.connection() as conn:
+            assert await store.start_run(conn, TENANT, cid, moment)
+        options = RunOptions(retry_base_s=30, in_job_wait_s=10)
+        outcome = await asyncio.wait_for(promotions.run_promotions(svc.runtime, TENANT, cid, options), 60)
+        assert outcome == "waiting"
+        assert len(system.auth) == 1  # asked once, then handed over: no 30 s wait in the job
+        async with svc.runtime.pool.connection() as conn:
+            queued = await (
+                await conn.execute(
+                    "SELECT args, scheduled_at - now() AS due_in FROM procrastinate_jobs "
+                    "WHERE task_name = %s AND status = 'todo'",
+                    (promotions.PROMOTIONS_TASK,),
+                )
+            ).fetchall()
+        assert len(queued) == 1
+        assert queued[0]["args"] == {"tenant_id": TENANT, "campaign_id": cid}
+        assert timedelta(seconds=20) < queued[0]["due_in"] <= timedelta(seconds=30)
+        run = await run_row(svc, cid)
+        assert (run.status, run.next_skip, run.promo_failures) == ("running", 0, 1)
+        assert await statuses(emu, cid) == {}
