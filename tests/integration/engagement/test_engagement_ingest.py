@@ -16,6 +16,7 @@ from optibridge.emulator.gcs import running_gcs
 from optibridge.emulator.testing import running_emulator
 from optibridge.intake import engagement_tasks, ingest
 from optibridge.sinks.smtp_sink import SmtpSink
+from optibridge.web import auth
 
 from inprocess import Service, running_service
 
@@ -89,6 +90,22 @@ async def test_files_become_messages_with_notes_for_bad_records(db_url: str, tes
                 "FROM messages WHERE campaign_id = 31",
             )
             assert rows == {"n": 61, "ids": 61, "t": 1, "s": WHEN, "unaddressed": 1}
+            # The campaign API shows where the campaign came from.
+            async with svc.runtime.pool.connection() as conn:
+                _, api_key = await auth.create_key(conn, "t", None)
+            async with http.get(
+                f"{svc.base_url}/api/v1/tenants/{TENANT}/channels/email/campaigns/31",
+                headers={"Authorization": f"Bearer {api_key}"},
+            ) as r:
+                assert r.status == 200, await r.text()
+                shown = (await r.json())["engagement"]
+            assert shown["engagement_id"] == 9001
+            assert shown["template_id"] == "1"
+            assert (shown["promotions"], shown["tags"], shown["duration_days"]) == (
+                ["promo1", "promo2"],
+                ["vip", "summer"],
+                3,
+            )
             m = await one(svc, "SELECT id, attrs FROM messages WHERE customer_id = 'C45'")
             assert m is not None
             assert m["id"] == ingest.message_id(TENANT, EMAIL, 31, "C45", 1)  # the classic flow's key
@@ -129,6 +146,17 @@ async def test_a_template_id_beyond_the_catalog_fails_with_the_id_kept_exact(
             assert c == {"status": "failed"}
             n = await one(svc, "SELECT count(*) AS n FROM messages")
             assert n == {"n": 0}
+            async with svc.runtime.pool.connection() as conn:
+                _, api_key = await auth.create_key(conn, "t", None)
+            async with http.get(
+                f"{svc.base_url}/api/v1/tenants/{TENANT}/channels/email/campaigns/32",
+                headers={"Authorization": f"Bearer {api_key}"},
+            ) as r:
+                assert r.status == 200, await r.text()
+                body = await r.json()
+            assert body["engagement"]["template_id"] == "9007199254740993"  # exact, as text
+            assert body["status"] == "failed"
+            assert str(big) in body["error"]
 
 
 async def test_missing_files_fail_the_engagement_with_the_reason(db_url: str, test_secret_key: str) -> None:
