@@ -3,6 +3,8 @@ not ours or not an engagement is refused before anything is stored."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from engagementkit import EMAIL, KEY, TENANT, add_tenant, one, payload, webhook_url
 
@@ -87,4 +89,23 @@ async def test_refusals_store_nothing(db_url: str, test_secret_key: str) -> None
                 assert r.status == status, (target, str(body)[:80], await r.text())
                 if status != 404:
                     assert "error" in await r.json()
+        assert await counts(svc) == (0, 0, 0)
+
+
+async def test_a_trickled_body_gets_408_and_stores_nothing(db_url: str, test_secret_key: str) -> None:
+    async with running_service(db_url, test_secret_key, worker=False, body_timeout_s=1.0) as svc:
+        url = await add_tenant(svc, "http://127.0.0.1:9", 2525)
+        path = url.removeprefix(svc.base_url)
+        host, port = svc.base_url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                "Content-Length: 400\r\n\r\n{".encode()
+            )
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), timeout=15)
+        finally:
+            writer.close()
+        assert status_line.split()[1] == b"408"
         assert await counts(svc) == (0, 0, 0)
