@@ -196,3 +196,17 @@ def test_values_become_strings() -> None:
     assert record_value(b"x") == "x"
     assert record_value(1.5) == "1.5"
     assert record_value({"a": 1}) == '{"a": 1}'
+
+
+def test_the_stored_payload_keeps_known_fields_only_and_storable_text() -> None:
+    body = PASCAL | {
+        "TimeStamp": "2022-07-19 08:54\x00\ud800",
+        "Extra": {"deep": [1, 2]},
+        "ServiceAccount": "secret",
+        "TenantID": float("nan"),
+    }
+    e = parse_event(body)
+    stored = e.stored_payload(body)
+    assert set(stored) == {k for k in PASCAL if k not in ("DecryptionKey", "TenantID")}
+    assert stored["TimeStamp"] == "2022-07-19 08:54\ufffd?"
+    json.dumps(stored, allow_nan=False)  # what PostgreSQL's jsonb takes

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,8 +51,30 @@ class EngagementEvent:
     problems: tuple[str, ...] = ()
 
     def stored_payload(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The body as kept in the database: without the key and the service account."""
-        return {k: v for k, v in body.items() if str(k).lower() not in ("decryptionkey", "serviceaccount")}
+        """The body as kept in the database: the fields we know, as sent, but never the key or the
+        service account; extra fields are not kept. Text PostgreSQL cannot store (NUL, a lone
+        surrogate) is replaced: a stray character must not turn an accepted engagement into a 500."""
+        return {
+            str(k): _storable(v)
+            for k, v in body.items()
+            if str(k).lower() in STORED_FIELDS
+            and (isinstance(v, str | int | bool | None) or (isinstance(v, float) and math.isfinite(v)))
+        }
+
+
+# The webhook fields kept with the engagement (lower-cased); DecryptionKey and ServiceAccount never.
+STORED_FIELDS = frozenset(
+    {
+        "eventtypeid", "timestamp", "campaignid", "engagementid", "tenantid", "bucketname",
+        "customersfolderpath", "metadatafilepath", "channelid",
+    }
+)  # fmt: skip
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")[:1024]
+    return value
 
 
 def _int(name: str, value: Any, *, maximum: int = MAX_ID) -> int:

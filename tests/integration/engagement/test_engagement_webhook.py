@@ -4,6 +4,7 @@ not ours or not an engagement is refused before anything is stored."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 from engagementkit import EMAIL, KEY, TENANT, add_tenant, one, payload, webhook_url
@@ -109,3 +110,20 @@ async def test_a_trickled_body_gets_408_and_stores_nothing(db_url: str, test_sec
             writer.close()
         assert status_line.split()[1] == b"408"
         assert await counts(svc) == (0, 0, 0)
+
+
+async def test_text_postgresql_cannot_store_is_not_a_500(db_url: str, test_secret_key: str) -> None:
+    async with running_service(db_url, test_secret_key, worker=False) as svc, aiohttp.ClientSession() as http:
+        url = await add_tenant(svc, "http://127.0.0.1:9", 2525)
+        text = json.dumps(payload(79, 9901, "p")).replace(
+            '"TimeStamp": "2026-11-29 10:00"', '"TimeStamp": "2026-11-29 10:00\\u0000\\ud800", "X": "\\u0000"'
+        )
+        assert "\\u0000" in text
+        async with http.post(url, data=text, headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 202, await r.text()
+        bad = text.replace('"BucketName": "optigration-external-eu"', '"BucketName": "a\\u0000b"')
+        async with http.post(
+            url, data=bad.replace("9901", "9902"), headers={"Content-Type": "application/json"}
+        ) as r:
+            assert r.status == 400
+        assert await counts(svc) == (1, 1, 1)
