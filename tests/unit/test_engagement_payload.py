@@ -210,3 +210,21 @@ def test_the_stored_payload_keeps_known_fields_only_and_storable_text() -> None:
     assert set(stored) == {k for k in PASCAL if k not in ("DecryptionKey", "TenantID")}
     assert stored["TimeStamp"] == "2022-07-19 08:54\ufffd?"
     json.dumps(stored, allow_nan=False)  # what PostgreSQL's jsonb takes
+
+
+def test_metadata_is_kept_in_a_form_postgresql_stores() -> None:
+    raw = json.dumps(
+        META
+        | {
+            "Note": "a\x00b",
+            "Odd": [float("inf"), {"k\x00": "\ud800"}],
+            "Tags": "x\x00",
+            "TemplateName": "\x00",
+        }
+    )
+    m = parse_metadata(raw.encode("utf-8", "surrogatepass"))
+    assert m.raw["Note"] == "a\ufffdb"
+    assert m.raw["Odd"] == [None, {"k\ufffd": "?"}]
+    assert m.raw["TemplateID"] == 2**53 + 1
+    assert (m.tags, m.template_name) == (("x\ufffd",), "\ufffd")
+    json.dumps(m.raw, allow_nan=False)

@@ -77,6 +77,22 @@ def _storable(value: Any) -> Any:
     return value
 
 
+def storable_json(value: Any, depth: int = 0) -> Any:
+    """A JSON value PostgreSQL's jsonb takes: no NUL or lone surrogate in text, no NaN/Infinity;
+    nesting past 32 levels is cut (the metadata file is flat)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if depth >= 32 and isinstance(value, dict | list):
+        return None
+    if isinstance(value, dict):
+        return {storable_json(str(k)): storable_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable_json(v, depth + 1) for v in value]
+    return value
+
+
 def _int(name: str, value: Any, *, maximum: int = MAX_ID) -> int:
     if isinstance(value, bool):
         raise InvalidEngagement(f"{name} must be a whole number")
@@ -216,7 +232,7 @@ def _comma_list(name: str, value: Any) -> tuple[str, ...]:
         items = value
     else:
         raise InvalidEngagement(f"{name} must be a comma-separated string")
-    out = [str(v).strip() for v in items if v is not None and str(v).strip()]
+    out = [storable_json(str(v)).strip()[:200] for v in items if v is not None and str(v).strip()]
     return tuple(dict.fromkeys(out))  # repeated names once, in their order
 
 
@@ -262,7 +278,7 @@ def parse_metadata(data: bytes) -> EngagementMetadata:
 
     return EngagementMetadata(
         template_id=template_id,
-        template_name=str(name)[:500] if name is not None else None,
+        template_name=storable_json(str(name))[:500] if name is not None else None,
         scheduled_time=scheduled,
         duration_days=duration,
         promotions=_comma_list("Promotions", fields.get("promotions")),
@@ -271,7 +287,7 @@ def parse_metadata(data: bytes) -> EngagementMetadata:
         number_of_customers=customers,
         campaign_id=optional_id("campaignid"),
         engagement_id=optional_id("engagementid"),
-        raw=raw,
+        raw=storable_json(raw),
     )
 
 
