@@ -21,7 +21,7 @@ RESERVED_TEMPLATE_ID = MAX_TEMPLATE_ID
 class TemplateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    template_id: int = Field(gt=0, lt=RESERVED_TEMPLATE_ID)
+    template_id: int = Field(gt=0, le=MAX_TEMPLATE_ID)
     name: str = Field(min_length=1, max_length=255)
     body: str = Field(min_length=1, max_length=1_000_000)
     subject: str | None = Field(default=None, max_length=1000)

@@ -14,7 +14,7 @@ from typing import Any
 import procrastinate
 import psycopg
 
-from optibridge.catalog.models import TemplateSpec, compile_spec
+from optibridge.catalog.models import RESERVED_TEMPLATE_ID, TemplateSpec, compile_spec
 from optibridge.core.errors import ConfigError, ConflictError, NotFoundError
 from optibridge.engine import jobs
 from optibridge.rendering import (
@@ -100,6 +100,10 @@ async def upsert(
     ConfigError, nothing stored, if it does not parse or exceeds the render limits (a trial render
     with sample values, in a render thread under the deadline: `check_saveable`).
     """
+    if spec.template_id == RESERVED_TEMPLATE_ID:
+        raise ConfigError(
+            f"template id {RESERVED_TEMPLATE_ID} is reserved (the SMS aggregator's built-in template)"
+        )
     kind, _ = await channel_kind(conn, tenant_id, channel_name)
     compiled = await check_saveable(kind, spec, timeout_s=render_timeout_s)
     async with conn.transaction():

@@ -119,6 +119,8 @@ SELECT c.tenant_id, c.channel_id, c.campaign_id, %(now)s,
        COALESCE(%(now)s + make_interval(days => c.report_window_days), %(final)s), %(now)s
 FROM campaigns c
 WHERE c.status IN ('ingested', 'canceled') AND NOT c.cancel_pending
+  -- An SMS aggregator campaign (first_event 0) reports through its delivery reports instead.
+  AND c.first_event <> 0
   AND NOT EXISTS (SELECT 1 FROM report_schedules r
                   WHERE r.tenant_id = c.tenant_id AND r.channel_id = c.channel_id
                     AND r.campaign_id = c.campaign_id)

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,7 @@ from optibridge.intake import aggregator_intake
 from optibridge.intake.aggregator_tasks import defer_handshake
 from optibridge.sinks.http_sink import HttpSink
 from optibridge.store import aggregator as agg_store
+from optibridge.store import reports as report_store
 from optibridge.store import tenants
 
 from inprocess import Service, running_service
@@ -210,4 +212,14 @@ async def test_aggregator_campaign_delivered_once_and_reported(db_url: str, test
         assert row["messages"] == total
         assert any("no usable mobileNumber" in n for n in row["ingest_notes"])
         assert any("control character" in n for n in row["ingest_notes"])
+        # Its results went back as delivery reports: no UpdateCampaignMetrics schedule for it (the
+        # built-in template's id means nothing to Optimove), though the campaign is finished.
+        async with rt.pool.connection() as conn:
+            now = datetime.now(UTC)
+            await report_store.discover(conn, now, now + timedelta(days=7))
+            schedules = await (
+                await conn.execute("SELECT count(*) AS n FROM report_schedules WHERE campaign_id = 42")
+            ).fetchone()
+        assert schedules is not None
+        assert schedules["n"] == 0
         assert not await svc.failed_jobs()

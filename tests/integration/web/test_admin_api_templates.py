@@ -55,6 +55,9 @@ async def test_a_broken_template_is_refused_with_part_line_and_reason_and_nothin
     assert (no_subject.status, no_subject.body["field"]) == (422, "subject")
     unknown_field = await web.call("POST", BASE, json_body=dict(GOOD, colour="red"))
     assert unknown_field.status == 422
+    reserved = await web.call("POST", BASE, json_body=dict(GOOD, template_id=2**31 - 1))
+    assert reserved.status in (400, 422), reserved.text  # the aggregator's built-in template's id
+    assert "reserved" in reserved.text
     assert await sync_jobs(web) == []
     assert (await web.call("GET", BASE)).body == {"items": [], "next_cursor": None}
 
