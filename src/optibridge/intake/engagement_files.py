@@ -63,6 +63,10 @@ class EngagementFiles:
             spool.seek(0)
             try:
                 yield from fastavro.reader(spool)
-            except (ValueError, EOFError, StopIteration) as exc:
-                # A truncated or corrupt file: what was decoded stands; the rest is an error here.
-                raise InvalidEngagement(f"customer file {number} is not a readable Avro file: {exc}") from exc
+            except Exception as exc:
+                # The file is local by now: any error is the file's (not Avro, truncated, a bad
+                # deflate block). What was decoded before stands; the rest fails with this reason.
+                why = f"{type(exc).__name__}: {exc}"[:300]
+                raise InvalidEngagement(
+                    f"customer file {number} is not a readable Avro file ({why})"
+                ) from exc

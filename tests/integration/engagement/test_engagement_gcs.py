@@ -11,11 +11,12 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from engagementkit import BUCKET, KEY, put_files
 
 from optibridge.emulator.gcs import running_gcs
 from optibridge.intake.engagement_files import EngagementFiles, gcs_client
-from optibridge.intake.engagement_payload import parse_metadata
+from optibridge.intake.engagement_payload import InvalidEngagement, customers_file_name, parse_metadata
 
 
 @contextmanager
@@ -76,3 +77,23 @@ def test_every_read_sends_the_customer_supplied_key_and_records_stream() -> None
             assert headers.get("x-goog-encryption-algorithm") == "AES256"
             assert headers.get("x-goog-encryption-key") == key_b64
             assert headers.get("x-goog-encryption-key-sha256") == sha
+
+
+@pytest.mark.parametrize("damage", ["not avro", "truncated"])
+def test_a_damaged_customer_file_is_a_clear_error(damage: str) -> None:
+    with running_gcs() as gcs:
+        records = [{"CustomerID": f"C{i}", "Email": "x@y.test", "FirstName": "A"} for i in range(5000)]
+        put_files(gcs.endpoint, "d", 6, {"NumberOfFiles": 1}, [records])
+        blob = (
+            gcs_client(gcs.endpoint)
+            .bucket(BUCKET)
+            .blob(customers_file_name("d/customers", 1), encryption_key=KEY)
+        )
+        whole = blob.download_as_bytes()
+        blob.upload_from_string(
+            b"hello, not an avro file" if damage == "not avro" else whole[: len(whole) // 2]
+        )
+        reader = EngagementFiles(gcs_client(gcs.endpoint), BUCKET, KEY)
+        with pytest.raises(InvalidEngagement, match="customer file 1 is not a readable Avro file"):
+            for _ in reader.records("d/customers", 1):
+                pass
