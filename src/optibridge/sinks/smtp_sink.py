@@ -8,6 +8,7 @@
         sink.drop_connections(count=1)       # close the connection at MAIL (or at="DATA")
         sink.drop_connections(at="ACCEPTED", seconds=5)  # keep the mail, lose its 250
         sink.drop_all_connections()          # like a server restart or an idle timeout
+        sink.record_reads = True             # keep what each read from a client carried
         assert sink.count == 10 and sink.messages[0].parse()["Subject"] == "..."
 
 It runs in the caller's event loop (aiosmtpd's protocol on `loop.create_server`), so tests read
@@ -94,6 +95,11 @@ class _SinkSMTP(SMTP):
                 return
             self._writer.write(response + b"\r\n")
 
+    def data_received(self, data: bytes) -> None:
+        if self._sink.record_reads:
+            self._sink.reads.append(data)
+        super().data_received(data)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None
         super().connection_made(transport)
@@ -121,10 +127,13 @@ class SmtpSink:
         implicit_tls: bool = False,
         require_starttls: bool = False,
         credentials: Mapping[str, str] | None = None,
+        pipelining: bool = True,
     ) -> None:
         """`tls_context` (a server context) offers STARTTLS, or with `implicit_tls` wraps every
         connection in TLS from the start (port 465 style). `credentials` (user -> password)
-        makes AUTH PLAIN/LOGIN mandatory before MAIL."""
+        makes AUTH PLAIN/LOGIN mandatory before MAIL. `pipelining`: EHLO offers PIPELINING
+        (RFC 2920), as most providers do; aiosmtpd reads commands one line at a time, so it
+        answers a pipelined group in order either way, but does not offer it by itself."""
         self.host = host
         self.port = port
         self.mail_dir = mail_dir
@@ -134,6 +143,7 @@ class SmtpSink:
         self.implicit_tls = implicit_tls
         self.require_starttls = require_starttls
         self.credentials = dict(credentials) if credentials is not None else None
+        self.pipelining = pipelining
         self.authenticated_users: list[str] = []
         self.messages: list[ReceivedMail] = []
         self.count = 0
@@ -145,6 +155,10 @@ class SmtpSink:
         self._queue_ids = itertools.count(1)
         # Every reply delayed by this (a provider's network round trip; bench/send.py --latency-ms).
         self.reply_latency_s = 0.0
+        # With record_reads, `reads` keeps every chunk read from a client, as it arrived (after
+        # TLS): what a client wrote together (tests of pipelining). Off by default: it grows.
+        self.record_reads = False
+        self.reads: list[bytes] = []
         self.clear_faults()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -209,6 +223,7 @@ class SmtpSink:
         self.connections = 0
         self.rejections = 0
         self.unanswered = 0
+        self.reads.clear()
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -303,6 +318,14 @@ class _Handler:
 
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+
+    async def handle_EHLO(
+        self, server: _SinkSMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves it to this hook when the hook exists
+        if self.sink.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")  # before the last "250 HELP"
+        return responses
 
     async def handle_MAIL(  # aiosmtpd's hook names
         self, server: _SinkSMTP, session: Session, envelope: Envelope, address: str, options: list[str]
