@@ -267,7 +267,10 @@ async def test_channel_health_shows_each_tenants_sending_errors_benches_and_in_f
     # This process's dispatcher (a worker in the serve process) benches acme's SMTP provider after
     # a batch that came back throttled: the real channel build and the real bench rule.
     channel = await dispatcher_of(dash.svc.runtime).registry.channel("acme", 504)
-    assert channel.providers.report(0, [SendResult(Outcome.THROTTLED)] * 4)
+    # Six troubled batches in a row: benched for 60 s (2 s doubling), longer than a loaded machine
+    # can take to log in and load the page (a single one benched for 2 s, which it sometimes did).
+    for _ in range(6):
+        assert channel.providers.report(0, [SendResult(Outcome.THROTTLED)] * 4)
 
     await login(browser, dash, dash.acme_key)
     await page.goto(dash.url + "/tenants")

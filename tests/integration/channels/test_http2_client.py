@@ -115,10 +115,10 @@ async def test_many_requests_are_multiplexed_on_one_connection(tls_files: tuple[
     assert replies[0][1]["X-Seen"] == "1"
     assert {version for version, *_ in server.requests} == {"2"}
     assert len(server.peers) == 1  # all 201 requests on one TCP connection
-    # The server held 100 at once on that one connection (httpcore opens at most 100 streams per
-    # connection); the clock only backs it up loosely (in series they would take 40 s), as a loaded
-    # CI machine can stretch 0.2 s a lot.
-    assert server.most_in_flight == 100
+    # The server held up to 100 at once on that one connection (httpcore opens at most 100 streams
+    # per connection; on a loaded machine the first may end before the last starts), where requests
+    # in series would never overlap; the clock only backs it up loosely (in series: 40 s).
+    assert 50 <= server.most_in_flight <= 100
     assert elapsed < 20.0
 
 

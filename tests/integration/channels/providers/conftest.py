@@ -4,12 +4,13 @@ provider (settings and secrets stored as the product stores them), each with a c
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 from fastapi import FastAPI
-from provider_webhook_helpers import CHANNELS, T0, ReceiptStack, provider_settings
+from provider_webhook_helpers import CHANNELS, ReceiptStack, provider_settings
 from psycopg.types.json import Jsonb
 
 from optibridge.bootstrap import open_runtime
@@ -30,7 +31,10 @@ async def stack(db_url: str, test_secret_key: str, tmp_path: Path) -> AsyncItera
         allow_private_destinations=["127.0.0.0/8", "::1/128"],  # the SNS certificate sink is on loopback
     )
     signer = ReceiptSigner()
-    clock = MutableClock(T0)
+    # Now, not at import: the signers stamp with the real time, and under xdist a test may run
+    # minutes after its module was imported (a 1-hour freshness check then lost its margin).
+    t0 = datetime.now(UTC)
+    clock = MutableClock(t0)
     async with (
         ProviderSink(cert_pem=signer.sns_cert_pem) as sink,
         open_runtime(settings, upgrade=False) as runtime,
@@ -57,7 +61,7 @@ async def stack(db_url: str, test_secret_key: str, tmp_path: Path) -> AsyncItera
                     channel_id=channel_id,
                     campaign_id=7,
                     customers=3,
-                    sent_at=T0,
+                    sent_at=t0,
                 )
             await add_channel(conn, "t2", "email", "email", 700)
             other = await seed_campaign(
@@ -68,7 +72,7 @@ async def stack(db_url: str, test_secret_key: str, tmp_path: Path) -> AsyncItera
                 channel_id=700,
                 campaign_id=7,
                 customers=2,
-                sent_at=T0,
+                sent_at=t0,
                 first=100,
             )
         app = FastAPI()

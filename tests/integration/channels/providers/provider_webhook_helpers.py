@@ -4,7 +4,6 @@ files import it by a name no other test directory uses)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -14,7 +13,6 @@ from optibridge.sinks.providers import ProviderSink, ReceiptSigner
 from optibridge.testing.feedback import MutableClock, SeededMessage
 
 # Signers stamp receipts with the real time; the SNS test certificate is valid around it.
-T0 = datetime.now(UTC)
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:optibridge-ses-events"
 MAILGUN_KEY = "mailgun-webhook-signing-key-of-t1"
 POSTMARK_USER, POSTMARK_PASSWORD = "postmark-hook", "postmark-webhook-password-of-t1"
