@@ -414,6 +414,12 @@ async def forget_customer(
     await conn.execute(f"UPDATE suppressions SET message_id = NULL WHERE message_id IN ({mine})", p)
     cur = await conn.execute(f"DELETE FROM reported_interactions WHERE message_id IN ({mine})", p)
     removed["reported_interactions"] = cur.rowcount
+    # Per-message progress of the newer paths: the aggregator's report rows hold the mobile number
+    # (no foreign key to messages); engagement events would go with the messages (cascade).
+    cur = await conn.execute(f"DELETE FROM aggregator_messages WHERE message_id IN ({mine})", p)
+    removed["aggregator_messages"] = cur.rowcount
+    cur = await conn.execute(f"DELETE FROM engagement_events WHERE message_id IN ({mine})", p)
+    removed["engagement_events"] = cur.rowcount
     cur = await conn.execute("DELETE FROM message_events WHERE tenant_id = %(t)s AND customer_id = %(c)s", p)
     removed["message_events"] = cur.rowcount
     cur = await conn.execute("DELETE FROM messages WHERE tenant_id = %(t)s AND customer_id = %(c)s", p)

@@ -146,6 +146,23 @@ async def seed_customer_everywhere(conn: Conn, tmp_path: Path, tenant: str) -> l
             preferences.OptOut(tenant, EMAIL, "C0003", 2, "unsubscribed"),
         ],
     )
+    # The SMS aggregator's report row for one of their messages holds their mobile number (as if
+    # the campaign had come by that flow; the row only needs a channel and a batch to hang on).
+    await conn.execute(
+        "INSERT INTO aggregator_channels (tenant_id, channel_id, base_url, secrets, key_hash) "
+        "VALUES (%s, %s, 'https://agg.example.test', '\\x00', '\\x00')",
+        (tenant, EMAIL),
+    )
+    await conn.execute(
+        "INSERT INTO aggregator_batches (tenant_id, channel_id, batch_id, request_id, campaign_id, "
+        "metadata, recipients, accepted) VALUES (%s, %s, 'b1', 'r1', 71, '{}', 1, 1)",
+        (tenant, EMAIL),
+    )
+    await conn.execute(
+        "INSERT INTO aggregator_messages (message_id, tenant_id, channel_id, batch_id, mobile_number) "
+        "VALUES (%s, %s, %s, 'b1', %s)",
+        (mid, tenant, EMAIL, PHONE),
+    )
     return details
 
 
@@ -183,6 +200,7 @@ async def test_forget_leaves_no_trace_and_keeps_the_suppression(pool: Pool, tmp_
             "suppressions",
             "campaign_cancellations",
             "preference_outbox",
+            "aggregator_messages",
         }, seen
         globex_before = await row_counts(conn, "globex")
         acme_before = await row_counts(conn, "acme")
@@ -196,6 +214,7 @@ async def test_forget_leaves_no_trace_and_keeps_the_suppression(pool: Pool, tmp_
     assert removed["suppressions (kept hashed)"] == 2
     assert removed["message_events"] >= 2
     assert removed["reported_interactions"] >= 1
+    assert removed["aggregator_messages"] == 1
     async with pool.connection() as conn:
         assert await leftovers(conn, values, spare_tenant="globex") == []
         # Still never sent to again, by address (in any case) or by id.
