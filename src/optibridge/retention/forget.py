@@ -4,9 +4,10 @@ What goes: their messages in every campaign and state (a pending one is never se
 and interaction watermarks of those messages, their contact row, their per-campaign cancellations,
 their opt-outs not yet told to Optimove and the recipients of their purged messages kept for
 unsubscribe links (`unsubscribe_keys`), and the per-message rows of the newer Optimove paths
-(the SMS aggregator's report rows, which hold the mobile number; engagement-event progress). What stays, hashed: their suppressions (an
-unsubscribe is a legal record, and a later campaign targeting them must still not reach them), as
-SHA-256 of the address or id, which `store.suppressions.matching` still recognises. Reports sent
+(the SMS aggregator's report rows, which hold the mobile number; engagement-event progress).
+What stays, hashed: their suppressions (an unsubscribe is a legal record, and a later campaign
+targeting them must still not reach them), as SHA-256 of the address or id, which
+`store.suppressions.matching` still recognises. Reports sent
 afterwards no longer count them (totals replace earlier ones); lists Optimove already accepted
 cannot be taken back (Optimove has no call for it)."""
 
