@@ -10,11 +10,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
-from psycopg.rows import class_row
 
 from optibridge.core.engagement_settings import EngagementConfig, ReportingMode, missing_for_mode
 from optibridge.core.errors import ConfigError, ConflictError, NotFoundError
 from optibridge.core.secretbox import SecretBox
+from optibridge.store import report_data
 from optibridge.store.report_data import MessageFactRow
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
@@ -146,50 +146,15 @@ async def remove(conn: Conn, tenant_id: str) -> bool:
     return cur.rowcount > 0
 
 
-_FACTS = """
-WITH ev AS (
-    SELECT message_id,
-           min(occurred_at) FILTER (WHERE kind = 'delivered') AS delivered_at,
-           min(occurred_at) FILTER (WHERE kind IN ('opened', 'clicked') AND NOT suspect) AS opened_at,
-           min(occurred_at) FILTER (WHERE kind = 'clicked' AND NOT suspect) AS clicked_at,
-           min(occurred_at) FILTER (WHERE kind = 'unsubscribed') AS unsubscribed_at,
-           min(occurred_at) FILTER (WHERE kind = 'bounced') AS bounced_at,
-           min(occurred_at) FILTER (WHERE kind = 'complained') AS complained_at,
-           min(occurred_at) FILTER (WHERE kind = 'failed') AS failed_at
-    FROM message_events
-    WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
-    GROUP BY message_id
-), rep AS (
-    SELECT message_id, array_agg(event_id) AS reported
-    FROM engagement_events
-    WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
-    GROUP BY message_id
-)
-SELECT m.id, m.template_id, m.customer_id, m.state::text AS state, m.sent_at, m.updated_at,
-       ev.delivered_at, ev.opened_at, ev.clicked_at, ev.unsubscribed_at, ev.bounced_at,
-       ev.complained_at, ev.failed_at, rep.reported
-FROM messages m
-LEFT JOIN ev ON ev.message_id = m.id
-LEFT JOIN rep ON rep.message_id = m.id
-WHERE m.tenant_id = %(t)s AND m.channel_id = %(ch)s AND m.campaign_id = %(c)s
-  AND m.state NOT IN ('pending', 'claimed', 'canceled')
-"""
-
-
 async def message_facts(
     conn: Conn, tenant_id: str, channel_id: int, campaign_id: int
 ) -> AsyncIterator[MessageFactRow]:
     """The campaign's sent-or-final messages with their first events, as `report_data.message_facts`,
     but `reported` lists the MetricIDs already handled as events (sent or too old)."""
-    params = {"t": tenant_id, "ch": channel_id, "c": campaign_id}
-    async with (
-        conn.transaction(),
-        conn.cursor(name="engagement_facts", row_factory=class_row(MessageFactRow)) as cur,
+    async for row in report_data.message_facts(
+        conn, tenant_id, channel_id, campaign_id, progress="engagement_events"
     ):
-        cur.itersize = 5000
-        await cur.execute(_FACTS, params)
-        async for row in cur:
-            yield row
+        yield row
 
 
 async def record(

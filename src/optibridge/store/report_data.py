@@ -15,7 +15,7 @@ from psycopg.rows import class_row
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 
-_FACTS = """
+_FACTS_OF = """
 WITH ev AS (
     SELECT message_id,
            min(occurred_at) FILTER (WHERE kind = 'delivered') AS delivered_at,
@@ -30,7 +30,7 @@ WITH ev AS (
     GROUP BY message_id
 ), rep AS (
     SELECT message_id, array_agg(event_id) AS reported
-    FROM reported_interactions
+    FROM {progress}
     WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND campaign_id = %(c)s
     GROUP BY message_id
 )
@@ -43,6 +43,9 @@ LEFT JOIN rep ON rep.message_id = m.id
 WHERE m.tenant_id = %(t)s AND m.channel_id = %(ch)s AND m.campaign_id = %(c)s
   AND m.state NOT IN ('pending', 'claimed', 'canceled')
 """
+# Which metrics are already handled, per message: the classic push's watermark table, or the
+# engagement events' (store/engagement_events.py); the two progress independently ("both" mode).
+PROGRESS_TABLES = ("reported_interactions", "engagement_events")
 
 
 @dataclass(slots=True)
@@ -67,17 +70,20 @@ class MessageFactRow:
 
 
 async def message_facts(
-    conn: Conn, tenant_id: str, channel_id: int, campaign_id: int
+    conn: Conn, tenant_id: str, channel_id: int, campaign_id: int, *, progress: str = "reported_interactions"
 ) -> AsyncIterator[MessageFactRow]:
-    """Stream the campaign's sent-or-final messages (one pass, whatever the campaign's size)."""
+    """Stream the campaign's sent-or-final messages (one pass, whatever the campaign's size), each
+    with `reported`: the MetricIDs the `progress` table (PROGRESS_TABLES) says are handled."""
+    if progress not in PROGRESS_TABLES:
+        raise ValueError(f"unknown progress table {progress!r}")
     params = {"t": tenant_id, "ch": channel_id, "c": campaign_id}
     # A named (server-side) cursor streams the rows; it needs a transaction, read-only here.
     async with (
         conn.transaction(),
-        conn.cursor(name="report_facts", row_factory=class_row(MessageFactRow)) as cur,
+        conn.cursor(name=f"facts_{progress}", row_factory=class_row(MessageFactRow)) as cur,
     ):
         cur.itersize = 5000
-        await cur.execute(_FACTS, params)
+        await cur.execute(_FACTS_OF.format(progress=progress), params)
         async for row in cur:
             yield row
 
