@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import date
 from types import TracebackType
@@ -27,7 +26,7 @@ from typing import Any, Final, TypeVar
 import aiohttp
 
 from optibridge.core.logs import get_logger
-from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
+from optibridge.core.outbound import OutboundPolicy
 from optibridge.optimove import responses
 from optibridge.optimove.auth import ApiKeyAuth, LoginAuth, TokenState, is_token_expired_answer
 from optibridge.optimove.batching import (
@@ -43,11 +42,10 @@ from optibridge.optimove.errors import (
     OptimoveError,
     OptimoveRequestError,
     OptimoveResponseError,
-    OptimoveTimeoutError,
-    OptimoveTransportError,
     error_for_status,
     excerpt,
 )
+from optibridge.optimove.exchange import exchange
 from optibridge.optimove.models import (
     CampaignDetails,
     CampaignMetric,
@@ -58,7 +56,6 @@ from optibridge.optimove.models import (
     ExecutionChannel,
     SendDetailsPage,
 )
-from optibridge.optimove.observe import request_done
 from optibridge.optimove.paging import iterate_pages
 from optibridge.optimove.ratelimit import (
     DEFAULT_REGISTRY,
@@ -230,42 +227,15 @@ class OptimoveClient:
                 await self._limiter.wait()
             retry_after: float | None = None
             error: OptimoveError
-            started = time.perf_counter()
-            try:
-                self.requests_sent += 1
-                async with self._http().request(
-                    method,
-                    url,
-                    params=params,
-                    data=body,
-                    headers=headers,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                ) as response:
-                    status = response.status
-                    payload = await response.read()
-                    retry_after_header = response.headers.get("Retry-After")
-                request_done(call, status, time.perf_counter() - started)
-            except TimeoutError:
-                request_done(call, "timeout", time.perf_counter() - started)
-                error = OptimoveTimeoutError(
-                    f"Optimove {call} timed out after {self.config.timeouts.total_s:g} s (attempt {attempt})",
-                    call=call,
-                    attempts=attempt,
-                )
-            except aiohttp.ClientError as exc:
-                request_done(call, "transport", time.perf_counter() - started)
-                refused = _refusal(exc)
-                if refused is not None:  # the guard said no: asking again would get the same answer
-                    raise OptimoveRequestError(
-                        f"Optimove {call} not sent: {refused}", call=call, retryable=False
-                    ) from None
-                error = OptimoveTransportError(
-                    f"Optimove {call} failed: {type(exc).__name__}: {exc} (attempt {attempt})",
-                    call=call,
-                    attempts=attempt,
-                )
+            self.requests_sent += 1
+            answer = await exchange(
+                self._http(), method, url, call=call, attempt=attempt, limits=self._timeout,
+                total_s=self.config.timeouts.total_s, params=params, data=body, headers=headers,
+            )  # fmt: skip
+            if isinstance(answer, OptimoveError):
+                error = answer
             else:
+                status, payload = answer.status, answer.payload
                 message = None if login or call in _STRING_ANSWERS else responses.error_string(payload)
                 if 200 <= status < 300 and message is None:
                     if token is not None:
@@ -283,7 +253,7 @@ class OptimoveClient:
                     error = _error_string_answer(call, status, message, attempt)
                 else:
                     error = error_for_status(call, status, payload, attempt)
-                    retry_after = parse_retry_after(retry_after_header, self._clock.now())
+                    retry_after = parse_retry_after(answer.retry_after, self._clock.now())
             if not error.retryable or attempt >= policy.max_attempts:
                 raise error
             delay = backoff_delay(policy, attempt, self._rng.random(), retry_after)
@@ -568,18 +538,6 @@ def _error_string_answer(call: str, status: int, message: str, attempts: int) ->
         attempts=attempts,
         retryable=True,
     )
-
-
-def _refusal(exc: BaseException) -> str | None:
-    """The outbound guard's refusal inside an aiohttp connection error, if that is what it is."""
-    cause: BaseException | None = exc
-    for _ in range(5):  # aiohttp wraps the resolver's OSError; walk a bounded chain
-        if cause is None:
-            return None
-        if isinstance(cause, DestinationRefusedError):
-            return str(cause)
-        cause = getattr(cause, "os_error", None) or cause.__cause__
-    return None
 
 
 def _parse_token(data: Any) -> str:

@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import json
 import random
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,17 +33,14 @@ import aiohttp
 from optibridge.core.logs import get_logger
 from optibridge.core.outbound import OutboundPolicy
 from optibridge.optimove.batching import chunked
-from optibridge.optimove.client import _refusal
 from optibridge.optimove.clock import SYSTEM_CLOCK, Clock
 from optibridge.optimove.config import Timeouts
 from optibridge.optimove.errors import (
     OptimoveError,
     OptimoveRequestError,
-    OptimoveTimeoutError,
-    OptimoveTransportError,
     error_for_status,
 )
-from optibridge.optimove.observe import request_done
+from optibridge.optimove.exchange import exchange
 from optibridge.optimove.retry import RetryPolicy, backoff_delay, parse_retry_after
 
 CALL: Final = "saveEvent"
@@ -236,40 +232,18 @@ class EngagementClient:
             attempt += 1
             retry_after: float | None = None
             error: OptimoveError
-            started = time.perf_counter()
-            try:
-                self.requests_sent += 1
-                async with self._http().post(
-                    self._url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
-                ) as response:
-                    status = response.status
-                    payload = await response.read()
-                    retry_after_header = response.headers.get("Retry-After")
-                request_done(CALL, status, time.perf_counter() - started)
-            except TimeoutError:
-                request_done(CALL, "timeout", time.perf_counter() - started)
-                error = OptimoveTimeoutError(
-                    f"Optimove {CALL} timed out after {self.config.timeouts.total_s:g} s (attempt {attempt})",
-                    call=CALL,
-                    attempts=attempt,
-                )
-            except aiohttp.ClientError as exc:
-                request_done(CALL, "transport", time.perf_counter() - started)
-                refused = _refusal(exc)
-                if refused is not None:
-                    raise OptimoveRequestError(
-                        f"Optimove {CALL} not sent: {refused}", call=CALL, retryable=False
-                    ) from None
-                error = OptimoveTransportError(
-                    f"Optimove {CALL} failed: {type(exc).__name__}: {exc} (attempt {attempt})",
-                    call=CALL,
-                    attempts=attempt,
-                )
+            self.requests_sent += 1
+            answer = await exchange(
+                self._http(), "POST", self._url, call=CALL, attempt=attempt, limits=self._timeout,
+                total_s=self.config.timeouts.total_s, data=body, headers=headers,
+            )  # fmt: skip
+            if isinstance(answer, OptimoveError):
+                error = answer
             else:
-                if 200 <= status < 300:
+                if 200 <= answer.status < 300:
                     return
-                error = error_for_status(CALL, status, payload, attempt)
-                retry_after = parse_retry_after(retry_after_header, self._clock.now())
+                error = error_for_status(CALL, answer.status, answer.payload, attempt)
+                retry_after = parse_retry_after(answer.retry_after, self._clock.now())
             if not error.retryable or attempt >= policy.max_attempts:
                 raise error
             delay = backoff_delay(policy, attempt, self._rng.random(), retry_after)
