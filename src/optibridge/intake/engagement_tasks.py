@@ -40,7 +40,6 @@ from optibridge.optimove import SendDetail
 from optibridge.runtime import Runtime, runtime_of
 from optibridge.store import campaigns as campaign_store
 from optibridge.store import engagements
-from optibridge.store import templates as template_store
 
 log = get_logger(__name__)
 JOB_RETRY = TransientRetry(max_attempts=8)
@@ -186,20 +185,7 @@ async def run_engagement(runtime: Runtime, tenant_id: str, channel_id: int, enga
             )
             return await _fail(runtime, tenant_id, channel_id, engagement_id, campaign_id, why)
         skip = start.ingest_skip
-        used = await template_store.live_attributes(conn, tenant_id, start.channel_name)
-        plan = ingest.plan(
-            tenant_id,
-            channel_id,
-            campaign_id,
-            start.channel_kind,
-            start.channel_options,
-            used,
-            fixed_attributes=start.attributes if skip > 0 else None,
-        )
-        if skip == 0:
-            await campaign_store.fix_attributes(
-                conn, tenant_id, channel_id, campaign_id, list(plan.attributes)
-            )
+        plan = await ingest.plan_at_start(conn, start, tenant_id, channel_id, campaign_id)
     id_field = str(start.channel_options.get("engagement_customer_id_field") or DEFAULT_CUSTOMER_ID_FIELD)
     reader = RecordReader(plan.attributes, meta.template_id, meta.scheduled_time, id_field)
     out: queue.Queue[tuple[int, ingest.PageRows] | BaseException | None] = queue.Queue(maxsize=2)

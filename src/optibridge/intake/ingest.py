@@ -28,6 +28,7 @@ from optibridge.intake.schedule import SendTimePolicy, send_time
 from optibridge.optimove import SendDetail
 from optibridge.store import campaigns as campaign_store
 from optibridge.store import messages as message_store
+from optibridge.store import templates as template_store
 from optibridge.store.messages import CONTACT_COLUMN
 
 log = get_logger(__name__)
@@ -117,6 +118,32 @@ ADDRESS_CONTROL_REASON = "address holds a control character; not sent"
 _COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _JSON_STR = json.encoder.encode_basestring
 _NAMESPACE_BYTES = MESSAGE_NAMESPACE.bytes
+
+
+async def plan_at_start(
+    conn: psycopg.AsyncConnection[dict[str, Any]],
+    start: campaign_store.IngestStart,
+    tenant_id: str,
+    channel_id: int,
+    campaign_id: int,
+) -> IngestPlan:
+    """The plan of a campaign's ingest, new or resumed, whichever path it came by (listener or
+    event 14): the attributes the channel's live templates use, fixed on the campaign at the
+    first page so that a resumed ingest writes the same columns as before."""
+    skip = start.ingest_skip
+    used = await template_store.live_attributes(conn, tenant_id, start.channel_name)
+    p = plan(
+        tenant_id,
+        channel_id,
+        campaign_id,
+        start.channel_kind,
+        start.channel_options,
+        used,
+        fixed_attributes=start.attributes if skip > 0 else None,
+    )
+    if skip == 0:
+        await campaign_store.fix_attributes(conn, tenant_id, channel_id, campaign_id, list(p.attributes))
+    return p
 
 
 @dataclass(frozen=True)

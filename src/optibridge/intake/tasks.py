@@ -22,7 +22,6 @@ from optibridge.optimove import OptimoveClientError
 from optibridge.runtime import Runtime, runtime_of
 from optibridge.store import campaigns as campaign_store
 from optibridge.store import messages as message_store
-from optibridge.store import templates
 
 log = get_logger(__name__)
 
@@ -41,20 +40,7 @@ async def run_ingest(runtime: Runtime, tenant_id: str, channel_id: int, campaign
         if start.status != "ingesting":
             return start.status
         skip = start.ingest_skip
-        used = await templates.live_attributes(conn, tenant_id, start.channel_name)
-        plan = ingest.plan(
-            tenant_id,
-            channel_id,
-            campaign_id,
-            start.channel_kind,
-            start.channel_options,
-            used,
-            fixed_attributes=start.attributes if skip > 0 else None,
-        )
-        if skip == 0:
-            await campaign_store.fix_attributes(
-                conn, tenant_id, channel_id, campaign_id, list(plan.attributes)
-            )
+        plan = await ingest.plan_at_start(conn, start, tenant_id, channel_id, campaign_id)
     client = await runtime.clients.get(tenant_id)
     pages = client.iter_send_details(campaign_id, channel_id, plan.attributes, start_skip=skip)
     # Three stages overlap: the client fetches page k+2 while page k+1 is turned into rows (CPU,
