@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from optibridge.intake.notifications import InvalidNotification, parse_optimove_time
+from optibridge.intake.notifications import InvalidNotification, parse_optimove_time, whole_number
 from optibridge.optimove import SendDetail
 
 EVENT_TYPE = 14
@@ -94,18 +94,9 @@ def storable_json(value: Any, depth: int = 0) -> Any:
 
 
 def _int(name: str, value: Any, *, maximum: int = MAX_ID) -> int:
-    if isinstance(value, bool):
-        raise InvalidEngagement(f"{name} must be a whole number")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    else:
-        raise InvalidEngagement(f"{name} must be a whole number")
-    if not 0 < number <= maximum:
-        raise InvalidEngagement(f"{name} out of range")
+    number = whole_number(value, maximum)
+    if isinstance(number, str):
+        raise InvalidEngagement(f"{name} {number}")
     return number
 
 

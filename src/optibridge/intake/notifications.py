@@ -67,9 +67,12 @@ def parse_optimove_time(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _int(name: str, value: Any) -> int:
+def whole_number(value: Any, maximum: int) -> int | str:
+    """A positive whole number as Optimove may send one (a JSON number, a string of digits, a
+    float with no fraction; never a boolean), or why it is not one (pure; the caller names the
+    field and raises its own error)."""
     if isinstance(value, bool):
-        raise InvalidNotification(f"{name} must be a whole number")
+        return "must be a whole number"
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and value.strip().isdigit():
@@ -77,9 +80,14 @@ def _int(name: str, value: Any) -> int:
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
     else:
-        raise InvalidNotification(f"{name} must be a whole number")
-    if not 0 < number <= MAX_ID:
-        raise InvalidNotification(f"{name} out of range")
+        return "must be a whole number"
+    return number if 0 < number <= maximum else "out of range"
+
+
+def _int(name: str, value: Any) -> int:
+    number = whole_number(value, MAX_ID)
+    if isinstance(number, str):
+        raise InvalidNotification(f"{name} {number}")
     return number
 
 
