@@ -81,10 +81,9 @@ async def compute_report(
     return report
 
 
-def _add_row(
-    report: CampaignReport, row: MessageFactRow, wanted: frozenset[MetricID], max_new: int, now: datetime
-) -> None:
-    facts = MessageFacts(
+def facts_of(row: MessageFactRow) -> MessageFacts:
+    """What the metric rules read of a message's row (pure)."""
+    return MessageFacts(
         state=row.state,
         sent_at=row.sent_at,
         state_at=row.updated_at,
@@ -96,6 +95,12 @@ def _add_row(
         complained_at=row.complained_at,
         failed_at=row.failed_at,
     )
+
+
+def _add_row(
+    report: CampaignReport, row: MessageFactRow, wanted: frozenset[MetricID], max_new: int, now: datetime
+) -> None:
+    facts = facts_of(row)
     template = row.template_id
     counts = report.counts.get(template)
     if counts is None:

@@ -39,8 +39,8 @@ from optibridge.optimove.engagement_events import (
     too_old,
 )
 from optibridge.optimove.models import MetricID
-from optibridge.reporting.aggregate import channel_info
-from optibridge.reporting.metrics import MessageFacts, metric_times
+from optibridge.reporting.aggregate import channel_info, facts_of
+from optibridge.reporting.metrics import metric_times
 from optibridge.reporting.push import PushResult, push_campaign
 from optibridge.runtime import Runtime
 from optibridge.store import engagement_events as engagement_store
@@ -77,18 +77,7 @@ def row_events(
 ) -> list[EngagementEvent]:
     """The events one message owes: each wanted metric it counts in and that was not handled yet,
     timed when it first qualified (`now` when that is unknown)."""
-    facts = MessageFacts(
-        state=row.state,
-        sent_at=row.sent_at,
-        state_at=row.updated_at,
-        delivered_at=row.delivered_at,
-        opened_at=row.opened_at,
-        clicked_at=row.clicked_at,
-        unsubscribed_at=row.unsubscribed_at,
-        bounced_at=row.bounced_at,
-        complained_at=row.complained_at,
-        failed_at=row.failed_at,
-    )
+    facts = facts_of(row)
     handled = set(row.reported or ())
     return [
         EngagementEvent(
