@@ -28,7 +28,6 @@ from optibridge.delivery.reconcile import DEAD_WORKER_AFTER, reconcile
 from optibridge.delivery.results import DatabaseAway
 from optibridge.engine import jobs
 from optibridge.runtime import Runtime, runtime_of
-from optibridge.store import engine as engine_store
 from optibridge.store import messages as message_store
 
 log = get_logger(__name__)
@@ -127,38 +126,6 @@ async def run_send(
     return total
 
 
-# Hand-overs in progress (a reference keeps each task alive until it ends).
-_HANDOVERS: set[asyncio.Task[None]] = set()
-HANDOVER_WAIT_S = 3.0
-
-
-def hand_over(runtime: Runtime, job_id: int, tenant_id: str, channel_id: int, lane: int) -> None:
-    """Queue the lane's next job once this one has ended, in the background.
-
-    Queued while this job still held the lane's lock, the next job could be fetched by no one
-    until the lock was free, and then only by the worker that had held it: it fetches again the
-    moment a job ends, while the others, told of the job when it was queued (and refused by the
-    lock), only poll every 2 s. A worker joining a running campaign then got no lane. Queued just
-    after the lock is free, its NOTIFY reaches every worker at once, and any of them may take it.
-    """
-    task = asyncio.create_task(_hand_over(runtime, job_id, tenant_id, channel_id, lane))
-    _HANDOVERS.add(task)
-    task.add_done_callback(_HANDOVERS.discard)
-
-
-async def _hand_over(runtime: Runtime, job_id: int, tenant_id: str, channel_id: int, lane: int) -> None:
-    try:
-        deadline = time.monotonic() + HANDOVER_WAIT_S
-        while time.monotonic() < deadline:  # bounded: the job ends right after its function returns
-            async with runtime.pool.connection() as conn:
-                if not await engine_store.job_running(conn, job_id):
-                    break
-            await asyncio.sleep(0.02)
-        await defer_successor(runtime, tenant_id, channel_id, lane)
-    except Exception as exc:  # an optimisation only: the next tick queues it anyway
-        log.debug("send: successor not queued", error=type(exc).__name__)
-
-
 async def defer_successor(runtime: Runtime, tenant_id: str, channel_id: int, lane: int) -> None:
     """A send job that ran out of time while more work is due within IDLE_WAIT_S queues its lane's
     next job at once (it starts when this one's lane lock is free), rather than leaving up to a
@@ -223,9 +190,10 @@ def register(app: procrastinate.App, tick_cron: str) -> None:
             if stats.claimed:
                 log.info("send: lane done", lane=lane, **vars(stats))
             if time.monotonic() - began >= budget and not runtime.draining.is_set():
-                job_id = context.job.id
-                if job_id is not None:
-                    hand_over(runtime, job_id, tenant_id, channel_id, lane)
+                try:
+                    await defer_successor(runtime, tenant_id, channel_id, lane)
+                except Exception as exc:  # an optimisation only: the next tick queues it anyway
+                    log.debug("send: successor not queued", error=type(exc).__name__)
         finally:
             unbind("tenant", "channel")
 
