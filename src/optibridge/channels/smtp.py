@@ -330,23 +330,12 @@ class SmtpProvider:
                     return await self._refused_in_group(client, group, rcpt, recipient=True)
                 start = await group.reply()
                 if start.code != 354:
-                    if start.code < 400:  # a reply that makes no sense here: out of step
-                        client.close()
-                        return classify_network_error(aiosmtplib.SMTPDataError(start.code, start.message))
-                    if start.code == 421:
-                        client.close()
-                    return await self._refused(client, start.code, start.message, recipient=False)
+                    return await self._not_taken(client, start, uncertain=False)
                 phase = "BODY"
                 group.send(data_payload(data), replies=1)
                 reply = await group.reply()
                 if reply.code != 250:
-                    if reply.code < 400:
-                        client.close()
-                        error = aiosmtplib.SMTPDataError(reply.code, reply.message)
-                        return classify_network_error(error, uncertain=True)
-                    if reply.code == 421:
-                        client.close()
-                    return await self._refused(client, reply.code, reply.message, recipient=False)
+                    return await self._not_taken(client, reply, uncertain=True)
         except (aiosmtplib.SMTPException, OSError) as exc:  # includes TimeoutError
             if phase == "BODY":
                 _discard_unsent(client)
@@ -358,6 +347,20 @@ class SmtpProvider:
             return classify_network_error(exc, uncertain=phase == "BODY")
         conn.sent += 1
         return SendResult(Outcome.SENT, provider_message_id=provider_id_from_reply(reply.message))
+
+    async def _not_taken(
+        self, client: aiosmtplib.SMTP, reply: SMTPResponse, *, uncertain: bool
+    ) -> SendResult:
+        """DATA or end-of-data answered with anything but yes: a reply that makes no sense here
+        (below 400) leaves the connection out of step (closed; `uncertain` once the message was
+        written); a refusal is classified as the message's, and a 421 closes the connection."""
+        if reply.code < 400:
+            client.close()
+            error = aiosmtplib.SMTPDataError(reply.code, reply.message)
+            return classify_network_error(error, uncertain=uncertain)
+        if reply.code == 421:
+            client.close()
+        return await self._refused(client, reply.code, reply.message, recipient=False)
 
     async def _refused_in_group(
         self, client: aiosmtplib.SMTP, group: Pipeline, reply: SMTPResponse, *, recipient: bool
