@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import re
 import socket
-import struct
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from optibridge.channels.classify import classify_network_error, classify_smtp_r
 from optibridge.channels.mime import EmailComposer, InvalidRecipientError
 from optibridge.channels.settings import SmtpSettings
 from optibridge.channels.smtp_pipelining import Pipeline, command, data_payload, offered
+from optibridge.channels.sockets import RESET_ON_CLOSE
 from optibridge.core.logs import get_logger
 from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
 
@@ -58,7 +58,7 @@ def _discard_unsent(client: aiosmtplib.SMTP) -> None:
     sock = transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.setsockopt(*RESET_ON_CLOSE)
     abort = getattr(transport, "abort", None)  # a WriteTransport's; then close() resets state
     if abort is not None:
         abort()

@@ -34,7 +34,7 @@ from optibridge.core.logs import get_logger
 from optibridge.core.states import MessageState
 from optibridge.delivery import triage as tri
 from optibridge.delivery.compose import Composer, Templates, compose_slice
-from optibridge.delivery.fence import FENCED, FenceClosed, Lease, fenced
+from optibridge.delivery.fence import FENCED, PROBE_TIMEOUT_S, FenceClosed, Lease, fenced
 from optibridge.delivery.lookup import settle_uncertain
 from optibridge.delivery.registry import Channel, ChannelRegistry
 from optibridge.delivery.results import (
@@ -115,7 +115,7 @@ class Dispatcher:
             pool = self.writer.pool
 
             async def age_of(worker: str) -> float | None:
-                async with pool.connection(timeout=3.0) as conn:
+                async with pool.connection(timeout=PROBE_TIMEOUT_S) as conn:
                     return await worker_store.heartbeat_age_s(conn, worker)
 
             found = self.leases[worker_id] = Lease(worker_id, age_of)

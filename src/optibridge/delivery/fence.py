@@ -135,9 +135,9 @@ async def fenced(lease: Lease | None, work: Awaitable[T], given_up: Callable[[],
         if inspect.iscoroutine(work):
             work.close()
         raise FenceClosed("the send fence closed: this worker's heartbeat is not reaching the database")
-    task = asyncio.ensure_future(work)
     if lease is None:
-        return await task
+        return await work
+    task = asyncio.ensure_future(work)
     try:
         while True:
             left = lease.seconds_left()
