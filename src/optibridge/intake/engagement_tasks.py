@@ -58,6 +58,8 @@ class GcsReadError(Exception):
 
 def _gcs_error(exc: Exception) -> Exception:
     """google-api-core / requests errors as a GcsReadError with the retry it deserves."""
+    # Here, not at the top: the google client libraries load only when event 14 is used.
+    import requests  # google-cloud-storage's transport
     from google.api_core import exceptions as gexc
 
     if isinstance(exc, InvalidEngagement):
@@ -68,13 +70,8 @@ def _gcs_error(exc: Exception) -> Exception:
         return GcsReadError(f"GCS: {exc}"[:500], status=code, retryable=retry)
     if isinstance(exc, (OSError, TimeoutError)):
         return exc
-    try:
-        import requests
-
-        if isinstance(exc, requests.RequestException):
-            return GcsReadError(f"GCS unreachable: {exc}"[:500], status=None, retryable=True)
-    except ImportError:  # pragma: no cover - google-cloud-storage depends on requests
-        pass
+    if isinstance(exc, requests.RequestException):
+        return GcsReadError(f"GCS unreachable: {exc}"[:500], status=None, retryable=True)
     return exc
 
 
