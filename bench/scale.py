@@ -135,6 +135,21 @@ def jobs_seq(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
+def print_late_profile(conn: psycopg.Connection[Any], campaign_id: int, t0: float) -> None:
+    """Where a paced run's late messages were due (seconds after the first due time): a tail at
+    the start is the first tick's, a tail every few seconds the lanes' hand-overs."""
+    rows = conn.execute(
+        """SELECT floor(extract(epoch FROM send_at) - %s)::int AS s, count(*),
+                  round(max(extract(epoch FROM sent_at - send_at)) * 1000)
+           FROM messages WHERE channel_id = %s AND campaign_id = %s
+            AND sent_at - send_at > interval '250 milliseconds'
+           GROUP BY 1 ORDER BY 1""",
+        (t0, CHANNEL, campaign_id),
+    ).fetchall()
+    late = ", ".join(f"{s}s: {n} (max {int(m)} ms)" for s, n, m in rows) or "none"
+    print(f"    late > 250 ms, by due second: {late}", flush=True)
+
+
 def one_run(
     url: str,
     pg: TcpPostgres,
@@ -180,6 +195,8 @@ def one_run(
         assert row is not None
         if row[0] != size:
             raise SystemExit(f"only {row[0]} of {size} sent; see {log}")
+        if rate:
+            print_late_profile(conn, campaign_id, start)
     elapsed = float(row[1]) - start
     # CPU over the whole measured interval (load included) against the same wall time.
     span = wall1 - wall0

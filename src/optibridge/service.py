@@ -34,7 +34,6 @@ from optibridge.core import telemetry
 from optibridge.core.config import Settings
 from optibridge.core.errors import ConfigError
 from optibridge.core.logs import database_outage, get_logger, is_database_unreachable
-from optibridge.engine import jobs
 from optibridge.runtime import Runtime
 from optibridge.web.app import create_app
 from optibridge.web.metrics import start_worker_metrics
@@ -174,7 +173,7 @@ async def _run_worker_once(runtime: Runtime, stop: asyncio.Event, name: str) -> 
             fetch_job_polling_interval=2.0,
             delete_jobs="successful",
             additional_context={"runtime": runtime},
-            worker_middleware=[jobs.superseded_on_outage],
+            # worker_middleware: the App's defaults (engine.jobs.create_engine_app)
         )
     )
     stopper = asyncio.create_task(stop.wait())

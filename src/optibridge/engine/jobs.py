@@ -21,6 +21,7 @@ from procrastinate import JobContext
 from optibridge.core.config import Settings
 from optibridge.core.errors import ConfigError
 from optibridge.core.logs import get_logger, is_database_unreachable
+from optibridge.engine import fairness
 from optibridge.store import engine as engine_store
 
 log = get_logger(__name__)
@@ -188,7 +189,11 @@ def _register_builtin(app: procrastinate.App, settings: Settings) -> None:
 def create_engine_app(settings: Settings) -> procrastinate.App:
     """A procrastinate App with the engine's own tasks (heartbeat, stalled-job re-queue); the flows'
     tasks are added by `optibridge.bootstrap.create_job_app`."""
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector())
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(),
+        worker_defaults={"worker_middleware": [superseded_on_outage]},
+    )
+    fairness.install(app)  # lane hand-over to the least-loaded worker
     _register_builtin(app, settings)
     return app
 

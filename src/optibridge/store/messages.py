@@ -350,7 +350,7 @@ async def settle_stale_claims(
 DUE_SQL = """
 SELECT ch.tenant_id, ch.optimove_channel_id AS channel_id, ch.options FROM channels ch
 WHERE EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = ch.tenant_id
-              AND m.channel_id = ch.optimove_channel_id AND m.state = 'pending' AND m.send_at <= %(now)s)
+              AND m.channel_id = ch.optimove_channel_id AND m.state = 'pending' AND m.send_at <= %(due_by)s)
    OR EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = ch.tenant_id
               AND m.channel_id = ch.optimove_channel_id AND m.state = 'claimed'
               AND (m.claimed_until < %(now)s OR NOT EXISTS (
@@ -359,9 +359,13 @@ WHERE EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = ch.tenant_id
 """
 
 
-async def channels_with_due_work(conn: Conn, now: datetime, *, dead_after: timedelta) -> list[DueChannel]:
-    """Channels with due pending messages or stale claims (see `stale_claims`)."""
-    rows = await (await conn.execute(DUE_SQL, {"now": now, "dead": dead_after})).fetchall()
+async def channels_with_due_work(
+    conn: Conn, now: datetime, *, dead_after: timedelta, due_by: datetime | None = None
+) -> list[DueChannel]:
+    """Channels with pending messages due by `due_by` (default `now`) or stale claims (see
+    `stale_claims`)."""
+    params = {"now": now, "due_by": due_by or now, "dead": dead_after}
+    rows = await (await conn.execute(DUE_SQL, params)).fetchall()
     return [
         DueChannel(tenant_id=r["tenant_id"], channel_id=r["channel_id"], options=r["options"]) for r in rows
     ]

@@ -119,14 +119,9 @@ async def test_lanes_bound_the_send_jobs_running_at_once_across_workers(
         assert sum(n - 1 for n in per_id.values()) == 0
 
 
-# Known gap (issue 14 stays open on it): it passes in some runs and not in others. A send job
-# queues its lane's next job while it still holds the lane's lock; when it ends, the lock frees
-# with no notification, so the worker that just finished fetches that job at once while the
-# others only poll every 2 s: a joining worker may get no lane before the campaign ends.
-# Queueing it only once the lock was free (tried in session 5) gave every worker a share (4 of 4
-# runs) but raised the paced p99 lateness of bench/scale.py with 4 workers from 441 ms to 1,144 ms
-# (the next job then waited for a poll), against issue 16's 1 s target: reverted.
-@pytest.mark.xfail(strict=False, reason="lane hand-over favours the worker that held the lane (issue 14)")
+# Before migration 0015 and engine/fairness.py this passed in some runs only: a lane's lock freed
+# with no notification, and the worker that held the lanes took them again. Now a freed lock wakes
+# every worker and a busy worker waits a little before fetching, so a free one takes the lane.
 async def test_workers_joining_a_running_campaign_each_send_a_share(
     db_url: str, test_secret_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,82 @@
+"""Lane hand-over to the least-loaded worker (docs/scaling.md, "Lane hand-over").
+
+A send lane is one job at a time (a procrastinate job `lock`), ended every few seconds and queued
+again, so that the workers of a cluster share a campaign. When a lane's lock frees, every worker
+is woken at once (migration 0015's trigger) and the first to fetch takes the lane. Left to that
+race, the worker that already runs the other lanes takes them again as often as not (measured:
+one worker kept all three lanes of a running campaign in 2 of 3 trials after two others joined).
+So a worker that is running locked jobs waits a little before each fetch, longer the more it
+runs: a free worker fetches first and takes the lane; a busy one still takes it a moment later
+when nobody else is there, so a lone worker pays at most MAX_DELAY_S per hand-over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import procrastinate
+from procrastinate import JobContext
+from procrastinate.manager import JobManager
+
+# Per locked job the worker is running. Far above a fetch's round trip to PostgreSQL (~1 ms on a
+# LAN), so the free worker's fetch is done before the busy one's starts; far below the 1 s
+# lateness budget of a paced campaign (bench/scale.py).
+STEP_S = 0.02
+MAX_DELAY_S = 0.08
+
+
+def fetch_delay_s(locked_jobs_running: int) -> float:
+    """How long a worker running this many locked jobs waits before fetching."""
+    return min(MAX_DELAY_S, STEP_S * max(0, locked_jobs_running))
+
+
+class WorkerLoad:
+    """Locked jobs running per worker id, in this process (every worker of the process shares
+    the App, hence this one object)."""
+
+    def __init__(self) -> None:
+        self._running: Counter[int] = Counter()
+
+    def running(self, worker_id: int | None) -> int:
+        return 0 if worker_id is None else self._running[worker_id]
+
+    async def track(
+        self, call_next: Callable[[], Awaitable[Any]], context: JobContext, worker: object
+    ) -> Any:
+        """Worker middleware: counts the job while it runs, if it holds a lock."""
+        worker_id = context.job.worker_id
+        if context.job.lock is None or worker_id is None:
+            return await call_next()
+        self._running[worker_id] += 1
+        try:
+            return await call_next()
+        finally:
+            self._running[worker_id] -= 1
+            if self._running[worker_id] <= 0:
+                del self._running[worker_id]
+
+
+class LoadAwareJobManager(JobManager):
+    """procrastinate's JobManager whose fetch waits fetch_delay_s(locked jobs the worker runs)."""
+
+    def __init__(self, connector: procrastinate.BaseConnector, load: WorkerLoad) -> None:
+        super().__init__(connector)
+        self.load = load
+
+    async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> procrastinate.jobs.Job | None:
+        delay = fetch_delay_s(self.load.running(worker_id))
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return await super().fetch_job(queues, worker_id)
+
+
+def install(app: procrastinate.App) -> WorkerLoad:
+    """Give `app` the load-aware fetch, and its workers (by default) the middleware that counts."""
+    load = WorkerLoad()
+    app.job_manager = LoadAwareJobManager(app.connector, load)
+    middleware = list(app.worker_defaults.get("worker_middleware") or [])
+    app.worker_defaults["worker_middleware"] = [*middleware, load.track]
+    return load
