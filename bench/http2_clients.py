@@ -40,8 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import socket
@@ -58,6 +56,8 @@ from typing import Any
 
 import httpx
 import psutil
+
+from optibridge.testing.tls import loopback_certificate
 
 FCM_BODY = json.dumps(
     {
@@ -79,40 +79,6 @@ Send = Callable[[int], Awaitable[tuple[int, bytes]]]
 
 
 # --- the server (a subprocess) ----------------------------------------------------------------
-
-
-def make_certificate(folder: Path) -> tuple[str, str]:
-    """(certificate, key) of a self-signed certificate for 127.0.0.1, its own CA (as the tests)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return str(cert_path), str(key_path)
 
 
 def serve(port: int, cert: str, key: str, latency_s: float) -> None:
@@ -195,7 +161,7 @@ class Server:
 @contextlib.contextmanager
 def server(latency_s: float) -> Any:
     with tempfile.TemporaryDirectory(prefix="h2bench-") as folder:
-        cert, key = make_certificate(Path(folder))
+        cert, key = loopback_certificate(Path(folder))
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
