@@ -24,9 +24,9 @@ def channel(**options: Any) -> Channel:
 @pytest.mark.parametrize(
     ("options", "in_flight", "loops"),
     [
-        ({}, 512, 3),  # no rate: 512; a default slice is 64 x 4 = 256; one more to overlap
-        ({"rate_per_s": 1000}, 300, 3),  # rate x 0.3 s
-        ({"rate_per_s": 10}, 64, 2),  # at least one chunk
+        ({}, 512, 4),  # no rate: 512; a default slice is 64 x 4 = 256; two more to overlap
+        ({"rate_per_s": 1000}, 300, 4),  # rate x 0.3 s
+        ({"rate_per_s": 10}, 64, 3),  # at least one chunk
         ({"in_flight": 40, "rate_per_s": 1000}, 40, 1),  # the option wins
         ({"in_flight": 8192, "chunk": 10, "claim_chunks": 1}, 8192, 8),  # at most 8 slice loops
     ],

@@ -194,14 +194,54 @@ def slice_size(ch: Channel) -> int:
     return ch.chunk * ch.options.claim_chunks
 
 
+SPARE_SLICES = 2
+
+
 def slice_loops(ch: Channel) -> int:
     """Slices a send job works at once (pure), each on its own connection: enough that `in_flight`
-    sends are in flight although one slice holds fewer, plus one whose claim, compose and writes
-    overlap the others' sends (so the pipeline does not drain between slices). A job thus has at
-    most `in_flight` + one slice in flight; the provider's connection count caps it too."""
+    sends are in flight although one slice holds fewer, plus SPARE_SLICES claiming, composing and
+    writing while the others send. The job's sends in flight are capped by its `Window` (shared
+    by these loops), so the spares add claimed rows, not sends.
+
+    Two spares, measured (bench/send.py --latency-ms 200, push): a slice spends longer between
+    sends (claim, suppression, compose, writes, on a busy event loop) than its sends take at 200 ms,
+    so with one spare the job averaged ~320 of its 512 sends in flight."""
     if ch.options.in_flight is not None and ch.options.in_flight <= slice_size(ch):
         return 1  # asked for no more than a slice in flight: one slice at a time
-    return max(1, min(8, math.ceil(in_flight(ch) / slice_size(ch)) + 1))
+    return max(1, min(8, math.ceil(in_flight(ch) / slice_size(ch)) + SPARE_SLICES))
+
+
+class Window:
+    """A send job's sends in flight, shared by its slice loops, so that the channel's `in_flight`
+    holds across slices (not per slice: a slice between claims sends nothing, and its sends end
+    together). Taken when a chunk is handed to the provider, given back when its sends return."""
+
+    def __init__(self) -> None:
+        self.used = 0
+        self._room: asyncio.Future[None] | None = None
+
+    def fits(self, n: int, limit: int) -> bool:
+        # An empty window takes any chunk: a limit under one chunk still sends, a chunk at a time.
+        return self.used == 0 or self.used + n <= limit
+
+    def take(self, n: int) -> None:
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n
+        room, self._room = self._room, None
+        if room is not None and not room.done():
+            room.set_result(None)
+
+    def give_when_done(self, sends: asyncio.Future[list[base.SendResult]], n: int) -> None:
+        """Give `n` back when `sends` ends (returned, given up or cancelled)."""
+        sends.add_done_callback(lambda _: self.give(n))
+
+    def room(self) -> asyncio.Future[None]:
+        """Done when sends next return: a slice waiting for room wakes when any slice's sends return."""
+        if self._room is None:
+            self._room = asyncio.get_running_loop().create_future()
+        return self._room
 
 
 async def claim(
@@ -248,10 +288,13 @@ async def write(conn: Conn, out: Outcomes, me: str, now: datetime) -> int:
     """Record outcomes of claims this worker holds, with the provider answers, in one transaction."""
     if not out:
         return 0
+    if not out.results:
+        # One statement, atomic on its own (the pool's connections autocommit): no BEGIN and
+        # COMMIT round trips on the common path, a write per returned chunk.
+        return await message_store.release_claims(conn, out.items, me, now)
     async with conn.transaction():
         written = await message_store.release_claims(conn, out.items, me, now)
-        if out.results:
-            await record_send_results(conn, out.results, now=now)
+        await record_send_results(conn, out.results, now=now)
     return written
 
 
@@ -264,9 +307,11 @@ async def send_slice(
     clock: Clock | None = None,
     stop: Callable[[], bool] | None = None,
     lease: Lease | None = None,
+    window: Window | None = None,
 ) -> SliceStats:
     """Send a claimed slice. `stop` is asked before each chunk (out of time, draining): when it says
-    so, the rest of the slice goes back to `pending` unsent. Raises DatabaseAway when the database
+    so, the rest of the slice goes back to `pending` unsent. `window`: the send job's sends in
+    flight, shared with its other slices (default: this slice's own). Raises DatabaseAway when the database
     stopped answering, or when the send fence (`lease`, fence.py) closed: results received are
     written (or kept, see `results`), unsent claims given back, and the caller's connection is dead."""
     now_fn = clock or utc_now
@@ -274,7 +319,9 @@ async def send_slice(
     # Claims not yet written or handed to the provider: what goes back if the slice ends early.
     unsent = {r.id for r in rows}
     try:
-        await _send_slice(d, conn, ch, rows, me, now_fn, stop or (lambda: False), stats, unsent, lease)
+        await _send_slice(
+            d, conn, ch, rows, me, now_fn, stop or (lambda: False), stats, unsent, lease, window or Window()
+        )
     except SLICE_ENDERS as exc:
         if unsent:
             back = [
@@ -302,7 +349,8 @@ async def _send_slice(
     stop: Callable[[], bool],
     stats: SliceStats,
     unsent: set[uuid.UUID],
-    lease: Lease | None = None,
+    lease: Lease | None,
+    window: Window,
 ) -> None:
     now = now_fn()
 
@@ -332,22 +380,23 @@ async def _send_slice(
         stats.add(state)
     await d.write(conn, settling(first), me, now)
 
-    # The pipeline: up to `in_flight` sends at once, as chunks; each chunk's outcome is written (on
-    # this task, the connection's only user) as soon as its sends return, in completion order.
+    # The pipeline: chunks handed to the provider while the job's window (`in_flight`, shared with
+    # its other slices) has room; the outcomes of the chunks whose sends returned are written (on
+    # this task, the connection's only user) as soon as they return, in one transaction.
     limit = in_flight(ch)
     flying: dict[asyncio.Task[list[base.SendResult]], Flight] = {}
-    flying_messages = 0
 
-    async def settle(task: asyncio.Task[list[base.SendResult]]) -> None:
-        nonlocal flying_messages
-        flight = flying.pop(task)
-        flying_messages -= len(flight.chunk)
-        await _record(d, conn, ch, flight, task.result(), me, now_fn, stats, settling)
-
-    async def wait_some() -> None:
-        done, _ = await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            await settle(task)
+    async def wait_some(room: asyncio.Future[None] | None = None) -> None:
+        """Wait for one of this slice's chunks to return (or, given `room`, for the window to have
+        room) and write the outcomes of every chunk returned by then."""
+        waiting: set[asyncio.Future[list[base.SendResult]] | asyncio.Future[None]] = set(flying)
+        if room is not None:
+            waiting.add(room)
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        done = [task for task in flying if task.done()]
+        if done:
+            landed = [(flying.pop(task), task.result()) for task in done]
+            await _record(d, conn, ch, landed, me, now_fn, stats, settling)
 
     try:
         for start in range(0, len(ready), ch.chunk):
@@ -375,13 +424,17 @@ async def _send_slice(
                 chunk = [(row, m) for row, m in chunk if row.campaign_id not in held]
                 if not chunk:
                     continue
-            while flying and flying_messages + len(chunk) > ch.providers.in_flight(limit, ch.chunk):
-                await wait_some()  # back-pressure: the window, narrowed by throttles
-            picked = ch.providers.pick()
-            if picked is not None and flying and not ch.providers.proven(picked[0]):
-                while flying:  # an unproven provider gets one chunk at a time (providers.Health)
-                    await wait_some()
+            while True:
                 picked = ch.providers.pick()
+                if picked is None or window.used == 0:
+                    break
+                if ch.providers.proven(picked[0]) and window.fits(
+                    len(chunk), ch.providers.in_flight(limit, ch.chunk)
+                ):
+                    break
+                # Back-pressure: the job's window, narrowed by throttles; and a provider not yet
+                # proven gets one chunk at a time across the job's slices (providers.Health).
+                await wait_some(window.room())
             if picked is None:
                 # Every provider is benched: give the messages back, unharmed, for when one returns.
                 out = Outcomes()
@@ -391,13 +444,21 @@ async def _send_slice(
                 await d.write(conn, settling(out), me, now_fn())
                 break
             index, provider = picked
-            if ch.bucket is not None:
-                await ch.bucket.take(len(chunk))
-            messages = [m for _, m in chunk]
-            flying[
-                asyncio.create_task(fenced(lease, provider.send_many(messages), _given_up(len(messages))))
-            ] = Flight(chunk, index, provider, time.monotonic())
-            flying_messages += len(chunk)
+            # Taken before the first await: no other slice of the job sees the window empty (and
+            # starts on an unproven provider too) while this one waits for the rate limit.
+            window.take(len(chunk))
+            try:
+                if ch.bucket is not None:
+                    await ch.bucket.take(len(chunk))
+                messages = [m for _, m in chunk]
+                task = asyncio.create_task(
+                    fenced(lease, provider.send_many(messages), _given_up(len(messages)))
+                )
+            except BaseException:
+                window.give(len(chunk))
+                raise
+            window.give_when_done(task, len(chunk))
+            flying[task] = Flight(chunk, index, provider, time.monotonic())
         while flying:
             await wait_some()
     except BaseException as exc:
@@ -452,32 +513,39 @@ async def _record(
     d: Dispatcher,
     conn: Conn,
     ch: Channel,
-    flight: Flight,
-    results: list[base.SendResult],
+    landed: list[tuple[Flight, list[base.SendResult]]],
     me: str,
     now_fn: Clock,
     stats: SliceStats,
     settling: Callable[[Outcomes], Outcomes],
 ) -> None:
-    elapsed = time.monotonic() - flight.started
-    if ch.lookup_url and any(r.uncertain for r in results):
-        results = await settle_uncertain(ch.lookup_url, [row for row, _ in flight.chunk], results)
-    now = now_fn()
-    out = _outcomes_of(ch, flight, results, now, stats)
-    if all(r.reason == FENCED for r in results):
-        # Given up by the send fence: says nothing of the provider's health or pace.
-        await d.write(conn, settling(out), me, now)
-        return
-    ch.providers.pace(results, in_flight(ch), ch.chunk)
-    await d.write(conn, settling(out), me, now)
-    if ch.providers.report(flight.index, results):
-        log.warning(
-            "provider benched: throttled or failing",
-            provider=flight.provider.name,
-            tenant=ch.tenant_id,
-            reasons=sorted({r.reason or "" for r in results if r.outcome is not base.Outcome.SENT})[:3],
-            seconds=round(elapsed, 2),
-        )
+    """Write the outcomes of the chunks whose sends returned, in one transaction (at a provider's
+    steady latency a slice's chunks return together: one write instead of one per chunk), then
+    pace and judge the providers by each chunk."""
+    out = Outcomes()
+    judged: list[tuple[Flight, list[base.SendResult], float]] = []
+    for flight, answers in landed:
+        elapsed = time.monotonic() - flight.started
+        results = answers
+        if ch.lookup_url and any(r.uncertain for r in results):
+            results = await settle_uncertain(ch.lookup_url, [row for row, _ in flight.chunk], results)
+        chunk_out = _outcomes_of(ch, flight, results, now_fn(), stats)
+        out.items += chunk_out.items
+        out.results += chunk_out.results
+        if not all(r.reason == FENCED for r in results):
+            # (Given up by the send fence: says nothing of the provider's health or pace.)
+            ch.providers.pace(results, in_flight(ch), ch.chunk)
+            judged.append((flight, results, elapsed))
+    await d.write(conn, settling(out), me, now_fn())
+    for flight, results, elapsed in judged:
+        if ch.providers.report(flight.index, results):
+            log.warning(
+                "provider benched: throttled or failing",
+                provider=flight.provider.name,
+                tenant=ch.tenant_id,
+                reasons=sorted({r.reason or "" for r in results if r.outcome is not base.Outcome.SENT})[:3],
+                seconds=round(elapsed, 2),
+            )
 
 
 async def _keep_flown(

@@ -84,6 +84,7 @@ async def run_send(
     away: list[DatabaseAway] = []
 
     lease = d.lease(me)
+    window = dsp.Window()  # the job's sends in flight, across its slice loops
 
     def stop() -> bool:
         return bool(away) or runtime.draining.is_set() or time.monotonic() >= deadline
@@ -101,7 +102,9 @@ async def run_send(
                 ):
                     rows = await dsp.claim(conn, ch, me, datetime.now(UTC))
                     if rows:
-                        part.merge(await dsp.send_slice(d, conn, ch, rows, me, stop=stop, lease=lease))
+                        part.merge(
+                            await dsp.send_slice(d, conn, ch, rows, me, stop=stop, lease=lease, window=window)
+                        )
                     else:
                         upcoming = await message_store.next_due(conn, tenant_id, channel_id)
                         wait = idle_wait_s(upcoming, datetime.now(UTC), deadline - time.monotonic())

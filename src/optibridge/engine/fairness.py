@@ -22,10 +22,12 @@ from procrastinate import JobContext
 from procrastinate.manager import JobManager
 
 # Per locked job the worker is running. Far above a fetch's round trip to PostgreSQL (~1 ms on a
-# LAN), so the free worker's fetch is done before the busy one's starts; far below the 1 s
-# lateness budget of a paced campaign (bench/scale.py).
-STEP_S = 0.02
-MAX_DELAY_S = 0.08
+# LAN), so the free worker's fetch is done before the busy one's starts, even on a busy event
+# loop; far below the 1 s lateness budget of a paced campaign (bench/scale.py). At 20 ms the
+# joining-workers test (three workers on one event loop, with the sink) lost that race in 3 of
+# 19 runs - one joined worker ended with 300 messages or none; at 50 ms, 0 of 10.
+STEP_S = 0.05
+MAX_DELAY_S = 0.15
 
 
 def fetch_delay_s(locked_jobs_running: int) -> float:
