@@ -285,7 +285,7 @@ class Outcomes:
 
 
 async def write(conn: Conn, out: Outcomes, me: str, now: datetime) -> int:
-    """Record outcomes of claims this worker holds, with the provider answers, in one transaction."""
+    """Record outcomes of claims this worker holds, with the provider answers, atomically."""
     if not out:
         return 0
     if not out.results:
@@ -382,7 +382,7 @@ async def _send_slice(
 
     # The pipeline: chunks handed to the provider while the job's window (`in_flight`, shared with
     # its other slices) has room; the outcomes of the chunks whose sends returned are written (on
-    # this task, the connection's only user) as soon as they return, in one transaction.
+    # this task, the connection's only user) as soon as they return, together (`write`).
     limit = in_flight(ch)
     flying: dict[asyncio.Task[list[base.SendResult]], Flight] = {}
 
@@ -426,10 +426,10 @@ async def _send_slice(
                     continue
             while True:
                 picked = ch.providers.pick()
-                if picked is None or window.used == 0:
+                if picked is None:
                     break
-                if ch.providers.proven(picked[0]) and window.fits(
-                    len(chunk), ch.providers.in_flight(limit, ch.chunk)
+                if window.fits(len(chunk), ch.providers.in_flight(limit, ch.chunk)) and (
+                    window.used == 0 or ch.providers.proven(picked[0])
                 ):
                     break
                 # Back-pressure: the job's window, narrowed by throttles; and a provider not yet
@@ -519,14 +519,13 @@ async def _record(
     stats: SliceStats,
     settling: Callable[[Outcomes], Outcomes],
 ) -> None:
-    """Write the outcomes of the chunks whose sends returned, in one transaction (at a provider's
+    """Write the outcomes of the chunks whose sends returned in one `write` (at a provider's
     steady latency a slice's chunks return together: one write instead of one per chunk), then
     pace and judge the providers by each chunk."""
     out = Outcomes()
     judged: list[tuple[Flight, list[base.SendResult], float]] = []
-    for flight, answers in landed:
+    for flight, results in landed:
         elapsed = time.monotonic() - flight.started
-        results = answers
         if ch.lookup_url and any(r.uncertain for r in results):
             results = await settle_uncertain(ch.lookup_url, [row for row, _ in flight.chunk], results)
         chunk_out = _outcomes_of(ch, flight, results, now_fn(), stats)
