@@ -42,6 +42,7 @@ from optibridge.delivery.results import (
     SLICE_ENDERS,
     DatabaseAway,
     Journal,
+    LostClaim,
     ResultWriter,
 )
 from optibridge.delivery.transitions import Transition, after_send
@@ -104,6 +105,14 @@ class Dispatcher:
     writer: ResultWriter
     templates: Templates = field(default_factory=Templates)
     leases: dict[str, Lease] = field(default_factory=dict)
+    last_until: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
+
+    def claim_until(self, now: datetime) -> datetime:
+        """The lease end of a new claim, unique in this process (one worker id per process): it
+        names the claim's rows should its answer be lost (`claim`)."""
+        until = max(now + LEASE, self.last_until + timedelta(microseconds=1))
+        self.last_until = until
+        return until
 
     async def channel(self, tenant_id: str, channel_id: int) -> Channel:
         return await self.registry.channel(tenant_id, channel_id)
@@ -245,11 +254,19 @@ class Window:
 
 
 async def claim(
-    conn: Conn, ch: Channel, me: str, now: datetime, limit: int | None = None
+    d: Dispatcher, conn: Conn, ch: Channel, me: str, now: datetime, limit: int | None = None
 ) -> list[ClaimedMessage]:
-    return await message_store.claim_due(
-        conn, ch.tenant_id, ch.channel_id, me, now, limit=limit or slice_size(ch), lease=LEASE
-    )
+    """Claim a slice. Raises DatabaseAway when the database stops answering: the claim may have
+    committed with its answer lost, so its rows (named by their lease end) go back at the writer's
+    next flush instead of waiting out the 10-minute lease of a worker that is alive."""
+    until = d.claim_until(now)
+    try:
+        return await message_store.claim_due(
+            conn, ch.tenant_id, ch.channel_id, me, now, limit=limit or slice_size(ch), until=until
+        )
+    except DATABASE_AWAY as exc:
+        d.writer.lose_claim(LostClaim(ch.tenant_id, ch.channel_id, me, until))
+        raise DatabaseAway(f"claim: {exc}") from exc
 
 
 @dataclass

@@ -207,6 +207,17 @@ async def replay_orphans(pool: Pool, folder: Path, own: Path | None = None) -> i
 # -- the writer -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LostClaim:
+    """A claim that may have committed while its answer was lost with the connection: its rows, if
+    any, are claimed by `worker` until exactly `until` (unique per worker), and were never sent."""
+
+    tenant_id: str
+    channel_id: int
+    worker: str
+    until: datetime
+
+
 @dataclass
 class ResultWriter:
     """One per process (in the dispatcher): writes results late when the database was away."""
@@ -215,6 +226,7 @@ class ResultWriter:
     journal: Journal
     draining: asyncio.Event = field(default_factory=asyncio.Event)
     backlog: list[JournalBatch] = field(default_factory=list)
+    lost: list[LostClaim] = field(default_factory=list)
     replayed: bool = False
 
     async def _write_late(self, outcomes: Sequence[ClaimOutcome], worker: str) -> int:
@@ -260,9 +272,24 @@ class ResultWriter:
             log.info("send results written after the database came back", count=written)
             return written
 
+    def lose_claim(self, claim: LostClaim) -> None:
+        """A claim failed with the database away: its rows go back to `pending` at the next flush.
+        Only in memory: if this process dies first, its claims are a dead worker's (reconcile.py)."""
+        self.lost.append(claim)
+
     async def flush(self) -> None:
-        """Write what an earlier outage left (this process's backlog, then the journals of stopped
-        processes on this machine). Raises DATABASE_AWAY errors: the caller's job then ends."""
+        """Write what an earlier outage left (claims whose answer was lost, this process's backlog,
+        then the journals of stopped processes on this machine). Raises DATABASE_AWAY errors: the
+        caller's job then ends."""
+        while self.lost:
+            c = self.lost[0]
+            async with self.pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
+                back = await message_store.unclaim_lost(
+                    conn, c.tenant_id, c.channel_id, c.worker, c.until, datetime.now(UTC)
+                )
+            if back:
+                log.warning("a claim's answer was lost with the database: given back", count=back)
+            self.lost.pop(0)
         while self.backlog:
             batch = self.backlog[0]
             await self._write_late(batch.outcomes, batch.worker)

@@ -25,7 +25,7 @@ from optibridge.core.logs import bind, get_logger, unbind
 from optibridge.delivery import dispatcher as dsp
 from optibridge.delivery.fence import FenceClosed
 from optibridge.delivery.reconcile import DEAD_WORKER_AFTER, reconcile
-from optibridge.delivery.results import DatabaseAway
+from optibridge.delivery.results import SLICE_ENDERS, DatabaseAway
 from optibridge.engine import jobs
 from optibridge.runtime import Runtime, runtime_of
 from optibridge.store import messages as message_store
@@ -82,12 +82,13 @@ async def run_send(
     deadline = time.monotonic() + budget_s
 
     away: list[DatabaseAway] = []
+    failed = asyncio.Event()
 
     lease = d.lease(me)
     window = dsp.Window()  # the job's sends in flight, across its slice loops
 
     def stop() -> bool:
-        return bool(away) or runtime.draining.is_set() or time.monotonic() >= deadline
+        return bool(away) or failed.is_set() or runtime.draining.is_set() or time.monotonic() >= deadline
 
     async def work(part: dsp.SliceStats) -> None:
         """One slice loop: claim, send and write a slice at a time (dsp.slice_loops of them run)."""
@@ -100,7 +101,7 @@ async def run_send(
                     runtime.pool.connection() as conn,
                     d.registry.using(conn, tenant_id, channel_id) as ch,
                 ):
-                    rows = await dsp.claim(conn, ch, me, datetime.now(UTC))
+                    rows = await dsp.claim(d, conn, ch, me, datetime.now(UTC))
                     if rows:
                         part.merge(
                             await dsp.send_slice(d, conn, ch, rows, me, stop=stop, lease=lease, window=window)
@@ -112,8 +113,13 @@ async def run_send(
                     break
                 if wait > 0:
                     await asyncio.sleep(wait)  # outside the connection: idle, it holds nothing
-        except DatabaseAway as exc:
-            away.append(exc)  # the other loops stop at their next chunk
+        except SLICE_ENDERS as exc:
+            # The other loops stop at their next chunk. A connection or a lookup that failed here
+            # (not a claim, `dsp.claim` says so itself) held nothing: the job just ends.
+            away.append(exc if isinstance(exc, DatabaseAway) else DatabaseAway(str(exc)))
+        except Exception:
+            failed.set()  # a bug, not an outage: the other loops stop too, and the job raises
+            raise
 
     try:
         # Results an earlier outage left behind go in before anything is claimed or reconciled.
@@ -121,15 +127,20 @@ async def run_send(
         async with runtime.pool.connection() as conn, d.registry.using(conn, tenant_id, channel_id) as ch:
             await reconcile(conn, ch, datetime.now(UTC))
             loops = dsp.slice_loops(ch)
-    except DatabaseAway as exc:
-        away.append(exc)
+    except SLICE_ENDERS as exc:
+        away.append(exc if isinstance(exc, DatabaseAway) else DatabaseAway(str(exc)))
         loops = 0
     # Several slices at once when one slice holds fewer messages than the channel's sends in
     # flight: one slice's claim and writes overlap another's sends, so the pipeline never drains.
     parts = [dsp.SliceStats() for _ in range(loops)]
-    await asyncio.gather(*(work(part) for part in parts))
+    # Every loop ends before the job does, even when one fails: a loop left running would send on
+    # after its job (and the lane's lock) ended.
+    ended = await asyncio.gather(*(work(part) for part in parts), return_exceptions=True)
     for part in parts:
         total.merge(part)
+    for failure in ended:
+        if failure is not None:
+            raise failure
     if away:
         log.warning("send job ends: the database is away", error=str(away[0]), **vars(total))
     return total

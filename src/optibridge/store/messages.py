@@ -113,7 +113,7 @@ WITH due AS (
     LIMIT %(n)s
     FOR UPDATE OF m SKIP LOCKED
 )
-UPDATE messages m SET state = 'claimed', claimed_by = %(me)s, claimed_until = %(now)s + %(lease)s,
+UPDATE messages m SET state = 'claimed', claimed_by = %(me)s, claimed_until = %(until)s,
                       attempts = attempts + 1, updated_at = %(now)s
 FROM due WHERE m.id = due.id
 RETURNING m.id, m.campaign_id, m.customer_id, m.template_id, m.send_at, m.address, m.attrs, m.attempts
@@ -128,10 +128,11 @@ async def claim_due(
     now: datetime,
     *,
     limit: int,
-    lease: timedelta,
+    until: datetime,
 ) -> list[ClaimedMessage]:
-    """Claim up to `limit` due messages of a channel whose campaign may send, oldest first."""
-    params = {"t": tenant_id, "ch": channel_id, "now": now, "n": limit, "me": worker, "lease": lease}
+    """Claim up to `limit` due messages of a channel whose campaign may send, oldest first, leased
+    to `until`. The caller keeps `until` unique per worker: it names the claim (`unclaim_lost`)."""
+    params = {"t": tenant_id, "ch": channel_id, "now": now, "n": limit, "me": worker, "until": until}
     rows = await (await conn.execute(CLAIM_SQL, params)).fetchall()
     return [
         ClaimedMessage(
@@ -249,6 +250,22 @@ async def unclaim(conn: Conn, ids: Sequence[uuid.UUID], worker: str, now: dateti
                   claimed_by = NULL, claimed_until = NULL, updated_at = %(now)s
            WHERE id = ANY(%(ids)s::uuid[]) AND state = 'claimed' AND claimed_by = %(me)s""",
         {"ids": list(ids), "me": worker, "now": now},
+    )
+    return cur.rowcount
+
+
+async def unclaim_lost(
+    conn: Conn, tenant_id: str, channel_id: int, worker: str, until: datetime, now: datetime
+) -> int:
+    """Give back to `pending` the rows of a claim whose answer never reached `worker` (the
+    connection died after the claim committed): the claim's lease end `until` names them. The
+    worker never saw these rows, so none was sent; without this they would wait out the lease."""
+    cur = await conn.execute(
+        """UPDATE messages SET state = 'pending', attempts = GREATEST(0, attempts - 1),
+                  claimed_by = NULL, claimed_until = NULL, updated_at = %(now)s
+           WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND state = 'claimed'
+             AND claimed_by = %(me)s AND claimed_until = %(until)s""",
+        {"t": tenant_id, "ch": channel_id, "me": worker, "until": until, "now": now},
     )
     return cur.rowcount
 

@@ -139,6 +139,48 @@ async def test_journaled_results_are_replayed_by_the_next_process_even_after_a_r
         ), "the replayed journal is deleted"
 
 
+async def test_a_claim_whose_answer_is_lost_is_given_back_at_the_next_job_not_after_the_lease(
+    db_url: str, test_secret_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CI run of 2026-11-30: `pg_ctl stop -m immediate` landed after a claim committed and
+    # before its answer came back; 100 rows stayed claimed by a live worker for the 10-minute lease.
+    async with HttpSink() as sink, runtime(db_url, test_secret_key, tmp_path / "data") as rt:
+        await add_tenant(rt, sink, chunk=50, claim_chunks=2)
+        await add_campaign(rt, 1, TOTAL)
+        me = await register_worker(rt)
+        real = message_store.claim_due
+        claims = {"n": 0}
+
+        async def answer_lost(*args: Any, **kwargs: Any) -> list[message_store.ClaimedMessage]:
+            claims["n"] += 1
+            n = claims["n"]  # the job's slice loops claim at once
+            rows = await real(*args, **kwargs)  # committed (the pool autocommits) ...
+            if n == 2:
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return rows  # ... and, but for the second claim, answered
+
+        monkeypatch.setattr(message_store, "claim_due", answer_lost)
+        async with heartbeats(rt, me):
+            first = await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=30)
+            assert claims["n"] >= 2
+            assert first.sent < TOTAL  # the lost claim ended the job
+            lost = (await states(rt)).get("claimed", 0)
+            assert lost == 100, "the lost claim's rows are claimed by this live worker"
+            for _ in range(5):  # the next job gives them back first, then sends them
+                await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=30)
+                if await states(rt) == {"sent": TOTAL}:
+                    break
+        assert await states(rt) == {"sent": TOTAL}
+        per_id = delivered(sink)
+        assert len(per_id) == TOTAL
+        assert sum(n - 1 for n in per_id.values()) == 0
+        async with rt.pool.connection() as conn:
+            attempts = await (await conn.execute("SELECT max(attempts) AS a FROM messages")).fetchone()
+        assert attempts is not None
+        assert attempts["a"] == 1, "the lost claim's attempt was given back"
+        assert dsp.dispatcher_of(rt).writer.lost == []
+
+
 # Slow tier: these measure concurrency and timing (lanes, joins, drains, outages) and run there
 # alone; beside three other test workers on two cores they failed now and then.
 pytestmark = pytest.mark.slow
