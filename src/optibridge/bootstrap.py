@@ -41,7 +41,7 @@ KEY_CHECK_SETTING = "secret_key_check"
 
 def create_job_app(settings: Settings) -> procrastinate.App:
     """A procrastinate App with every task registered; open it with `open_async(pool=...)`."""
-    app = jobs.create_engine_app(settings)
+    app = jobs.create_engine_app(settings, lane_queues=[delivery_tasks.SEND_QUEUE])
     intake_tasks.register(app)
     engagement_tasks.register(app)
     aggregator_tasks.register(app)  # SMS aggregator handshake and delivery reports

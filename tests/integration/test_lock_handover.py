@@ -11,6 +11,9 @@ import procrastinate
 import psycopg
 import pytest
 
+from optibridge.bootstrap import create_job_app
+from optibridge.core.config import Settings
+from optibridge.delivery.tasks import SEND_QUEUE
 from optibridge.engine import fairness
 
 
@@ -83,14 +86,15 @@ def test_fetch_delay_grows_with_the_locked_jobs_a_worker_runs() -> None:
 
 
 class _Job:
-    def __init__(self, worker_id: int | None, lock: str | None) -> None:
+    def __init__(self, worker_id: int | None, lock: str | None, queue: str) -> None:
         self.worker_id = worker_id
         self.lock = lock
+        self.queue = queue
 
 
 class _Context:
-    def __init__(self, worker_id: int | None, lock: str | None) -> None:
-        self.job = _Job(worker_id, lock)
+    def __init__(self, worker_id: int | None, lock: str | None, queue: str = "delivery") -> None:
+        self.job = _Job(worker_id, lock, queue)
 
 
 async def test_worker_load_counts_locked_jobs_while_they_run_even_when_they_fail() -> None:
@@ -120,6 +124,34 @@ async def test_worker_load_counts_locked_jobs_while_they_run_even_when_they_fail
     await asyncio.gather(*tasks)
     assert (load.running(7), load.running(8)) == (0, 0)
     assert seen == [1, 2, 2, 2]  # worker 7's count as each job started: the unlocked job added none
+
+
+async def test_worker_load_weighs_only_the_lane_queues_it_is_given() -> None:
+    # A catalog sync holds its lock while its Optimove client sleeps between retries: counted,
+    # it made the free worker of bench/send.py look as busy as the one running the other lane.
+    load = fairness.WorkerLoad(queues=["delivery"])
+    release = asyncio.Event()
+
+    async def job() -> None:
+        await release.wait()
+
+    tasks = [
+        asyncio.create_task(load.track(job, _Context(7, "catalog:t:sms", "catalog"), None)),  # type: ignore[arg-type]
+        asyncio.create_task(load.track(job, _Context(7, "send:t:1:0", "delivery"), None)),  # type: ignore[arg-type]
+        asyncio.create_task(load.track(job, _Context(8, "catalog:t:push", "catalog"), None)),  # type: ignore[arg-type]
+    ]
+    await asyncio.sleep(0.05)
+    assert (load.running(7), load.running(8)) == (1, 0)
+    assert fairness.fetch_delay_s(load.running(8)) == 0  # the worker syncing a catalog fetches first
+    release.set()
+    await asyncio.gather(*tasks)
+
+
+def test_the_service_weighs_the_send_lanes_only() -> None:
+    app = create_job_app(Settings(database_url="postgresql://x@127.0.0.1/x"))
+    manager = app.job_manager
+    assert isinstance(manager, fairness.LoadAwareJobManager)
+    assert manager.load._queues == frozenset({SEND_QUEUE})
 
 
 async def test_a_busy_worker_fetches_after_a_free_one(db_url: str) -> None:

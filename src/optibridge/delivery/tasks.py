@@ -210,7 +210,8 @@ def register(app: procrastinate.App, tick_cron: str) -> None:
             budget = BUDGET_S * (1.0 + BUDGET_JITTER * random.random())
             stats = await run_send(runtime, tenant_id, channel_id, me, budget_s=budget)
             if stats.claimed:
-                log.info("send: lane done", lane=lane, **vars(stats))
+                seconds = round(time.monotonic() - began, 2)
+                log.info("send: lane done", lane=lane, worker=me, seconds=seconds, **vars(stats))
             if time.monotonic() - began >= budget and not runtime.draining.is_set():
                 try:
                     await defer_successor(runtime, tenant_id, channel_id, lane)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -186,14 +186,15 @@ def _register_builtin(app: procrastinate.App, settings: Settings) -> None:
             await record_tick(conn, datetime.fromtimestamp(timestamp, UTC), worker_name())
 
 
-def create_engine_app(settings: Settings) -> procrastinate.App:
+def create_engine_app(settings: Settings, lane_queues: Iterable[str] | None = None) -> procrastinate.App:
     """A procrastinate App with the engine's own tasks (heartbeat, stalled-job re-queue); the flows'
-    tasks are added by `optibridge.bootstrap.create_job_app`."""
+    tasks are added by `optibridge.bootstrap.create_job_app`. `lane_queues`: the queues whose
+    locked jobs the lane hand-over weighs (fairness.py; None: every queue)."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(),
         worker_defaults={"worker_middleware": [superseded_on_outage]},
     )
-    fairness.install(app)  # lane hand-over to the least-loaded worker
+    fairness.install(app, lane_queues)  # lane hand-over to the least-loaded worker
     _register_builtin(app, settings)
     return app
 
