@@ -113,6 +113,12 @@ class SmtpSettings(_Settings):
     # Connections per worker process; opened as needed. Without pipelining a message costs four
     # round trips, so at a server's 50-200 ms the rate is pool_size / (4 x latency).
     pool_size: int = Field(default=512, ge=1, le=2048)
+    # Connections being opened (TCP, greeting, EHLO, STARTTLS, AUTH) at once, per worker process:
+    # the pool fills at this pace rather than with pool_size SYNs at once. A burst past the
+    # server's listen backlog (100 in Postfix, aiosmtpd, most MTAs) leaves connections the client
+    # thinks open while the server never accepted them, so the greeting never comes and each
+    # waits timeout_s (measured: two 512-connection workers, 31 s stalls, bench/send.py).
+    connects_at_once: int = Field(default=32, ge=1, le=2048)
     max_messages_per_connection: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=30.0, gt=0, le=600)
     throttle_retry_after_s: float = Field(default=30.0, ge=0)

@@ -116,6 +116,7 @@ class SmtpProvider:
         self._date = _DateHeader()
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(settings.pool_size)
+        self._connecting = asyncio.Semaphore(settings.connects_at_once)  # settings.py says why
         self._closed = False
         self._quitting: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
         self.connections_opened = 0  # for tests and metrics: reconnects show up here
@@ -197,6 +198,10 @@ class SmtpProvider:
         """Open (or reopen) a connection; a failure is about the server, never the message."""
         conn.sent = 0
         conn.pipelining = False
+        async with self._connecting:
+            return await self._open(conn)
+
+    async def _open(self, conn: _Connection) -> SendResult | None:
         try:
             if self._policy is not None:
                 await conn.client.connect(sock=await self._guarded_socket(self._policy))

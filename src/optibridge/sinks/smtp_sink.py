@@ -68,6 +68,7 @@ class _SinkSMTP(SMTP):
         self._sink = sink
         self._replies: asyncio.Queue[tuple[float, bytes]] | None = None
         self._replier: asyncio.Task[None] | None = None
+        self._greeted = True  # until connection_made counts the session as greeting
 
     async def push(self, status: Any) -> None:
         """With the sink's `reply_latency_s`, every reply leaves that long after its command was
@@ -106,8 +107,18 @@ class _SinkSMTP(SMTP):
         if first:
             self._sink._sessions.add(self)
             self._sink.connections += 1
+            self._greeted = False
+            self._sink.greeting += 1
+            self._sink.greeting_peak = max(self._sink.greeting_peak, self._sink.greeting)
+
+    def greeted(self) -> None:
+        """The client said EHLO or HELO: its connection is open."""
+        if not self._greeted:
+            self._greeted = True
+            self._sink.greeting -= 1
 
     def connection_lost(self, error: Exception | None) -> None:
+        self.greeted()
         self._sink._sessions.discard(self)
         if self._replier is not None:
             self._replier.cancel()
@@ -148,6 +159,8 @@ class SmtpSink:
         self.messages: list[ReceivedMail] = []
         self.count = 0
         self.connections = 0  # sessions opened since start
+        self.greeting = 0  # sessions not yet past EHLO/HELO (a client opening connections)
+        self.greeting_peak = 0  # the most at once since start
         self.rejections = 0  # replies other than 250 at MAIL/RCPT
         self.unanswered = 0  # messages kept whose 250 was never sent (drop at "ACCEPTED")
         self._sessions: set[_SinkSMTP] = set()
@@ -323,6 +336,7 @@ class _Handler:
         self, server: _SinkSMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname  # aiosmtpd leaves it to this hook when the hook exists
+        server.greeted()
         if self.sink.pipelining:
             responses.insert(len(responses) - 1, "250-PIPELINING")  # before the last "250 HELP"
         return responses
