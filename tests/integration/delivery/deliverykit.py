@@ -18,6 +18,7 @@ from optibridge.bootstrap import open_runtime
 from optibridge.catalog import store as catalog
 from optibridge.catalog.models import TemplateSpec
 from optibridge.core.config import ChannelConfig, Settings, TenantConfig
+from optibridge.delivery.tasks import run_send
 from optibridge.runtime import Runtime
 from optibridge.sinks.http_sink import HttpSink
 from optibridge.store import tenants
@@ -121,6 +122,22 @@ def delivered(sink: HttpSink, path: str | None = None) -> Counter[str]:
         if key:
             out[key] += 1
     return out
+
+
+async def send_until_all_sent(rt: Runtime, me: str, total: int, *, jobs: int, budget_s: float) -> None:
+    """Run send jobs one after the other, as ticks queue them, until all `total` are sent (at
+    most `jobs` of them); the caller asserts the end state."""
+    for _ in range(jobs):
+        await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=budget_s)
+        if await states(rt) == {"sent": total}:
+            return
+
+
+def assert_each_delivered_once(sink: HttpSink, total: int) -> None:
+    per_id = delivered(sink)
+    assert len(per_id) == total, f"{total - len(per_id)} message(s) lost"
+    dupes = sum(n - 1 for n in per_id.values())
+    assert dupes == 0, f"{dupes} duplicate(s)"
 
 
 async def register_worker(rt: Runtime) -> str:

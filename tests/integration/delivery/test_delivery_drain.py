@@ -16,10 +16,12 @@ from deliverykit import (
     TENANT,
     add_campaign,
     add_tenant,
+    assert_each_delivered_once,
     delivered,
     heartbeats,
     register_worker,
     runtime,
+    send_until_all_sent,
     states,
     wait_for,
 )
@@ -63,14 +65,9 @@ async def test_draining_send_job_returns_promptly_with_nothing_claimed_and_nothi
 
             # The next job (here: after the drain, as the next process would) sends the rest.
             rt.draining.clear()
-            for _ in range(10):
-                await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=60)
-                if await states(rt) == {"sent": TOTAL}:
-                    break
+            await send_until_all_sent(rt, me, TOTAL, jobs=10, budget_s=60)
         assert await states(rt) == {"sent": TOTAL}
-        per_id = delivered(sink)
-        assert len(per_id) == TOTAL
-        assert sum(n - 1 for n in per_id.values()) == 0, "duplicates"
+        assert_each_delivered_once(sink, TOTAL)
 
 
 async def test_time_budget_is_checked_between_chunks_not_only_between_slices(

@@ -20,10 +20,12 @@ from deliverykit import (
     TENANT,
     add_campaign,
     add_tenant,
+    assert_each_delivered_once,
     delivered,
     heartbeats,
     register_worker,
     runtime,
+    send_until_all_sent,
     states,
 )
 
@@ -69,16 +71,10 @@ async def test_database_away_between_send_and_write_sends_nothing_twice_and_lose
 
         monkeypatch.setattr(message_store, "release_claims", flaky)
         monkeypatch.setattr(message_store, "release_claims_late", flaky_late)
-        async with heartbeats(rt, me):
-            for _ in range(30):  # each outage ends its send job; the next job goes on
-                await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=30)
-                if await states(rt) == {"sent": TOTAL}:
-                    break
+        async with heartbeats(rt, me):  # each outage ends its send job; the next job goes on
+            await send_until_all_sent(rt, me, TOTAL, jobs=30, budget_s=30)
         assert await states(rt) == {"sent": TOTAL}
-        per_id = delivered(sink)
-        assert len(per_id) == TOTAL, "lost messages"
-        dupes = sum(n - 1 for n in per_id.values())
-        assert dupes == 0, f"{dupes} duplicate(s)"
+        assert_each_delivered_once(sink, TOTAL)
         assert writes["late"] >= 3, writes  # every failed write went through the late path
         # Every journaled batch was marked done once written.
         entries = journal_entries(tmp_path / "data" / "journal")
@@ -125,14 +121,9 @@ async def test_journaled_results_are_replayed_by_the_next_process_even_after_a_r
         # Process 2 on the same machine: replays the journal before it claims anything.
         me = await register_worker(rt)
         async with heartbeats(rt, me):
-            for _ in range(20):
-                await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=30)
-                if await states(rt) == {"sent": TOTAL}:
-                    break
+            await send_until_all_sent(rt, me, TOTAL, jobs=20, budget_s=30)
         assert await states(rt) == {"sent": TOTAL}
-        per_id = delivered(sink)
-        assert len(per_id) == TOTAL
-        assert sum(n - 1 for n in per_id.values()) == 0, "a journaled result was sent again"
+        assert_each_delivered_once(sink, TOTAL)  # no journaled result sent again
         assert list((data / "journal").glob("*.jsonl")) == [] or all(
             not p.read_text() or p.name.startswith(dsp.dispatcher_of(rt).writer.journal.path.name)
             for p in (data / "journal").glob("*.jsonl")
@@ -166,14 +157,10 @@ async def test_a_claim_whose_answer_is_lost_is_given_back_at_the_next_job_not_af
             assert first.sent < TOTAL  # the lost claim ended the job
             lost = (await states(rt)).get("claimed", 0)
             assert lost == 100, "the lost claim's rows are claimed by this live worker"
-            for _ in range(5):  # the next job gives them back first, then sends them
-                await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=30)
-                if await states(rt) == {"sent": TOTAL}:
-                    break
+            # The next job gives them back first, then sends them.
+            await send_until_all_sent(rt, me, TOTAL, jobs=5, budget_s=30)
         assert await states(rt) == {"sent": TOTAL}
-        per_id = delivered(sink)
-        assert len(per_id) == TOTAL
-        assert sum(n - 1 for n in per_id.values()) == 0
+        assert_each_delivered_once(sink, TOTAL)
         async with rt.pool.connection() as conn:
             attempts = await (await conn.execute("SELECT max(attempts) AS a FROM messages")).fetchone()
         assert attempts is not None
