@@ -68,6 +68,11 @@ def idle_wait_s(next_due: datetime | None, now: datetime, left_s: float) -> floa
     return wait
 
 
+def _as_away(exc: BaseException) -> DatabaseAway:
+    """A database error met outside a slice, as the DatabaseAway a slice raises."""
+    return exc if isinstance(exc, DatabaseAway) else DatabaseAway(str(exc))
+
+
 def lane_lock(tenant_id: str, channel_id: int, lane: int) -> str:
     return f"send:{tenant_id}:{channel_id}:{lane}"
 
@@ -116,7 +121,7 @@ async def run_send(
         except SLICE_ENDERS as exc:
             # The other loops stop at their next chunk. A connection or a lookup that failed here
             # (not a claim, `dsp.claim` says so itself) held nothing: the job just ends.
-            away.append(exc if isinstance(exc, DatabaseAway) else DatabaseAway(str(exc)))
+            away.append(_as_away(exc))
         except Exception:
             failed.set()  # a bug, not an outage: the other loops stop too, and the job raises
             raise
@@ -128,7 +133,7 @@ async def run_send(
             await reconcile(conn, ch, datetime.now(UTC))
             loops = dsp.slice_loops(ch)
     except SLICE_ENDERS as exc:
-        away.append(exc if isinstance(exc, DatabaseAway) else DatabaseAway(str(exc)))
+        away.append(_as_away(exc))
         loops = 0
     # Several slices at once when one slice holds fewer messages than the channel's sends in
     # flight: one slice's claim and writes overlap another's sends, so the pipeline never drains.

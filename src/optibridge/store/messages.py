@@ -240,15 +240,19 @@ async def release_claims_late(
     return cur.rowcount
 
 
+# A claim given back unsent: `pending` again, with the attempt the claim counted.
+UNCLAIM_SQL = """UPDATE messages SET state = 'pending', attempts = GREATEST(0, attempts - 1),
+       claimed_by = NULL, claimed_until = NULL, updated_at = %(now)s
+"""
+
+
 async def unclaim(conn: Conn, ids: Sequence[uuid.UUID], worker: str, now: datetime) -> int:
     """Give claims this worker has not started sending back to `pending`, with their attempt (a
     draining or out-of-time send job); returns how many."""
     if not ids:
         return 0
     cur = await conn.execute(
-        """UPDATE messages SET state = 'pending', attempts = GREATEST(0, attempts - 1),
-                  claimed_by = NULL, claimed_until = NULL, updated_at = %(now)s
-           WHERE id = ANY(%(ids)s::uuid[]) AND state = 'claimed' AND claimed_by = %(me)s""",
+        UNCLAIM_SQL + "WHERE id = ANY(%(ids)s::uuid[]) AND state = 'claimed' AND claimed_by = %(me)s",
         {"ids": list(ids), "me": worker, "now": now},
     )
     return cur.rowcount
@@ -261,10 +265,9 @@ async def unclaim_lost(
     connection died after the claim committed): the claim's lease end `until` names them. The
     worker never saw these rows, so none was sent; without this they would wait out the lease."""
     cur = await conn.execute(
-        """UPDATE messages SET state = 'pending', attempts = GREATEST(0, attempts - 1),
-                  claimed_by = NULL, claimed_until = NULL, updated_at = %(now)s
-           WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND state = 'claimed'
-             AND claimed_by = %(me)s AND claimed_until = %(until)s""",
+        UNCLAIM_SQL
+        + """WHERE tenant_id = %(t)s AND channel_id = %(ch)s AND state = 'claimed'
+               AND claimed_by = %(me)s AND claimed_until = %(until)s""",
         {"t": tenant_id, "ch": channel_id, "me": worker, "until": until, "now": now},
     )
     return cur.rowcount
