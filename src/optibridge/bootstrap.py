@@ -21,6 +21,7 @@ from optibridge.core.errors import ConfigError, DatabaseUnavailableError
 from optibridge.core.logs import get_logger
 from optibridge.core.secretbox import SecretBox, load_box
 from optibridge.core.telemetry import record_optimove_request
+from optibridge.delivery import dispatcher
 from optibridge.delivery import tasks as delivery_tasks
 from optibridge.engine import jobs
 from optibridge.intake import aggregator_tasks, engagement_tasks
@@ -129,6 +130,8 @@ async def open_runtime(
                         await sync_config_tenants(runtime)
                     yield runtime
                 finally:
+                    # Before the pool closes: the dispatcher may still write what an outage left.
+                    await dispatcher.shut_down(runtime)
                     await clients.aclose()
         finally:
             await pool.close()

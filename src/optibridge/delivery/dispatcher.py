@@ -58,6 +58,11 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 
 LEASE = timedelta(minutes=10)
+# At exit (Dispatcher.shut_down), after the jobs ended: together inside the 5 s the supervisor
+# allows beyond shutdown_timeout_s (service.STOP_MARGIN_S). Both take milliseconds when healthy.
+SHUTDOWN_FLUSH_S = 2.0
+SHUTDOWN_CLOSE_S = 2.0
+SHUT_DOWN_FAILURES: tuple[type[BaseException], ...] = (*DATABASE_AWAY, TimeoutError)
 
 
 def utc_now() -> datetime:
@@ -137,6 +142,30 @@ class Dispatcher:
         await self.registry.close()
         self.writer.close()
 
+    async def shut_down(self) -> None:
+        """At process exit: write what an outage left while the database may still answer (lost
+        claims given back, this process's backlog), then close the providers (SMTP QUIT, HTTP
+        connections) and the journal, each within a bounded time. Whatever is not written stays in
+        the journal for the next process; lost claims not given back are a dead worker's
+        (reconcile.py) once this process's heartbeat stops."""
+        try:
+            async with asyncio.timeout(SHUTDOWN_FLUSH_S):
+                await self.writer.flush_own()
+        except SHUT_DOWN_FAILURES as exc:
+            log.warning(
+                "send results not written at exit: kept in the journal",
+                backlog=sum(len(b.outcomes) for b in self.writer.backlog),
+                lost_claims=len(self.writer.lost),
+                error=type(exc).__name__,
+            )
+        try:
+            async with asyncio.timeout(SHUTDOWN_CLOSE_S):
+                await self.close()
+        except TimeoutError:
+            # A provider that does not answer QUIT: its connections close with the process.
+            log.warning("providers not closed in time at exit", seconds=SHUTDOWN_CLOSE_S)
+            self.writer.close()
+
     async def write(self, conn: Conn, out: Outcomes, me: str, now: datetime) -> int:
         """`write`, and if the database is away, the `ResultWriter` keeps the outcomes until they
         are written; then raises DatabaseAway: `conn` is dead, the slice must end."""
@@ -176,6 +205,13 @@ def dispatcher_of(runtime: Runtime) -> Dispatcher:
     )
     runtime.extras["dispatcher"] = dispatcher
     return dispatcher
+
+
+async def shut_down(runtime: Runtime) -> None:
+    """Shut the process's dispatcher down, if it was built (`Dispatcher.shut_down`)."""
+    found = runtime.extras.pop("dispatcher", None)
+    if isinstance(found, Dispatcher):
+        await found.shut_down()
 
 
 def journal_folder(data_dir: Path) -> Path:

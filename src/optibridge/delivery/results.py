@@ -281,6 +281,13 @@ class ResultWriter:
         """Write what an earlier outage left (claims whose answer was lost, this process's backlog,
         then the journals of stopped processes on this machine). Raises DATABASE_AWAY errors: the
         caller's job then ends."""
+        await self.flush_own()
+        if not self.replayed:
+            await replay_orphans(self.pool, self.journal.folder, own=self.journal.path)
+            self.replayed = True
+
+    async def flush_own(self) -> None:
+        """Give back the claims whose answer was lost and write this process's backlog."""
         while self.lost:
             c = self.lost[0]
             async with self.pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
@@ -295,9 +302,6 @@ class ResultWriter:
             await self._write_late(batch.outcomes, batch.worker)
             self.journal.done(batch)
             self.backlog.pop(0)
-        if not self.replayed:
-            await replay_orphans(self.pool, self.journal.folder, own=self.journal.path)
-            self.replayed = True
 
     def close(self) -> None:
         self.journal.close(all_done=not self.backlog)
