@@ -12,9 +12,11 @@ verification key (one provider, or any entry of that type in a failover list). T
 configures this URL in the provider's console (Vonage and Plivo: the channel's
 `status_callback_url`).
 
-In this order: a tenant or channel we do not have, or a channel without that provider -> 404; a
-body over 1 MiB -> 413; a missing or wrong signature (or a provider with no verification key
-configured, or an SNS topic the channel does not name) -> 403; a body we cannot read -> 400.
+In this order: a body over 1 MiB (16 KiB for Vonage and Plivo) -> 413, read in full before the
+database is asked anything (the service's body deadline, web/limits.py, bounds the time); a tenant
+or channel we do not have, or a channel without that provider -> 404; a missing or wrong signature
+(or a provider with no verification key configured, or an SNS topic the channel does not name) ->
+403 (Postmark: 401); a body we cannot read -> 400.
 Nothing is recorded unless the signature holds. Events are recorded for the tenant in the path
 only (a message of another tenant matches nothing), de-duplicated by the provider's event id:
 a replay answers 200 and inserts nothing.
@@ -33,18 +35,17 @@ import json
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from optibridge.channels.provider_settings import (
-    EXTRA_SETTINGS_BY_TYPE,
     MailgunSettings,
     PlivoSettings,
     PostmarkSettings,
@@ -67,6 +68,7 @@ log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
 MAX_BODY = 1024 * 1024
+SMS_RECEIPT_BYTES = 16 * 1024  # a Vonage or Plivo receipt is one message's status, a few fields
 MAX_CERT = 64 * 1024
 CERT_CACHE = 32
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -75,6 +77,29 @@ SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 PLIVO_SIGNATURE = "X-Plivo-Signature-V3"
 PLIVO_NONCE = "X-Plivo-Signature-V3-Nonce"
+
+
+class Refused(Exception):
+    """A receipt not accepted, answered with this status (no signature, bad credentials, ...)."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+
+S = TypeVar("S", bound=BaseModel)
+# A provider's part of an endpoint: verify the receipt, then parse it into our events (or raise
+# Refused / InvalidReceipt). `found`: the channel's settings entries of that provider type.
+Reader = Callable[[Request, bytes, list[S], str], Awaitable[list[Event]]]
+
+
+def form(body: bytes) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidReceipt("malformed form body") from None
 
 
 def _utcnow() -> datetime:
@@ -99,11 +124,10 @@ async def _read_body(request: Request, limit: int = MAX_BODY) -> bytes | None:
     return b"".join(chunks)
 
 
-def _entries(settings: Mapping[str, Any], provider: str) -> list[Any]:
+def _entries(settings: Mapping[str, Any], provider: str, model: type[S]) -> list[S]:
     """The channel's validated settings of this provider type (one, or each of a failover list)."""
     listed = settings.get("providers")
     raw = listed if isinstance(listed, list) else [settings]
-    model = EXTRA_SETTINGS_BY_TYPE[provider]
     found = []
     for entry in raw:
         if isinstance(entry, Mapping) and entry.get("type") == provider:
@@ -198,7 +222,7 @@ def router(
     mailgun_tokens = MailgunTokens()
     api = APIRouter(tags=["provider receipts"])
 
-    async def entries(tenant: str, channel: str, provider: str) -> list[Any] | None:
+    async def entries(tenant: str, channel: str, provider: str, model: type[S]) -> list[S] | None:
         if not _TENANT.match(tenant) or not _CHANNEL.match(channel):
             return None
         try:
@@ -206,7 +230,7 @@ def router(
                 found = await tenant_store.channel_provider_settings(conn, runtime.box, tenant, int(channel))
         except NotFoundError:
             return None
-        return _entries(found, provider) or None
+        return _entries(found, provider, model) or None
 
     async def record(events: list[Event], provider: str, tenant: str) -> JSONResponse:
         recorded = 0
@@ -232,194 +256,154 @@ def router(
         except (UnicodeDecodeError, ValueError):
             raise InvalidReceipt("body is not valid JSON") from None
 
-    @api.post("/r/ses/{tenant}/{channel}", include_in_schema=False)
-    async def ses(request: Request, tenant: str, channel: str) -> Response:
-        found: list[SesSettings] | None = await entries(tenant, channel, "ses")
-        if found is None:
-            return _reply(404, "not found")
-        body = await _read_body(request)
+    async def receive(
+        request: Request,
+        tenant: str,
+        channel: str,
+        provider: str,
+        model: type[S],
+        read: Reader[S],
+        limit: int = MAX_BODY,
+    ) -> Response:
+        """What every provider's endpoint does around its own `read` (verify, then parse): the body
+        in (bounded) before the database is asked anything; 404, 413 and 400 alike for all."""
+        body = await _read_body(request, limit)
         if body is None:
             return _reply(413, "body too large")
+        found = await entries(tenant, channel, provider, model)
+        if found is None:
+            return _reply(404, "not found")
         try:
-            message = json_body(body)
-            if not isinstance(message, dict):
-                raise InvalidReceipt("SNS message must be a JSON object")
-            pr.sns_string_to_sign(message)  # the fields a signature covers are all there
+            events = await read(request, body, found, tenant)
+        except Refused as exc:
+            if exc.status in (401, 403):
+                log.warning("provider receipt refused", provider=provider, tenant=tenant, reason=exc.reason)
+            return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=exc.headers)
         except InvalidReceipt as exc:
             return _reply(400, str(exc)[:200])
         except RecursionError:
             return _reply(400, "body is nested too deeply")
+        return await record(events, provider, tenant)
+
+    async def read_ses(request: Request, body: bytes, found: list[SesSettings], tenant: str) -> list[Event]:
+        message = json_body(body)
+        if not isinstance(message, dict):
+            raise InvalidReceipt("SNS message must be a JSON object")
+        pr.sns_string_to_sign(message)  # the fields a signature covers are all there
         now = clock()
-        topic = message.get("TopicArn")
-        cert_url = message.get("SigningCertURL")
-        allowed = [s for s in found if topic in s.sns_topic_arns]
+        allowed = [s for s in found if message.get("TopicArn") in s.sns_topic_arns]
         bases = [s.effective_cert_base_url for s in allowed]
+        cert_url = message.get("SigningCertURL")
         if not any(pr.sns_cert_url_allowed(cert_url, base) for base in bases):
-            log.warning("ses receipt refused: topic or certificate URL not allowed", tenant=tenant)
-            return _reply(403, "SNS topic or SigningCertURL not allowed")
+            raise Refused(403, "SNS topic or SigningCertURL not allowed")
         cert = await certs.get(str(cert_url))
         if cert is None or not pr.sns_signature_valid(message, cert, now):
-            log.warning("ses receipt refused: bad signature", tenant=tenant)
-            return _reply(403, "bad SNS signature")
+            raise Refused(403, "bad SNS signature")
         if message["Type"] == "SubscriptionConfirmation":
             subscribe = message.get("SubscribeURL")
             if any(pr.sns_cert_url_allowed(subscribe, base) for base in bases):
                 confirmed = await certs.fetch(str(subscribe), MAX_CERT)
                 log.info("sns subscription confirmed", tenant=tenant, ok=confirmed is not None)
-            return JSONResponse({"received": 0, "recorded": 0})
+            return []
         if message["Type"] != "Notification":
-            return JSONResponse({"received": 0, "recorded": 0})
-        try:
-            events = pr.ses_events(json_body(message["Message"].encode()), tenant, now)
-        except InvalidReceipt as exc:
-            return _reply(400, str(exc)[:200])
-        except RecursionError:
-            return _reply(400, "body is nested too deeply")
-        return await record(events, "ses", tenant)
+            return []
+        return pr.ses_events(json_body(message["Message"].encode()), tenant, now)
 
-    @api.post("/r/sendgrid/{tenant}/{channel}", include_in_schema=False)
-    async def sendgrid(request: Request, tenant: str, channel: str) -> Response:
-        found: list[SendgridSettings] | None = await entries(tenant, channel, "sendgrid")
-        if found is None:
-            return _reply(404, "not found")
-        body = await _read_body(request)
-        if body is None:
-            return _reply(413, "body too large")
+    async def read_sendgrid(
+        request: Request, body: bytes, found: list[SendgridSettings], tenant: str
+    ) -> list[Event]:
         timestamp = request.headers.get(SENDGRID_TIMESTAMP)
         signature = request.headers.get(SENDGRID_SIGNATURE)
         keys = [load_sendgrid_public_key(s.webhook_public_key) for s in found if s.webhook_public_key]
         if not any(pr.sendgrid_signature_valid(key, timestamp, body, signature) for key in keys):
-            log.warning("sendgrid receipt refused: bad signature", tenant=tenant)
-            return _reply(403, "bad event webhook signature")
-        try:
-            events = pr.sendgrid_events(json_body(body), tenant, clock(), max_events=max_events)
-        except InvalidReceipt as exc:
-            return _reply(400, str(exc)[:200])
-        except RecursionError:
-            return _reply(400, "body is nested too deeply")
-        return await record(events, "sendgrid", tenant)
+            raise Refused(403, "bad event webhook signature")
+        return pr.sendgrid_events(json_body(body), tenant, clock(), max_events=max_events)
 
-    @api.post("/r/mailgun/{tenant}/{channel}", include_in_schema=False)
-    async def mailgun(request: Request, tenant: str, channel: str) -> Response:
-        found: list[MailgunSettings] | None = await entries(tenant, channel, "mailgun")
-        if found is None:
-            return _reply(404, "not found")
-        body = await _read_body(request)
-        if body is None:
-            return _reply(413, "body too large")
-        try:
-            document = json_body(body)
-        except InvalidReceipt as exc:
-            return _reply(400, str(exc)[:200])
-        except RecursionError:
-            return _reply(400, "body is nested too deeply")
+    async def read_mailgun(
+        request: Request, body: bytes, found: list[MailgunSettings], tenant: str
+    ) -> list[Event]:
+        document = json_body(body)
         signature = document.get("signature") if isinstance(document, dict) else None
         secrets = [s.webhook_signing_secret for s in found if s.webhook_signing_secret]
         if not any(pr.mailgun_signature_valid(secret, signature) for secret in secrets):
-            log.warning("mailgun receipt refused: bad signature", tenant=tenant)
-            return _reply(403, "bad webhook signature")
+            raise Refused(403, "bad webhook signature")
         now = clock()
         used = pr.mailgun_token_and_event(document)
         if not pr.mailgun_fresh(signature, now) or used is None or not mailgun_tokens.admit(*used):
-            log.warning("mailgun receipt refused: stale timestamp or reused token", tenant=tenant)
-            return _reply(403, "stale or reused webhook signature")
-        try:
-            events = pr.mailgun_events(document, tenant, now)
-        except InvalidReceipt as exc:
-            return _reply(400, str(exc)[:200])
-        return await record(events, "mailgun", tenant)
+            raise Refused(403, "stale or reused webhook signature")
+        return pr.mailgun_events(document, tenant, now)
 
-    @api.post("/r/postmark/{tenant}/{channel}", include_in_schema=False)
-    async def postmark(request: Request, tenant: str, channel: str) -> Response:
-        found: list[PostmarkSettings] | None = await entries(tenant, channel, "postmark")
-        if found is None:
-            return _reply(404, "not found")
+    async def read_postmark(
+        request: Request, body: bytes, found: list[PostmarkSettings], tenant: str
+    ) -> list[Event]:
         header = request.headers.get("authorization")
         pairs = [(s.webhook_username, s.webhook_password) for s in found if s.webhook_username]
         if not any(pr.basic_auth_valid(header, u or "", p or "") for u, p in pairs):
-            log.warning("postmark receipt refused: bad credentials", tenant=tenant)
-            return JSONResponse(
-                {"error": "bad credentials"}, status_code=401, headers={"WWW-Authenticate": "Basic"}
-            )
-        body = await _read_body(request)
-        if body is None:
-            return _reply(413, "body too large")
-        try:
-            events = pr.postmark_events(json_body(body), tenant, clock())
-        except InvalidReceipt as exc:
-            return _reply(400, str(exc)[:200])
-        except RecursionError:
-            return _reply(400, "body is nested too deeply")
-        return await record(events, "postmark", tenant)
+            raise Refused(401, "bad credentials", {"WWW-Authenticate": "Basic"})
+        return pr.postmark_events(json_body(body), tenant, clock())
 
-    async def form_or_json(request: Request, body: bytes) -> dict[str, str]:
+    async def read_vonage(
+        request: Request, body: bytes, found: list[VonageSettings], tenant: str
+    ) -> list[Event]:
+        params = form_or_json(request, body)
+        keys = [(s.signature_secret, s.signature_method) for s in found if s.signature_secret]
+        if not any(pr.vonage_signature_valid(params, secret or "", method) for secret, method in keys):
+            raise Refused(403, "bad sig")
+        return pr.vonage_events(params, tenant, clock())
+
+    async def read_plivo(
+        request: Request, body: bytes, found: list[PlivoSettings], tenant: str
+    ) -> list[Event]:
+        try:
+            message_id = uuid.UUID(request.query_params.get("message_id", ""))
+        except ValueError:
+            raise Refused(404, "not found") from None
+        params = form(body)
+        signed = pr.plivo_signature_valid(
+            [s.auth_token for s in found],
+            called_url(request),
+            params,
+            request.headers.get(PLIVO_NONCE),
+            request.headers.get(PLIVO_SIGNATURE),
+        )
+        if not signed:
+            raise Refused(403, "bad X-Plivo-Signature-V3")
+        return pr.plivo_events(params, message_id, tenant, clock())
+
+    def form_or_json(request: Request, body: bytes) -> dict[str, str]:
         if request.method == "GET":
-            pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=100)
-            return dict(pairs)
+            return dict(parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=100))
         if request.headers.get("content-type", "").startswith("application/json"):
             document = json_body(body)
             if not isinstance(document, dict) or len(document) > 100:
                 raise InvalidReceipt("receipt must be a JSON object")
             return {str(k): str(v) for k, v in document.items() if isinstance(v, (str, int, float))}
-        try:
-            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
-        except (UnicodeDecodeError, ValueError):
-            raise InvalidReceipt("malformed form body") from None
+        return form(body)
+
+    @api.post("/r/ses/{tenant}/{channel}", include_in_schema=False)
+    async def ses(request: Request, tenant: str, channel: str) -> Response:
+        return await receive(request, tenant, channel, "ses", SesSettings, read_ses)
+
+    @api.post("/r/sendgrid/{tenant}/{channel}", include_in_schema=False)
+    async def sendgrid(request: Request, tenant: str, channel: str) -> Response:
+        return await receive(request, tenant, channel, "sendgrid", SendgridSettings, read_sendgrid)
+
+    @api.post("/r/mailgun/{tenant}/{channel}", include_in_schema=False)
+    async def mailgun(request: Request, tenant: str, channel: str) -> Response:
+        return await receive(request, tenant, channel, "mailgun", MailgunSettings, read_mailgun)
+
+    @api.post("/r/postmark/{tenant}/{channel}", include_in_schema=False)
+    async def postmark(request: Request, tenant: str, channel: str) -> Response:
+        return await receive(request, tenant, channel, "postmark", PostmarkSettings, read_postmark)
 
     @api.api_route("/r/vonage/{tenant}/{channel}", methods=["GET", "POST"], include_in_schema=False)
     async def vonage(request: Request, tenant: str, channel: str) -> Response:
-        found: list[VonageSettings] | None = await entries(tenant, channel, "vonage")
-        if found is None:
-            return _reply(404, "not found")
-        body = await _read_body(request, 16 * 1024)
-        if body is None:
-            return _reply(413, "body too large")
-        try:
-            params = await form_or_json(request, body)
-        except InvalidReceipt as exc:
-            return _reply(400, str(exc)[:200])
-        except RecursionError:
-            return _reply(400, "body is nested too deeply")
-        keys = [(s.signature_secret, s.signature_method) for s in found if s.signature_secret]
-        if not any(pr.vonage_signature_valid(params, secret or "", method) for secret, method in keys):
-            log.warning("vonage receipt refused: bad signature", tenant=tenant)
-            return _reply(403, "bad sig")
-        try:
-            events = pr.vonage_events(params, tenant, clock())
-        except InvalidReceipt as exc:
-            return _reply(400, str(exc)[:200])
-        return await record(events, "vonage", tenant)
+        return await receive(
+            request, tenant, channel, "vonage", VonageSettings, read_vonage, SMS_RECEIPT_BYTES
+        )
 
     @api.post("/r/plivo/{tenant}/{channel}", include_in_schema=False)
     async def plivo(request: Request, tenant: str, channel: str) -> Response:
-        found: list[PlivoSettings] | None = await entries(tenant, channel, "plivo")
-        if found is None:
-            return _reply(404, "not found")
-        try:
-            message_id = uuid.UUID(request.query_params.get("message_id", ""))
-        except ValueError:
-            return _reply(404, "not found")
-        body = await _read_body(request, 16 * 1024)
-        if body is None:
-            return _reply(413, "body too large")
-        try:
-            params = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
-        except (UnicodeDecodeError, ValueError):
-            return _reply(400, "malformed form body")
-        tokens = [s.auth_token for s in found]
-        if not pr.plivo_signature_valid(
-            tokens,
-            called_url(request),
-            params,
-            request.headers.get(PLIVO_NONCE),
-            request.headers.get(PLIVO_SIGNATURE),
-        ):
-            log.warning("plivo receipt refused: bad signature", tenant=tenant)
-            return _reply(403, "bad X-Plivo-Signature-V3")
-        try:
-            events = pr.plivo_events(params, message_id, tenant, clock())
-        except InvalidReceipt as exc:
-            return _reply(400, str(exc)[:200])
-        return await record(events, "plivo", tenant)
+        return await receive(request, tenant, channel, "plivo", PlivoSettings, read_plivo, SMS_RECEIPT_BYTES)
 
     return api

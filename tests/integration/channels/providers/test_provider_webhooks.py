@@ -8,6 +8,7 @@ import base64
 import json
 from urllib.parse import urlencode
 
+import pytest
 from provider_webhook_helpers import (
     MAILGUN_KEY,
     PLIVO_TOKEN,
@@ -19,6 +20,7 @@ from provider_webhook_helpers import (
 )
 
 from optibridge.sinks.providers import ReceiptSigner
+from optibridge.store import tenants as tenant_store
 
 
 def _recorded(body: bytes) -> int:
@@ -339,3 +341,27 @@ async def test_the_served_app_mounts_the_routes_behind_its_body_limit(stack: Rec
         assert (await stack.post(url, genuine, genuine_headers))[0] == 200
         assert (await stack.post(url, b"[" + b" " * (1024 * 1024 + 10) + b"]", genuine_headers))[0] == 413
     assert await stack.events() == [("t1", "C1", "delivered")]
+
+
+async def test_the_body_is_bounded_before_the_database_is_asked(
+    stack: ReceiptStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unauthenticated caller cannot make us look a tenant up without a body inside the limit:
+    over it, 413 and no lookup, for every provider's endpoint (a known tenant or not)."""
+    real = tenant_store.channel_provider_settings
+    lookups: list[tuple[str, int]] = []
+
+    async def counted(conn: object, box: object, tenant: str, channel: int) -> object:
+        lookups.append((tenant, channel))
+        return await real(conn, box, tenant, channel)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tenant_store, "channel_provider_settings", counted)
+    for provider, limit in [("ses", 1 << 20), ("sendgrid", 1 << 20), ("mailgun", 1 << 20),
+                            ("postmark", 1 << 20), ("vonage", 16 << 10), ("plivo", 16 << 10)]:  # fmt: skip
+        for tenant in ("t1", "nobody"):
+            status, _ = await stack.post(stack.url(provider, tenant=tenant), b"x" * (limit + 1))
+            assert status == 413, (provider, tenant)
+    assert lookups == []
+    # Inside the limit, the lookup happens and an unknown tenant is 404.
+    assert (await stack.post(stack.url("plivo", tenant="nobody"), b"x" * 100))[0] == 404
+    assert lookups == [("nobody", 606)]
