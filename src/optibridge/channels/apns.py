@@ -104,7 +104,7 @@ class ApnsPushProvider(HttpChannel):
         reason = policy.check_url(settings.base_url)
         if reason is not None:
             raise ValueError(f"base_url refused: {reason}")
-        super().__init__(settings.http_options(), policy=policy)
+        super().__init__(settings, policy=policy)
         key = load_pem_private_key(settings.signing_private_key.encode(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)  # the settings model checked it
         self.name = settings.name or "apns"

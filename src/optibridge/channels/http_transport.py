@@ -21,7 +21,7 @@ from aiohttp.abc import AbstractResolver
 from optibridge.channels.base import OutboundMessage, Outcome, SendResult, send_bounded
 from optibridge.channels.classify import classify_network_error
 from optibridge.channels.http_client import HttpClient, HttpClientError, Reply
-from optibridge.channels.settings import HttpOptions
+from optibridge.channels.http_options import HttpClientOptions
 from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy
 
 STRICT = OutboundPolicy()
@@ -43,7 +43,7 @@ class HttpChannel:
 
     def __init__(
         self,
-        options: HttpOptions,
+        options: HttpClientOptions,
         *,
         policy: OutboundPolicy = STRICT,
         resolver: AbstractResolver | None = None,

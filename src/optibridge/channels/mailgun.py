@@ -38,7 +38,7 @@ class MailgunEmailProvider(HttpChannel):
     kind = "email"
 
     def __init__(self, settings: MailgunSettings, *, policy: OutboundPolicy = STRICT) -> None:
-        super().__init__(settings.http_options(), policy=policy)
+        super().__init__(settings, policy=policy)
         self.name = settings.name or "mailgun"
         self.settings = settings
         self.url = f"{settings.base_url}/v3/{quote(settings.domain)}/messages"

@@ -32,7 +32,7 @@ class PlivoSmsProvider(HttpChannel):
     kind = "sms"
 
     def __init__(self, settings: PlivoSettings, *, policy: OutboundPolicy = STRICT) -> None:
-        super().__init__(settings.http_options(), policy=policy)
+        super().__init__(settings, policy=policy)
         self.name = settings.name or "plivo"
         self.settings = settings
         self.url = f"{settings.base_url}/v1/Account/{quote(settings.auth_id)}/Message/"

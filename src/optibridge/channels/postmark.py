@@ -45,7 +45,7 @@ class PostmarkEmailProvider(HttpChannel):
     kind = "email"
 
     def __init__(self, settings: PostmarkSettings, *, policy: OutboundPolicy = STRICT) -> None:
-        super().__init__(settings.http_options(), policy=policy)
+        super().__init__(settings, policy=policy)
         self.name = settings.name or "postmark"
         self.settings = settings
         self.url = settings.base_url + "/email"

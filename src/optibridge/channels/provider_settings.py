@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_private_key
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from optibridge.channels.http_options import HttpClientOptions
 from optibridge.channels.setting_checks import check_http_url, multi_line_field
-
-if TYPE_CHECKING:
-    from optibridge.channels.settings import HttpOptions
 
 _MULTILINE = frozenset({"signing_private_key", "webhook_public_key"})
 _REGION = r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$"
@@ -36,34 +34,12 @@ def _check_address(value: str) -> str:
     return value
 
 
-class _ProviderSettings(BaseModel):
+class _ProviderSettings(HttpClientOptions):
     """What every provider here shares: one-line strings, and the HTTP client's bounds."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     name: str | None = Field(default=None, description="Label in logs and metrics; defaults to the type.")
-    # As channels.settings.HttpOptions: requests at once per worker process (at a provider's
-    # 50-300 ms this, not CPU, bounds the rate), whole-request and connect timeouts, egress proxy.
-    max_connections: int = Field(default=512, ge=1, le=4096)
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
-    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
-    proxy_url: str | None = None
-
-    @field_validator("proxy_url")
-    @classmethod
-    def _proxy_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value, base_only=True)
-
-    def http_options(self) -> HttpOptions:
-        """The HTTP client's options, as HttpChannel takes them."""
-        from optibridge.channels.settings import HttpOptions  # it imports this module
-
-        return HttpOptions(
-            max_connections=self.max_connections,
-            timeout_s=self.timeout_s,
-            connect_timeout_s=self.connect_timeout_s,
-            proxy_url=self.proxy_url,
-        )
 
     @model_validator(mode="after")
     def _single_line_strings(self) -> _ProviderSettings:

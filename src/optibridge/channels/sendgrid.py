@@ -44,7 +44,7 @@ class SendgridEmailProvider(HttpChannel):
     kind = "email"
 
     def __init__(self, settings: SendgridSettings, *, policy: OutboundPolicy = STRICT) -> None:
-        super().__init__(settings.http_options(), policy=policy)
+        super().__init__(settings, policy=policy)
         self.name = settings.name or "sendgrid"
         self.settings = settings
         self.url = settings.base_url + SEND_PATH

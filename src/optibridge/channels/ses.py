@@ -70,7 +70,7 @@ class SesEmailProvider(HttpChannel):
     kind = "email"
 
     def __init__(self, settings: SesSettings, *, policy: OutboundPolicy = STRICT) -> None:
-        super().__init__(settings.http_options(), policy=policy)
+        super().__init__(settings, policy=policy)
         self.name = settings.name or "ses"
         self.settings = settings
         self.url = settings.effective_base_url + SEND_PATH

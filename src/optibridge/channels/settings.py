@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from optibridge.channels.http_client import HOP_BY_HOP
+from optibridge.channels.http_options import HttpClientOptions
 from optibridge.channels.mime import check_address
 from optibridge.channels.provider_settings import (
     EXTRA_SETTINGS_BY_TYPE,
@@ -79,21 +80,8 @@ class _Settings(BaseModel):
         return self
 
 
-class HttpOptions(_Settings):
-    # Requests at once per worker process: at a provider's 50-300 ms this, not CPU, bounds the rate
-    # (rate = max_connections / latency). The default matches ChannelOptions' default sends in
-    # flight, so it never caps them; connections are opened only as needed.
-    max_connections: int = Field(default=512, ge=1, le=4096)
-    timeout_s: float = Field(default=10.0, gt=0, le=300)  # one whole request, connect to last byte
-    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
-    # Egress through an HTTP(S) proxy (CONNECT for https destinations). Default: the operator's
-    # HTTPS_PROXY/HTTP_PROXY/NO_PROXY when Settings.outbound_proxy_from_env, else direct.
-    proxy_url: str | None = None
-
-    @field_validator("proxy_url")
-    @classmethod
-    def _proxy_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value)
+class HttpOptions(_Settings, HttpClientOptions):
+    """The base of the HTTP providers' settings here (fields: http_options.HttpClientOptions)."""
 
 
 class SmtpSettings(_Settings):

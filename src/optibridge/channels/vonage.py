@@ -63,7 +63,7 @@ class VonageSmsProvider(HttpChannel):
     kind = "sms"
 
     def __init__(self, settings: VonageSettings, *, policy: OutboundPolicy = STRICT) -> None:
-        super().__init__(settings.http_options(), policy=policy)
+        super().__init__(settings, policy=policy)
         self.name = settings.name or "vonage"
         self.settings = settings
         self.url = settings.base_url + "/sms/json"
