@@ -22,6 +22,20 @@ from optibridge.channels.settings import TwilioSettings
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
 
 
+# quote_plus of ASCII text as one str.translate: quote_plus walks the UTF-8 bytes in Python, a
+# few microseconds for an SMS body, paid per message (bench/send.py profile: 3 % of a worker).
+_FORM_ASCII = str.maketrans(
+    {chr(c): "+" if c == 0x20 else f"%{c:02X}" for c in range(128) if _UNRESERVED.fullmatch(chr(c)) is None}
+)
+
+
+def quote_form(text: str) -> str:
+    """quote_plus(text), exactly (pure)."""
+    if text.isascii():
+        return text.translate(_FORM_ASCII)
+    return quote_plus(text)
+
+
 class TwilioSmsProvider(HttpChannel):
     kind = "sms"
 
@@ -47,13 +61,13 @@ class TwilioSmsProvider(HttpChannel):
 
     def form(self, message: OutboundMessage) -> bytes:
         """The form body; pure, and cheaper than urlencode over a fresh dict per message."""
-        parts = ["To=", quote_plus(message.to), self._sender_field, "&Body=", quote_plus(message.body)]
+        parts = ["To=", quote_form(message.to), self._sender_field, "&Body=", quote_form(message.body)]
         own = message.data.get("status_callback")
         if own:  # the dispatcher's per-message, signed receipt URL wins over the generic one
             parts.append("&StatusCallback=" + self._quote_callback(own))
         elif self._callback_field is not None:
             parts.append(self._callback_field)
-            parts.append(quote_plus(message.message_id))
+            parts.append(quote_form(message.message_id))
         return "".join(parts).encode("ascii")
 
     def _quote_callback(self, url: str) -> str:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optibridge.channels import OutboundMessage, build_provider
-from optibridge.channels.twilio import TwilioSmsProvider
+from optibridge.channels.twilio import TwilioSmsProvider, quote_form
 
 PROVIDER = build_provider(
     "sms",
@@ -44,3 +44,17 @@ def test_form_matches_plain_quoting_for_any_callback(
     assert dict(parse_qsl(form, keep_blank_values=True))["StatusCallback"] == callback
     # twice, so the cached prefix is used the second time
     assert PROVIDER.form(message(body, callback)) == form.encode("ascii")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))) | st.text(max_size=200)
+)
+def test_quote_form_is_quote_plus(text: str) -> None:
+    assert quote_form(text) == quote_plus(text)
+
+
+def test_quote_form_on_every_ascii_character() -> None:
+    every = "".join(chr(c) for c in range(128))
+    assert quote_form(every) == quote_plus(every)
+    assert quote_form("Hi Ann, 20% off! é") == quote_plus("Hi Ann, 20% off! é")
