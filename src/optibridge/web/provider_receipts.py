@@ -380,30 +380,23 @@ def router(
             return {str(k): str(v) for k, v in document.items() if isinstance(v, (str, int, float))}
         return form(body)
 
-    @api.post("/r/ses/{tenant}/{channel}", include_in_schema=False)
-    async def ses(request: Request, tenant: str, channel: str) -> Response:
-        return await receive(request, tenant, channel, "ses", SesSettings, read_ses)
+    def route(
+        provider: str,
+        model: type[S],
+        read: Reader[S],
+        limit: int = MAX_BODY,
+        methods: tuple[str, ...] = ("POST",),
+    ) -> None:
+        async def endpoint(request: Request, tenant: str, channel: str) -> Response:
+            return await receive(request, tenant, channel, provider, model, read, limit)
 
-    @api.post("/r/sendgrid/{tenant}/{channel}", include_in_schema=False)
-    async def sendgrid(request: Request, tenant: str, channel: str) -> Response:
-        return await receive(request, tenant, channel, "sendgrid", SendgridSettings, read_sendgrid)
+        path = f"/r/{provider}/{{tenant}}/{{channel}}"
+        api.add_api_route(path, endpoint, methods=list(methods), name=provider, include_in_schema=False)
 
-    @api.post("/r/mailgun/{tenant}/{channel}", include_in_schema=False)
-    async def mailgun(request: Request, tenant: str, channel: str) -> Response:
-        return await receive(request, tenant, channel, "mailgun", MailgunSettings, read_mailgun)
-
-    @api.post("/r/postmark/{tenant}/{channel}", include_in_schema=False)
-    async def postmark(request: Request, tenant: str, channel: str) -> Response:
-        return await receive(request, tenant, channel, "postmark", PostmarkSettings, read_postmark)
-
-    @api.api_route("/r/vonage/{tenant}/{channel}", methods=["GET", "POST"], include_in_schema=False)
-    async def vonage(request: Request, tenant: str, channel: str) -> Response:
-        return await receive(
-            request, tenant, channel, "vonage", VonageSettings, read_vonage, SMS_RECEIPT_BYTES
-        )
-
-    @api.post("/r/plivo/{tenant}/{channel}", include_in_schema=False)
-    async def plivo(request: Request, tenant: str, channel: str) -> Response:
-        return await receive(request, tenant, channel, "plivo", PlivoSettings, read_plivo, SMS_RECEIPT_BYTES)
-
+    route("ses", SesSettings, read_ses)
+    route("sendgrid", SendgridSettings, read_sendgrid)
+    route("mailgun", MailgunSettings, read_mailgun)
+    route("postmark", PostmarkSettings, read_postmark)
+    route("vonage", VonageSettings, read_vonage, SMS_RECEIPT_BYTES, ("GET", "POST"))  # Vonage may GET
+    route("plivo", PlivoSettings, read_plivo, SMS_RECEIPT_BYTES)
     return api

@@ -18,6 +18,7 @@ from deliverykit import CHANNEL_ID, TENANT, add_campaign, add_tenant, delivered,
 from optibridge.delivery import dispatcher as dsp
 from optibridge.delivery import results
 from optibridge.delivery.tasks import run_send
+from optibridge.runtime import Runtime
 from optibridge.sinks.http_sink import HttpSink
 from optibridge.store import messages as message_store
 
@@ -26,6 +27,19 @@ TOTAL = 600
 
 async def away(*args: Any, **kwargs: Any) -> int:
     raise psycopg.OperationalError("the database system is shutting down")
+
+
+async def send_with_the_database_away(rt: Runtime, sink: HttpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One send job: the provider takes the first chunk, then the database is away longer than the
+    writer waits, so the slice's results are kept (journal + backlog) and the job ends. The
+    database stays "away" (for writes) until the caller undoes `monkeypatch`."""
+    await add_tenant(rt, sink, chunk=50, claim_chunks=4, in_flight=200)  # one slice at a time
+    await add_campaign(rt, 1, TOTAL)
+    me = await register_worker(rt)
+    monkeypatch.setattr(results, "RETRY_FOR", timedelta(seconds=0.5))
+    monkeypatch.setattr(message_store, "release_claims", away)
+    monkeypatch.setattr(message_store, "release_claims_late", away)
+    await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=30)
 
 
 def states_now(db_url: str) -> dict[str, int]:
@@ -46,15 +60,7 @@ async def test_at_exit_the_backlog_is_written_the_journal_removed_and_the_provid
     data = tmp_path / "data"
     async with HttpSink() as sink:
         async with runtime(db_url, test_secret_key, data) as rt:
-            await add_tenant(rt, sink, chunk=50, claim_chunks=4, in_flight=200)  # one slice at a time
-            await add_campaign(rt, 1, TOTAL)
-            me = await register_worker(rt)
-            # The provider takes the first chunk, then the database is away longer than the writer
-            # waits: the results are kept (journal + backlog) and the job ends.
-            monkeypatch.setattr(results, "RETRY_FOR", timedelta(seconds=0.5))
-            monkeypatch.setattr(message_store, "release_claims", away)
-            monkeypatch.setattr(message_store, "release_claims_late", away)
-            await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=30)
+            await send_with_the_database_away(rt, sink, monkeypatch)
             monkeypatch.undo()  # the database answers again; no send job runs before the exit
             d = dsp.dispatcher_of(rt)
             kept = sum(len(b.outcomes) for b in d.writer.backlog)
@@ -75,13 +81,7 @@ async def test_at_exit_with_the_database_still_away_the_results_stay_in_the_jour
     data = tmp_path / "data"
     async with HttpSink() as sink:
         async with runtime(db_url, test_secret_key, data) as rt:
-            await add_tenant(rt, sink, chunk=50, claim_chunks=4, in_flight=200)
-            await add_campaign(rt, 1, TOTAL)
-            me = await register_worker(rt)
-            monkeypatch.setattr(results, "RETRY_FOR", timedelta(seconds=0.5))
-            monkeypatch.setattr(message_store, "release_claims", away)
-            monkeypatch.setattr(message_store, "release_claims_late", away)
-            await run_send(rt, TENANT, CHANNEL_ID, me, budget_s=30)
+            await send_with_the_database_away(rt, sink, monkeypatch)
             assert dsp.dispatcher_of(rt).writer.backlog
             started = time.monotonic()
         took = time.monotonic() - started
