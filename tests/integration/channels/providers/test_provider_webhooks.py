@@ -365,3 +365,12 @@ async def test_the_body_is_bounded_before_the_database_is_asked(
     # Inside the limit, the lookup happens and an unknown tenant is 404.
     assert (await stack.post(stack.url("plivo", tenant="nobody"), b"x" * 100))[0] == 404
     assert lookups == [("nobody", 606)]
+
+
+async def test_a_receipt_with_too_many_fields_is_400_by_post_and_by_get(stack: ReceiptStack) -> None:
+    fields = "&".join(f"f{n}=x" for n in range(101))
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert (await stack.post(stack.url("vonage"), fields.encode(), form))[0] == 400
+    async with stack.session.get(f"{stack.url('vonage')}?{fields}") as resp:  # was a 500
+        assert resp.status == 400
+    assert await stack.events() == []
