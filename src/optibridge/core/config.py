@@ -304,10 +304,10 @@ class Settings(BaseSettings):
         default=50, ge=0, description="Requests per 10 s per API key (0: no client-side limit)"
     )
     optimove_rate_margin_s: float = Field(
-        default=0.25,
+        default=0.5,
         ge=0,
         le=10,
-        description="Seconds added to Optimove's rate window, shared by all processes (10 s -> 10.25 s)",
+        description="Seconds added to Optimove's rate window, shared by all processes (10 s -> 10.5 s)",
     )
     optimove_timeout_s: float = Field(default=60.0, gt=0, description="One HTTP attempt to Optimove")
     heartbeat_cron: str = Field(

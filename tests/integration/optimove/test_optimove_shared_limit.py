@@ -78,4 +78,5 @@ async def test_three_processes_on_one_key_make_300_calls_with_no_429_near_the_fa
     # The fastest the server allows: `requests` at once, then `requests` more every window.
     fastest = math.floor((calls - 1) / requests) * window_s
     print(f"{calls} calls in {span:.2f} s; fastest allowed {fastest:.1f} s; ratio {fastest / span:.3f}")
-    assert span <= fastest / 0.95, f"{calls} calls took {span:.2f} s; the limit allows {fastest:.1f} s"
+    # The 0.5 s margin on each 10 s window (shared_limit.DEFAULT_MARGIN_S) costs 5 % by itself.
+    assert span <= fastest / 0.93, f"{calls} calls took {span:.2f} s; the limit allows {fastest:.1f} s"
