@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from optibridge.feedback.events import Event, EventKind, Source
 
@@ -40,6 +40,18 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 class InvalidReceipt(ValueError):
     """The body is not a receipt we understand (the endpoint answers 400, records nothing)."""
+
+
+MAX_FORM_FIELDS = 100  # a status callback has a few dozen at most
+
+
+def form_pairs(body: bytes) -> list[tuple[str, str]]:
+    """A form-encoded receipt's fields, in order (signatures cover them as sent); InvalidReceipt
+    for bytes that are not UTF-8 or over MAX_FORM_FIELDS fields (parse_qsl's ValueError)."""
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidReceipt("malformed form body") from None
 
 
 def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:

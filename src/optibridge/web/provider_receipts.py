@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from fastapi import APIRouter, Request, Response
@@ -60,7 +60,7 @@ from optibridge.core.logs import get_logger
 from optibridge.core.outbound import OutboundPolicy
 from optibridge.feedback import provider_receipts as pr
 from optibridge.feedback.events import Event, record_events
-from optibridge.feedback.receipt_parsing import InvalidReceipt
+from optibridge.feedback.receipt_parsing import InvalidReceipt, form_pairs
 from optibridge.runtime import Runtime
 from optibridge.store import tenants as tenant_store
 
@@ -96,10 +96,7 @@ Reader = Callable[[Request, bytes, list[S], str], Awaitable[list[Event]]]
 
 
 def form(body: bytes) -> dict[str, str]:
-    try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidReceipt("malformed form body") from None
+    return dict(form_pairs(body))
 
 
 def _utcnow() -> datetime:

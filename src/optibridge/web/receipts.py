@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -40,6 +39,7 @@ from optibridge.feedback.keys import TrackingKeys, verify_body_signature
 from optibridge.feedback.links import TWILIO_PATH
 from optibridge.feedback.receipt_parsing import (
     InvalidReceipt,
+    form_pairs,
     generic_events,
     twilio_auth_tokens,
     twilio_event,
@@ -128,9 +128,9 @@ def router(
         if body is None:
             return _bad("body too large", 413)
         try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
-        except (UnicodeDecodeError, ValueError):  # parse_qsl's "too many fields" is a ValueError
-            return _bad("malformed form body")
+            pairs = form_pairs(body)
+        except InvalidReceipt as exc:
+            return _bad(str(exc))
         auth_tokens = await twilio_tokens(parsed.message_id)
         if not twilio_signature_valid(auth_tokens, called_url(request, token), pairs, signature):
             log.warning("twilio callback refused: bad signature", message_id=str(parsed.message_id))
