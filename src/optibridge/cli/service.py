@@ -10,6 +10,7 @@ import typer
 
 from optibridge import __version__
 from optibridge.cli.context import DataDir, load_settings, options, run
+from optibridge.core.collector import tune_collector
 from optibridge.core.config import Settings
 from optibridge.core.errors import ConfigError, OptibridgeError
 from optibridge.core.feedback_settings import FeedbackSettings
@@ -56,6 +57,7 @@ def serve(
         workers=workers,
         worker_concurrency=concurrency,
     )
+    tune_collector(settings.gc_young_threshold)
     run(lambda: run_serve(settings))
 
 
@@ -67,6 +69,7 @@ def worker(
 ) -> None:
     """Run a worker only (for extra machines); needs an up-to-date schema (see `db upgrade`)."""
     settings = load_settings(service=True, data_dir=data_dir, worker_concurrency=concurrency)
+    tune_collector(settings.gc_young_threshold)
     run(lambda: run_worker(settings))
 
 

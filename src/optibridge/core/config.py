@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from optibridge.core.collector import GC_YOUNG_THRESHOLD
 from optibridge.core.engagement_settings import EngagementConfig
 from optibridge.core.errors import ConfigError
 from optibridge.core.feedback_settings import FeedbackOptions, FeedbackSettings
@@ -333,6 +334,14 @@ class Settings(BaseSettings):
     )
     task_modules: list[str] = Field(
         default_factory=list, description="Extra modules whose procrastinate tasks workers load"
+    )
+    # Process tuning of `serve` and `worker` (core/collector.py has the measurements).
+    gc_young_threshold: int = Field(
+        default=GC_YOUNG_THRESHOLD,
+        ge=0,
+        le=1_000_000,
+        description="Net container allocations between two young garbage collections in serve and "
+        "worker processes, whose start-up objects are also frozen; 0: Python's defaults (700)",
     )
     # Retention (optibridge.retention, docs/scaling.md "Retention"): a campaign's message rows and
     # events are summarized and deleted after its reporting window plus this margin; old finished

@@ -404,6 +404,8 @@ async def test_the_request_arrives_intact() -> None:
     assert sent["User-Agent"] == USER_AGENT
     assert sent["Content-Length"] == str(len(body))
     assert sent["Authorization"] == "Bearer t0k"
+    # No compressed answer may be offered: it could inflate past the body cap.
+    assert sent["Accept-Encoding"] == "identity"
 
 
 async def test_non_ascii_in_the_url_and_headers_arrives_as_utf8() -> None:
