@@ -225,10 +225,16 @@ def main() -> None:
     parser.add_argument("--only", choices=["email", "sms", "push"])
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2 cores: 2)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="sinks delay every reply by this")
+    parser.add_argument(
+        "--gc-young-threshold",
+        type=int,
+        default=GC_YOUNG_THRESHOLD,
+        help="the workers' gc_young_threshold, also used by the sink and the bare loops (0: Python's)",
+    )
     args = parser.parse_args()
     # The bare loops run with the collector the workers run with (core/collector.py): the reference
     # must not be slowed by a setting the workers are spared.
-    tune_collector(GC_YOUNG_THRESHOLD)
+    tune_collector(args.gc_young_threshold)
     if args.latency_ms:
         latency_main(args)
         return
@@ -245,7 +251,17 @@ def main() -> None:
         children.append(smtp_sink)
         wait_for_port(sink_port, smtp_sink)
         http_sink = subprocess.Popen(
-            [sys.executable, "-m", "optibridge.sinks", "--no-smtp", "--http-port", "0", "--no-record"],
+            [
+                sys.executable,
+                "-m",
+                "optibridge.sinks",
+                "--no-smtp",
+                "--http-port",
+                "0",
+                "--no-record",
+                "--gc-young-threshold",
+                str(args.gc_young_threshold),
+            ],
             stdout=subprocess.PIPE,
         )
         children.append(http_sink)
@@ -261,6 +277,7 @@ def main() -> None:
             "OPTIBRIDGE_SECRET_KEY": generate_key(),
             "OPTIBRIDGE_PUBLIC_URL": "https://track.example",
             "OPTIBRIDGE_LOG_LEVEL": "WARNING",
+            "OPTIBRIDGE_GC_YOUNG_THRESHOLD": str(args.gc_young_threshold),
             "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8", "::1/128"]',  # sinks on loopback
         }
         sh(env, "db", "upgrade")
@@ -415,6 +432,8 @@ def latency_main(args: argparse.Namespace) -> None:
                 "--no-record",
                 "--latency-ms",
                 str(latency),
+                "--gc-young-threshold",
+                str(args.gc_young_threshold),
             ],
             stdout=subprocess.PIPE,
         )
@@ -426,6 +445,7 @@ def latency_main(args: argparse.Namespace) -> None:
             "OPTIBRIDGE_SECRET_KEY": generate_key(),
             "OPTIBRIDGE_PUBLIC_URL": "https://track.example",
             "OPTIBRIDGE_LOG_LEVEL": "WARNING",
+            "OPTIBRIDGE_GC_YOUNG_THRESHOLD": str(args.gc_young_threshold),
             "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8", "::1/128"]',
         }
         sh(env, "db", "upgrade")

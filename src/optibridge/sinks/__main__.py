@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="delay every SMTP reply and HTTP response by this (a provider's round trip)",
     )
     parser.add_argument(
+        "--gc-young-threshold",
+        type=int,
+        default=GC_YOUNG_THRESHOLD,
+        help="the garbage collector as the service's processes tune it (core/collector.py; 0: Python's)",
+    )
+    parser.add_argument(
         "--control-port",
         type=int,
         default=None,
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # As the service's processes run (core/collector.py): at Python's defaults the collector's
     # full passes were a share of every request a sink answers with hundreds in flight.
-    tune_collector(GC_YOUNG_THRESHOLD)
+    tune_collector(args.gc_young_threshold)
     if uvloop is not None:
         uvloop.run(serve(args))
     else:
