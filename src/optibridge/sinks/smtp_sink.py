@@ -383,6 +383,10 @@ class _Handler:
 
 
 def _abort(server: _SinkSMTP) -> str:
-    if isinstance(server.transport, asyncio.Transport):
-        server.transport.abort()
+    # Any loop's transport: uvloop's (python -m optibridge.sinks) are not asyncio.Transport
+    # instances, and a check on that class let the 421 below reach the client, so the "answer
+    # lost" fault became a plain refusal (tests/faults/test_fault_provider.py caught it).
+    abort = getattr(server.transport, "abort", None)
+    if callable(abort):
+        abort()
     return "421 4.3.2 connection dropped"  # never reaches the client

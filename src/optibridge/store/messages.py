@@ -158,6 +158,20 @@ FROM unnest(%(ids)s::uuid[], %(states)s::text[], %(reasons)s::text[], %(send_at)
 WHERE m.id = u.id AND m.state = 'claimed' AND m.claimed_by = %(me)s
 """
 
+
+def _outcome_columns(outcomes: Sequence[ClaimOutcome]) -> dict[str, list[Any]]:
+    """The outcomes as the arrays RELEASE_SQL and LATE_SQL unnest, one per column (pure)."""
+    return {
+        "ids": [o.message_id for o in outcomes],
+        "states": [str(o.state) for o in outcomes],
+        "reasons": [o.reason for o in outcomes],
+        "send_at": [o.send_at for o in outcomes],
+        "deltas": [o.attempts_delta for o in outcomes],
+        "providers": [o.provider for o in outcomes],
+        "pmids": [o.provider_message_id for o in outcomes],
+    }
+
+
 # RELEASE_SQL for outcomes all `sent` with no reason, no new time, no attempt given back and one
 # provider (release_claims): the same row, written from two arrays.
 RELEASE_SENT_SQL = """
@@ -200,20 +214,7 @@ async def release_claims(conn: Conn, outcomes: Sequence[ClaimOutcome], worker: s
             },
         )
         return cur.rowcount
-    cur = await conn.execute(
-        RELEASE_SQL,
-        {
-            "ids": [o.message_id for o in outcomes],
-            "states": [str(o.state) for o in outcomes],
-            "reasons": [o.reason for o in outcomes],
-            "send_at": [o.send_at for o in outcomes],
-            "deltas": [o.attempts_delta for o in outcomes],
-            "providers": [o.provider for o in outcomes],
-            "pmids": [o.provider_message_id for o in outcomes],
-            "me": worker,
-            "now": now,
-        },
-    )
+    cur = await conn.execute(RELEASE_SQL, {**_outcome_columns(outcomes), "me": worker, "now": now})
     return cur.rowcount
 
 
@@ -252,19 +253,7 @@ async def release_claims_late(
     if not outcomes:
         return 0
     cur = await conn.execute(
-        LATE_SQL,
-        {
-            "ids": [o.message_id for o in outcomes],
-            "states": [str(o.state) for o in outcomes],
-            "reasons": [o.reason for o in outcomes],
-            "send_at": [o.send_at for o in outcomes],
-            "deltas": [o.attempts_delta for o in outcomes],
-            "providers": [o.provider for o in outcomes],
-            "pmids": [o.provider_message_id for o in outcomes],
-            "me": worker,
-            "now": now,
-            "dead": dead_after,
-        },
+        LATE_SQL, {**_outcome_columns(outcomes), "me": worker, "now": now, "dead": dead_after}
     )
     return cur.rowcount
 

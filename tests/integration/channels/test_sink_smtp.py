@@ -6,10 +6,12 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import aiosmtplib
 import pytest
+import uvloop
 
 from optibridge.sinks import SmtpSink
 
@@ -43,6 +45,26 @@ async def test_throttle_window_in_seconds_ends_by_itself() -> None:
         await _send(sink)
         assert sink.count == 1
         assert sink.rejections == 1
+
+
+@pytest.mark.parametrize(
+    "loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+def test_a_lost_answer_drops_the_connection_on_either_event_loop(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """The mail is kept and the client hears nothing: no 421 (`python -m optibridge.sinks` runs on
+    uvloop, whose transports are not asyncio.Transport instances)."""
+
+    async def scenario() -> None:
+        async with SmtpSink() as sink:
+            sink.drop_connections(at="ACCEPTED", count=1)
+            with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+                await _send(sink)
+            assert (sink.count, sink.unanswered) == (1, 1)
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(scenario())
 
 
 async def test_keep_messages_off_still_counts() -> None:
