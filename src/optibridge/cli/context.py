@@ -7,27 +7,20 @@ the CLI's event loop and `with_runtime` runs one inside `optibridge.bootstrap.op
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from optibridge.bootstrap import open_runtime
 from optibridge.core.config import Settings
 from optibridge.core.config import load_settings as _load_settings
+from optibridge.core.event_loop import run_on_event_loop
 from optibridge.core.logs import configure as configure_logging
 from optibridge.runtime import Runtime
-
-try:
-    # uvloop (a dependency of uvicorn[standard]) when present: the send path is mostly event-loop
-    # and socket work. OPTIBRIDGE_EVENT_LOOP=asyncio turns it off.
-    import uvloop
-except ImportError:  # pragma: no cover - platforms without uvloop
-    uvloop = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 
@@ -60,11 +53,9 @@ def load_settings(*, service: bool = False, **overrides: object) -> Settings:
     return settings
 
 
-def run(coro: Callable[[], Awaitable[T]]) -> T:
+def run(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run `coro()` to completion on uvloop (or asyncio, with OPTIBRIDGE_EVENT_LOOP=asyncio)."""
-    if uvloop is not None and os.environ.get("OPTIBRIDGE_EVENT_LOOP", "uvloop") == "uvloop":
-        return uvloop.run(coro())  # type: ignore[arg-type]
-    return asyncio.run(coro())  # type: ignore[arg-type]
+    return run_on_event_loop(coro())
 
 
 def with_runtime(

@@ -19,15 +19,8 @@ import signal
 import sys
 from pathlib import Path
 
-try:
-    # The sinks stand in for remote providers, yet share the benchmark's cores with the workers
-    # and PostgreSQL: on uvloop the HTTP sink took 97 µs of CPU per Twilio request instead of 112
-    # (bench/send.py --latency-ms 50), so less of what is measured is the stand-in's own cost.
-    import uvloop
-except ImportError:  # pragma: no cover - platforms without uvloop
-    uvloop = None  # type: ignore[assignment]
-
 from optibridge.core.collector import GC_YOUNG_THRESHOLD, tune_collector
+from optibridge.core.event_loop import run_on_event_loop
 from optibridge.sinks.control import SinkControl
 from optibridge.sinks.http_sink import HttpSink
 from optibridge.sinks.smtp_sink import SmtpSink
@@ -103,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     # As the service's processes run (core/collector.py): at Python's defaults the collector's
     # full passes were a share of every request a sink answers with hundreds in flight.
     tune_collector(args.gc_young_threshold)
-    if uvloop is not None:
-        uvloop.run(serve(args))
-    else:
-        asyncio.run(serve(args))
+    # On the service's event loop too: the sinks stand in for remote providers yet share a
+    # benchmark's cores with the workers and PostgreSQL; on uvloop the HTTP sink took 97 µs of
+    # CPU per Twilio request instead of 112 (bench/send.py --latency-ms 50).
+    run_on_event_loop(serve(args))
     return 0
 
 
