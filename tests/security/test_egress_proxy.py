@@ -12,20 +12,27 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from aiohttp import web
 from outboundkit import own_hostname_inside, recorder
 
 from optibridge.channels import OutboundMessage, Outcome, build_provider
 from optibridge.channels.generic_json import GenericJsonProvider
+from optibridge.channels.http2 import Http2Client
+from optibridge.channels.http_client import HttpClient, HttpClientError
 from optibridge.core.outbound import OutboundPolicy
+from optibridge.testing.tls import loopback_certificate
 
 LOOPBACK = OutboundPolicy.from_strings(["127.0.0.0/8", "::1/128"])
 STRICT = OutboundPolicy()
@@ -53,10 +60,17 @@ class Proxy:
 
 @pytest.fixture
 def proxy(tmp_path: Path) -> Iterator[Proxy]:
+    with running_proxy(tmp_path) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_proxy(tmp_path: Path, *extra: str) -> Iterator[Proxy]:
     port = free_port()
-    log = tmp_path / "proxy.log"
+    log = tmp_path / f"proxy-{port}.log"
     with log.open("w") as out:
         args = ["--hostname", "127.0.0.1", "--port", str(port), "--num-workers", "1", "--num-acceptors", "1"]
+        args += extra
         process = subprocess.Popen(
             [sys.executable, "-m", "proxy", *args, "--log-level", "i"],
             stdout=out,
@@ -187,3 +201,133 @@ async def test_attack_a_tenant_proxy_url_pointing_inside_is_refused(proxy: Proxy
         assert "proxy refused" in (result.reason or "")
         assert internal.requests == []
         assert proxy.access_lines() == []
+
+
+# --- an authenticating proxy (Basic; proxy.py --basic-auth) ----------------------------------------
+
+LOGIN = ("egress", "s3cret:with@signs")
+
+
+@pytest.fixture
+def auth_proxy(tmp_path: Path) -> Iterator[Proxy]:
+    with running_proxy(tmp_path, "--basic-auth", f"{LOGIN[0]}:{LOGIN[1]}") as started:
+        yield started
+
+
+@dataclass
+class TlsSite:
+    """An https server on loopback (aiohttp, HTTP/1.1): what a CONNECT tunnel leads to."""
+
+    port: int
+    trusting: ssl.SSLContext
+    paths: list[str] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return f"https://127.0.0.1:{self.port}{path}"
+
+
+@contextlib.asynccontextmanager
+async def tls_site(tmp_path: Path) -> AsyncIterator[TlsSite]:
+    folder = tmp_path / "tls"
+    folder.mkdir(exist_ok=True)
+    cert, key = loopback_certificate(folder)
+    serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    serving.load_cert_chain(cert, key)
+    site = TlsSite(free_port(), ssl.create_default_context(cafile=cert))
+
+    async def answer(request: web.Request) -> web.Response:
+        site.paths.append(request.path)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", site.port, ssl_context=serving).start()
+    try:
+        yield site
+    finally:
+        await runner.cleanup()
+
+
+def clients(site: TlsSite, **proxying: Any) -> list[HttpClient | Http2Client]:
+    """The two clients every HTTP provider sends through, both via the same proxy settings."""
+    common: dict[str, Any] = {"limit": 4, "timeout_s": 10.0, "connect_timeout_s": 5.0, **proxying}
+    return [
+        HttpClient(resolver=LOOPBACK.resolver(None), ssl_context=site.trusting, **common),
+        Http2Client(policy=LOOPBACK, ssl_context=site.trusting, **common),
+    ]
+
+
+async def test_an_authenticating_proxy_tunnels_https_with_the_channel_login(
+    auth_proxy: Proxy, tmp_path: Path
+) -> None:
+    async with tls_site(tmp_path) as site:
+        for n, client in enumerate(clients(site, proxy=auth_proxy.url, proxy_login=LOGIN)):
+            try:
+                status, _, body = await client.request("POST", site.url(f"/tunnel-{n}"), {}, b"{}")
+            finally:
+                await client.close()
+            assert (status, body) == (200, b'{"ok": true}'), type(client).__name__
+        assert site.paths == ["/tunnel-0", "/tunnel-1"]
+
+
+@pytest.mark.parametrize("login", [None, (LOGIN[0], "wrong")], ids=["no-login", "wrong-password"])
+async def test_a_refused_login_sends_nothing_and_says_so(
+    auth_proxy: Proxy, tmp_path: Path, login: tuple[str, str] | None
+) -> None:
+    """407 on the CONNECT: nothing reached the provider, so the message is safe to send again
+    (not `uncertain`), and the reason names the proxy, not the provider."""
+    async with tls_site(tmp_path) as site:
+        for client in clients(site, proxy=auth_proxy.url, proxy_login=login):
+            try:
+                with pytest.raises((OSError, HttpClientError)) as refused:
+                    await client.request("POST", site.url("/never"), {}, b"{}")
+            finally:
+                await client.close()
+            assert getattr(refused.value, "request_sent", False) is False, type(client).__name__
+            assert "407" in str(refused.value), str(refused.value)
+            assert LOGIN[1] not in str(refused.value)  # a login never ends up in a stored reason
+            assert "wrong" not in str(refused.value)
+        assert site.paths == []
+
+
+async def test_an_environment_proxy_login_in_its_url_is_sent(
+    auth_proxy: Proxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's HTTPS_PROXY=http://user:password@host:port: aiohttp sends the login itself;
+    httpcore (the HTTP/2 client's) ignored a proxy URL's user info, and every FCM or APNs send got
+    407 - the client now takes the login out of the URL and sends it."""
+    user, password = quote(LOGIN[0], safe=""), quote(LOGIN[1], safe="")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://{user}:{password}@127.0.0.1:{auth_proxy.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with tls_site(tmp_path) as site:
+        for n, client in enumerate(clients(site, proxy_from_env=True)):
+            try:
+                status, _, _ = await client.request("POST", site.url(f"/env-{n}"), {}, b"{}")
+            finally:
+                await client.close()
+            assert status == 200, type(client).__name__
+        assert site.paths == ["/env-0", "/env-1"]
+
+
+async def test_a_channel_with_a_proxy_login_sends_through_it(auth_proxy: Proxy) -> None:
+    """The settings path end to end (proxy_username/proxy_password -> HttpChannel -> client), to an
+    http:// destination: the login rides on the forwarded request; without it the proxy answers
+    407 itself, which is the proxy's refusal, not the provider's answer."""
+    with recorder(status=200) as internal:
+        url = internal.url(path="/with-login")
+        login = {"proxy_username": LOGIN[0], "proxy_password": LOGIN[1]}
+        async with json_provider(url, LOOPBACK, proxy_url=auth_proxy.url, **login) as provider:
+            result = await provider.send(message())
+        assert result.outcome is Outcome.SENT, result.reason
+        assert wait_for_access(auth_proxy, "/with-login"), auth_proxy.log.read_text()[-2000:]
+        async with json_provider(
+            internal.url(path="/no-login"), LOOPBACK, proxy_url=auth_proxy.url
+        ) as provider:
+            refused = await provider.send(message())
+        assert refused.outcome is Outcome.TRANSIENT, refused
+        assert not refused.uncertain
+        assert "proxy refused: 407" in (refused.reason or "")
+        assert internal.requests == [("POST", "/with-login")]

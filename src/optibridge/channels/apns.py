@@ -120,6 +120,7 @@ class ApnsPushProvider(HttpChannel):
             connect_timeout_s=self._connect_timeout_s,
             policy=self._policy,
             proxy=self._proxy,
+            proxy_login=self._proxy_login,
             proxy_from_env=self._proxy_from_env,
             ssl_context=self._ssl,
             http1=False,  # APNs speaks HTTP/2 only

@@ -59,6 +59,7 @@ class FcmPushProvider(HttpChannel):
             connect_timeout_s=self._connect_timeout_s,
             policy=self._policy,
             proxy=self._proxy,
+            proxy_login=self._proxy_login,
             proxy_from_env=self._proxy_from_env,
         )
 

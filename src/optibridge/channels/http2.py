@@ -46,6 +46,7 @@ from optibridge.channels.http_client import (
     ConnectionClosedError,
     HttpClientError,
     MalformedResponseError,
+    ProxyRefusedError,
     Reply,
     ResponseTimeoutError,
     ResponseTooLargeError,
@@ -124,6 +125,17 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+def proxy_and_login(proxy: str, login: tuple[str, str] | None) -> tuple[str, tuple[str, str] | None]:
+    """The proxy URL without user info, and the login to send it (pure): `login` if given, else
+    the URL's own user:password@ (an operator's HTTPS_PROXY). httpcore, unlike httpx and aiohttp,
+    ignores a proxy URL's user info: the proxy would answer 407 to every request."""
+    url = httpx.URL(proxy)
+    if url.username or url.password:
+        login = login or (url.username, url.password)
+        url = url.copy_with(username=None, password=None)
+    return str(url), login
+
+
 class Http2Client:
     """Multiplexed HTTP/2 (HTTP/1.1 fallback) to any number of origins; see the module docstring."""
 
@@ -135,6 +147,7 @@ class Http2Client:
         connect_timeout_s: float,
         policy: OutboundPolicy,
         proxy: str | None = None,
+        proxy_login: tuple[str, str] | None = None,
         proxy_from_env: bool = False,
         max_connections: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -149,6 +162,7 @@ class Http2Client:
         env = env_proxies() if proxy_from_env and proxy is None else {}
         self._env = env
         self._proxy = proxy
+        self._proxy_login = proxy_login
         self._pools = pools_for(limit, max_connections)
         # Per pool: HTTP/1.1 (a server without h2) needs a connection per request in flight.
         self._max_connections = -(-limit // self._pools)
@@ -177,7 +191,7 @@ class Http2Client:
         mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
         direct = self._transport(None)
         if self._proxy is not None:
-            direct = self._transport(self._proxy)
+            direct = self._transport(self._proxy, self._proxy_login)
         else:
             for scheme in ("http", "https"):
                 if self._env.get(scheme):
@@ -191,7 +205,7 @@ class Http2Client:
             timeout=httpx.Timeout(self._timeout_s, connect=self._connect_timeout_s),
         )
 
-    def _transport(self, proxy: str | None) -> httpx.AsyncHTTPTransport:
+    def _transport(self, proxy: str | None, login: tuple[str, str] | None = None) -> httpx.AsyncHTTPTransport:
         ssl_context = self._ssl or ssl.create_default_context()
         transport = httpx.AsyncHTTPTransport(
             http1=self._http1, http2=True, verify=ssl_context, trust_env=False
@@ -207,10 +221,14 @@ class Http2Client:
             "socket_options": [RESET_ON_CLOSE],  # a request given up leaves nothing behind
         }
         # The pool is rebuilt with the guarded network backend (httpx does not take one).
-        transport._pool = (
-            httpcore.AsyncHTTPProxy(proxy_url=proxy, **options)  # type: ignore[arg-type]
-            if proxy is not None
-            else httpcore.AsyncConnectionPool(**options)  # type: ignore[arg-type]
+        if proxy is None:
+            transport._pool = httpcore.AsyncConnectionPool(**options)  # type: ignore[arg-type]
+            return transport
+        url, login = proxy_and_login(proxy, login)
+        transport._pool = httpcore.AsyncHTTPProxy(
+            proxy_url=url,
+            proxy_auth=login,
+            **options,  # type: ignore[arg-type]
         )
         return transport
 
@@ -273,6 +291,9 @@ class Http2Client:
                 raise ConnectionClosedError(f"connection failed: {exc!r}") from exc
             finally:
                 self._busy[pool] -= 1
+        if response.status_code == 407 and self._proxied(target):
+            # An http:// destination through a proxy that wants a login (http_client.ProxyRefusedError).
+            raise ProxyRefusedError(response.status_code, response.reason_phrase)
         answer = CIMultiDictProxy(CIMultiDict(response.headers.multi_items()))
         return response.status_code, answer, data
 

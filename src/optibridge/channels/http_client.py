@@ -84,6 +84,15 @@ class ConnectionClosedError(HttpClientError):
         self.request_sent = request_sent
 
 
+class ProxyRefusedError(ConnectionClosedError):
+    """The proxy answered an http:// destination's request itself with 407 (its login is missing
+    or wrong): nothing reached the destination. (For https the CONNECT is refused instead:
+    aiohttp's ClientHttpProxyError, same meaning.) No provider sends 407: it is a proxy's status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"proxy refused: {status} {reason}".rstrip(), request_sent=False)
+
+
 class ResponseTimeoutError(HttpClientError, TimeoutError):
     """No complete answer within the request timeout (the request may have gone out)."""
 
@@ -220,11 +229,13 @@ class HttpClient:
         idle_s: float = 10.0,
         max_response_bytes: int = 1 << 20,
         proxy: str | None = None,
+        proxy_login: tuple[str, str] | None = None,
         proxy_from_env: bool = False,
         dns_ttl_s: float = 30.0,
     ) -> None:
         """`resolver` guards destinations (the outbound policy's); `plain_resolver` resolves the
-        environment proxies' hosts (default: the system's)."""
+        environment proxies' hosts (default: the system's). `proxy_login`: (username, password)
+        for `proxy` (an environment proxy carries its own as user:password@, which aiohttp uses)."""
         self._limit = limit
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
@@ -236,6 +247,12 @@ class HttpClient:
         self._idle_s = idle_s
         self._max_body = max_response_bytes
         self._proxy = proxy
+        # aiohttp sends a proxy URL's user info as Proxy-Authorization (on the CONNECT for https
+        # destinations, on the request itself for http ones); the login is kept out of `_proxy`,
+        # which error messages and the guard see.
+        self._proxy_sent: URL | str | None = proxy
+        if proxy is not None and proxy_login is not None:
+            self._proxy_sent = URL(proxy).with_user(proxy_login[0]).with_password(proxy_login[1])
         self._env = env_proxies() if proxy_from_env and proxy is None else {}
         self._dns_ttl_s = dns_ttl_s
         self._checked: dict[str, float] = {}  # destination host -> monotonic time its check expires
@@ -296,9 +313,9 @@ class HttpClient:
             )
         return session
 
-    def _proxy_for(self, scheme: str, host: str) -> str | None:
-        if self._proxy is not None:
-            return self._proxy
+    def _proxy_for(self, scheme: str, host: str) -> URL | str | None:
+        if self._proxy_sent is not None:
+            return self._proxy_sent
         if not self._env:
             return None
         key = (scheme, host)
@@ -357,6 +374,8 @@ class HttpClient:
                         allow_redirects=False,
                         proxy=proxy,
                     ) as response:
+                        if response.status == 407 and proxy is not None:
+                            raise ProxyRefusedError(response.status, response.reason or "")
                         return (response.status, response.headers, await self._read(response))
             except (
                 aiohttp.ClientHttpProxyError

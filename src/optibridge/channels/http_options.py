@@ -4,9 +4,9 @@ Postmark, Vonage, Plivo, APNs), which HttpChannel takes as they are."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from optibridge.channels.setting_checks import check_http_url
+from optibridge.channels.setting_checks import CONTROL, check_http_url
 
 
 class HttpClientOptions(BaseModel):
@@ -19,10 +19,38 @@ class HttpClientOptions(BaseModel):
     # Egress through an HTTP(S) proxy (CONNECT for https destinations). Default: the operator's
     # HTTPS_PROXY/HTTP_PROXY/NO_PROXY when Settings.outbound_proxy_from_env, else direct.
     proxy_url: str | None = None
+    # An authenticating proxy (Basic, RFC 7617: Proxy-Authorization on the CONNECT or the
+    # forwarded request). Separate fields, not user:password@ in proxy_url: the password is stored
+    # encrypted (its name ends in "password", core.config.SECRET_FIELD), the URL in plain.
+    proxy_username: str | None = Field(default=None, min_length=1, max_length=256)
+    proxy_password: str | None = Field(default=None, max_length=1024)
 
     @field_validator("proxy_url")
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
-        # No user:password@: this field is stored in plain (only fields named as secrets are
-        # encrypted); an authenticating proxy is the operator's, in HTTPS_PROXY.
+        # No user:password@ here: the URL is stored in plain (proxy_username/proxy_password).
         return None if value is None else check_http_url(value, base_only=True)
+
+    @field_validator("proxy_username", "proxy_password")
+    @classmethod
+    def _proxy_credential(cls, value: str | None) -> str | None:
+        if value is not None and CONTROL.search(value):
+            raise ValueError("must not hold a line break or NUL")
+        return value
+
+    @model_validator(mode="after")
+    def _proxy_login(self) -> HttpClientOptions:
+        if (self.proxy_username is None) != (self.proxy_password is None):
+            raise ValueError("proxy_username and proxy_password go together")
+        if self.proxy_username is not None:
+            if self.proxy_url is None:
+                raise ValueError("proxy_username and proxy_password need a proxy_url")
+            if ":" in self.proxy_username:  # Basic auth joins the two with the first ":"
+                raise ValueError("proxy_username must not contain ':'")
+        return self
+
+    def proxy_login(self) -> tuple[str, str] | None:
+        """(username, password) for the channel's proxy, or None."""
+        if self.proxy_username is None or self.proxy_password is None:
+            return None
+        return self.proxy_username, self.proxy_password

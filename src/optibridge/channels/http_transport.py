@@ -54,6 +54,7 @@ class HttpChannel:
         self._timeout_s = options.timeout_s
         self._connect_timeout_s = options.connect_timeout_s
         self._proxy = options.proxy_url
+        self._proxy_login = options.proxy_login()
         self._proxy_from_env = True
         self._client: RequestClient | None = None
         self._policy = policy
@@ -83,6 +84,7 @@ class HttpChannel:
             resolver=self._policy.resolver(self._inner_resolver),
             plain_resolver=self._inner_resolver,
             proxy=self._proxy,
+            proxy_login=self._proxy_login,
             proxy_from_env=self._proxy_from_env,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from optibridge.channels.http2 import proxy_and_login
 from optibridge.channels.http_client import HOP_BY_HOP, clean_headers, proxy_for, request_url
 from optibridge.channels.settings import JsonSettings, WebhookSettings
 
@@ -79,3 +80,22 @@ def test_environment_proxy_choice(scheme: str, host: str, expected: str | None) 
 
 def test_no_environment_proxy_means_direct() -> None:
     assert proxy_for("https", "api.twilio.com", {}) is None
+
+
+@pytest.mark.parametrize(
+    ("proxy", "login", "url", "sent_login"),
+    [
+        ("http://proxy.example:3128", None, "http://proxy.example:3128", None),
+        ("http://proxy.example:3128", ("a", "b"), "http://proxy.example:3128", ("a", "b")),
+        # An operator's HTTPS_PROXY with its login: taken out of the URL (decoded), sent as the login.
+        ("http://us%40er:p%3Ass@proxy.example:3128", None, "http://proxy.example:3128", ("us@er", "p:ss")),
+        # A channel's own login wins over one in the URL.
+        ("https://x:y@proxy.example", ("a", "b"), "https://proxy.example", ("a", "b")),
+    ],
+)
+def test_the_http2_proxy_url_and_its_login(
+    proxy: str, login: tuple[str, str] | None, url: str, sent_login: tuple[str, str] | None
+) -> None:
+    got_url, got_login = proxy_and_login(proxy, login)
+    assert got_url.rstrip("/") == url
+    assert got_login == sent_login

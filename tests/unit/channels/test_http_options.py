@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from optibridge.channels.http_options import HttpClientOptions
 from optibridge.channels.settings import SETTINGS_BY_TYPE
+from optibridge.core.config import split_provider_settings
 
 HTTP_TYPES = sorted(t for t, model in SETTINGS_BY_TYPE.items() if issubclass(model, HttpClientOptions))
 # The least each type needs to validate, besides the proxy under test (FCM and APNs need keys made
@@ -61,3 +62,45 @@ def test_proxy_url_is_checked_the_same_for_every_http_provider(kind: str) -> Non
     ):
         with pytest.raises(ValidationError):
             model.model_validate({"type": kind, "proxy_url": bad, **REQUIRED[kind]})
+
+
+@pytest.mark.parametrize("kind", [t for t in HTTP_TYPES if t in REQUIRED])
+def test_an_authenticating_proxy_takes_a_username_and_a_password(kind: str) -> None:
+    model = SETTINGS_BY_TYPE[kind]
+    base = {"type": kind, "proxy_url": "http://proxy.example:3128", **REQUIRED[kind]}
+    ok = model.model_validate({**base, "proxy_username": "egress", "proxy_password": "pa:ss w@rd"})
+    assert isinstance(ok, HttpClientOptions)
+    assert ok.proxy_login() == ("egress", "pa:ss w@rd")
+    assert ok.proxy_url == "http://proxy.example:3128"  # the login never rides in the URL
+    assert model.model_validate(base).proxy_login() is None  # an open proxy
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"proxy_username": "egress"}, "go together"),
+        ({"proxy_password": "x"}, "go together"),
+        ({"proxy_username": "a:b", "proxy_password": "x"}, "':'"),
+        ({"proxy_username": "egress", "proxy_password": "x\r\nX-Injected: 1"}, "line break"),
+        ({"proxy_username": "eg\nress", "proxy_password": "x"}, "line break"),
+        ({"proxy_username": "", "proxy_password": "x"}, "at least 1"),
+    ],
+)
+def test_a_malformed_proxy_login_is_refused_with_the_reason(fields: dict[str, str], says: str) -> None:
+    base = {"proxy_url": "http://proxy.example:3128"}
+    with pytest.raises(ValidationError, match=says):
+        HttpClientOptions.model_validate({**base, **fields})
+
+
+def test_a_proxy_login_without_a_proxy_is_refused() -> None:
+    with pytest.raises(ValidationError, match="need a proxy_url"):
+        HttpClientOptions.model_validate({"proxy_username": "egress", "proxy_password": "x"})
+
+
+def test_the_proxy_password_is_stored_as_a_secret_and_the_rest_in_plain() -> None:
+    plain, secret = split_provider_settings(
+        {"type": "json", "proxy_url": "http://proxy.example:3128", "proxy_username": "egress",
+         "proxy_password": "hunter2"}
+    )  # fmt: skip
+    assert secret == {"proxy_password": "hunter2"}
+    assert plain == {"type": "json", "proxy_url": "http://proxy.example:3128", "proxy_username": "egress"}
