@@ -7,9 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 from optibridge.catalog import store as catalog
 from optibridge.catalog.models import TemplateSpec
+from optibridge.catalog.sync import sync_channel
 from optibridge.catalog.tasks import run_sync
 from optibridge.core.config import TenantConfig
 from optibridge.emulator.config import EmulatorConfig
@@ -282,3 +285,55 @@ async def test_cancel_without_a_customer_list_cancels_everything_and_blocks_late
             ).fetchone()
         assert campaign == {"status": "canceled", "cancel_pending": False}
         assert count == {"n": 0}
+
+
+class _HeldOptimove:
+    """The tenant's real Optimove client, whose template calls wait for `go`: a slow Optimove."""
+
+    def __init__(self, inner: Any, go: asyncio.Event) -> None:
+        self._inner = inner
+        self._go = go
+        self.waited = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def get_channel_templates(self, channel_id: int) -> Any:
+        self.waited += 1
+        await self._go.wait()
+        return await self._inner.get_channel_templates(channel_id)
+
+
+async def test_a_slow_optimove_holds_no_database_connection_during_a_sync(
+    db_url: str, test_secret_key: str
+) -> None:
+    """A sync talks to Optimove for as long as its retries and rate limits take; a pooled connection
+    held meanwhile is one the send jobs of every other tenant cannot have. With a pool of one
+    connection, the connection is free while the sync waits on Optimove, and the sync then writes."""
+    async with running_emulator(EmulatorConfig()) as emu, running_service(db_url, test_secret_key) as svc:
+        await setup_tenant(svc, emu)
+        rt = svc.runtime
+        async with rt.pool.connection() as conn:
+            await catalog.upsert(conn, rt.job_app, TENANT, "email", spec(201, "T201"), create=True)
+        await svc.wait_idle()
+        # Drift on Optimove's side (queues no job of ours): the sync must add 201 back.
+        real = await rt.clients.get(TENANT)
+        await real.delete_channel_templates(EMAIL, [201])
+        assert 201 not in await remote_templates(emu)
+        go = asyncio.Event()
+        held = _HeldOptimove(real, go)
+        async with AsyncConnectionPool(
+            db_url, min_size=1, max_size=1, kwargs={"row_factory": dict_row}, open=False
+        ) as one:
+            sync = asyncio.create_task(sync_channel(one.connection, held, TENANT, "email"))  # type: ignore[arg-type]
+            for _ in range(200):  # bounded: until the sync is waiting on Optimove
+                if held.waited:
+                    break
+                await asyncio.sleep(0.01)
+            assert held.waited == 1
+            async with one.connection(timeout=2.0) as conn:  # the pool's only connection is free
+                assert await (await conn.execute("SELECT 1 AS ok")).fetchone() == {"ok": 1}
+            go.set()
+            report = await asyncio.wait_for(sync, 30)
+        assert report.added == [201]
+        assert (await remote_templates(emu))[201] == "T201"

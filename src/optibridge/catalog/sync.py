@@ -7,11 +7,18 @@ docs/optimove-api-notes.md), and a template we deleted is deleted there. Templat
 that were never ours are left alone unless `delete_foreign` is asked for.
 
 Push apps have no "get" call in the API, so they are pushed from what we last told Optimove.
+
+No database connection is held while Optimove is asked: a call may take minutes (its client
+retries with backoff and waits out rate limits), and a reconcile queues a sync of every channel of
+every tenant at once - each one holding a pooled connection through its tenant's slow Optimove
+would starve the send jobs of every other tenant. The sync reads, releases, calls, then writes,
+with a fresh connection each time (`Connect`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +32,7 @@ from optibridge.store import apps, templates
 
 log = get_logger(__name__)
 Conn = psycopg.AsyncConnection[dict[str, Any]]
+Connect = Callable[[], AbstractAsyncContextManager[Conn]]  # e.g. runtime.pool.connection
 
 
 @dataclass(frozen=True)
@@ -68,10 +76,16 @@ class SyncReport:
 
 
 async def sync_channel(
-    conn: Conn, client: OptimoveClient, tenant_id: str, channel_name: str, *, delete_foreign: bool = False
+    connect: Connect,
+    client: OptimoveClient,
+    tenant_id: str,
+    channel_name: str,
+    *,
+    delete_foreign: bool = False,
 ) -> SyncReport:
-    kind, channel_id = await channel_kind(conn, tenant_id, channel_name)
-    rows = await templates.sync_rows(conn, tenant_id, channel_name)
+    async with connect() as conn:
+        kind, channel_id = await channel_kind(conn, tenant_id, channel_name)
+        rows = await templates.sync_rows(conn, tenant_id, channel_name)
     ours = {r.template_id: r.name for r in rows if r.deleted_at is None}
     tombstones = {r.template_id for r in rows if r.deleted_at is not None}
     seen_at = {r.template_id: r.updated_at for r in rows}
@@ -84,7 +98,7 @@ async def sync_channel(
         )
     if plan.delete:
         await client.delete_channel_templates(channel_id, plan.delete)
-    async with conn.transaction():
+    async with connect() as conn, conn.transaction():
         # Record what Optimove now holds, but only for rows nobody changed while we were talking to
         # Optimove: a row changed meanwhile keeps its pending state for the next sync to push.
         for tid, name in ours.items():
@@ -95,7 +109,7 @@ async def sync_channel(
                 conn, tenant_id, channel_name, gone, max(seen_at[t] for t in gone)
             )
     apps_added, apps_deleted = (
-        ([], []) if kind != "push" else await _sync_apps(conn, client, tenant_id, channel_name, channel_id)
+        ([], []) if kind != "push" else await _sync_apps(connect, client, tenant_id, channel_name, channel_id)
     )
     if not plan.empty or apps_added or apps_deleted:
         log.info(
@@ -112,16 +126,17 @@ async def sync_channel(
 
 
 async def _sync_apps(
-    conn: Conn, client: OptimoveClient, tenant_id: str, channel_name: str, channel_id: int
+    connect: Connect, client: OptimoveClient, tenant_id: str, channel_name: str, channel_id: int
 ) -> tuple[list[str], list[str]]:
-    rows = await apps.sync_rows(conn, tenant_id, channel_name)
+    async with connect() as conn:
+        rows = await apps.sync_rows(conn, tenant_id, channel_name)
     to_add = [r for r in rows if r.deleted_at is None and r.pushed_name != r.name]
     to_delete = [r for r in rows if r.deleted_at is not None]
     if to_add:
         await client.add_channel_apps(channel_id, [ChannelApp(r.app_id, r.name) for r in to_add])
     if to_delete:
         await client.delete_channel_apps(channel_id, [r.app_id for r in to_delete])
-    async with conn.transaction():
+    async with connect() as conn, conn.transaction():
         for r in to_add:
             await apps.mark_pushed(conn, tenant_id, channel_name, r.app_id, r.name, r.updated_at)
         for r in to_delete:

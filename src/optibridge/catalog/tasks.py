@@ -20,8 +20,9 @@ async def run_sync(
     runtime: Runtime, tenant_id: str, channel_name: str, *, delete_foreign: bool = False
 ) -> SyncReport:
     client = await runtime.clients.get(tenant_id)
-    async with runtime.pool.connection() as conn:
-        return await sync_channel(conn, client, tenant_id, channel_name, delete_foreign=delete_foreign)
+    return await sync_channel(
+        runtime.pool.connection, client, tenant_id, channel_name, delete_foreign=delete_foreign
+    )
 
 
 async def request_all(runtime: Runtime) -> int:
