@@ -37,6 +37,7 @@ import time
 import typing
 from collections.abc import Mapping
 
+import h2.events
 import httpcore
 import httpx
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -55,9 +56,12 @@ from optibridge.channels.http_client import (
     proxy_for,
 )
 from optibridge.channels.sockets import RESET_ON_CLOSE
+from optibridge.core.logs import get_logger
 from optibridge.core.outbound import DestinationRefusedError, OutboundPolicy, numeric_host
 
 __all__ = ["Http2Client", "HttpClientError", "Reply"]
+
+log = get_logger(__name__)
 
 # httpcore's own cap on the streams it opens on one HTTP/2 connection (and about FCM's; APNs
 # allows 1000): more requests than this on one connection wait for a stream.
@@ -123,6 +127,38 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+# A request whose stream a GOAWAY left unprocessed is sent again on a new connection this many
+# times at most (a server going away on every connection would otherwise be asked forever).
+GOAWAY_RESENDS = 2
+
+
+def unprocessed(exc: BaseException, streams: list[int]) -> bool:
+    """Whether a failed HTTP/2 exchange certainly never reached the server's application (pure):
+    the connection was ended by a GOAWAY whose last processed stream is below this request's
+    stream (RFC 9113 6.8: "can be safely retried"), or before the request's headers were sent.
+    httpcore resends such a request itself only in some cases (not when the GOAWAY names stream
+    0, nor when another stream met the GOAWAY first) and otherwise raises RemoteProtocolError,
+    which alone says nothing of whether the request was processed."""
+    goaway = _connection_terminated(exc)
+    if goaway is None or goaway.last_stream_id is None:
+        return False
+    if not streams:
+        return True  # the headers were never sent on this connection
+    return streams[-1] > goaway.last_stream_id
+
+
+def _connection_terminated(exc: BaseException) -> h2.events.ConnectionTerminated | None:
+    cause: BaseException | None = exc
+    for _ in range(5):  # bounded: httpx wraps httpcore's error, which carries h2's event
+        if cause is None:
+            return None
+        for arg in cause.args:
+            if isinstance(arg, h2.events.ConnectionTerminated):
+                return arg
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def proxy_and_login(proxy: str, login: tuple[str, str] | None) -> tuple[str, tuple[str, str] | None]:
@@ -264,12 +300,7 @@ class Http2Client:
             self._busy[pool] += 1
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    request = client.build_request(method, target, headers=sent_headers, content=body)
-                    response = await client.send(request, stream=True)
-                    try:
-                        data = await self._read(response)
-                    finally:
-                        await response.aclose()
+                    response, data = await self._exchange(client, method, target, sent_headers, body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
                 cause = exc.__cause__ or exc.__context__
                 while cause is not None and not isinstance(cause, DestinationRefusedError):
@@ -296,6 +327,34 @@ class Http2Client:
             raise ProxyRefusedError(response.status_code, response.reason_phrase)
         answer = CIMultiDictProxy(CIMultiDict(response.headers.multi_items()))
         return response.status_code, answer, data
+
+    async def _exchange(
+        self, client: httpx.AsyncClient, method: str, target: httpx.URL, headers: dict[str, str], body: bytes
+    ) -> tuple[httpx.Response, bytes]:
+        """One request, sent again (on a new connection) when a GOAWAY says the server never
+        processed its stream (`unprocessed`); at most GOAWAY_RESENDS times."""
+        streams: list[int] = []
+
+        async def trace(event: str, info: dict[str, typing.Any]) -> None:
+            if event == "http2.send_request_headers.started":
+                streams.append(info["stream_id"])
+
+        for resend in range(GOAWAY_RESENDS + 1):
+            streams.clear()
+            request = client.build_request(
+                method, target, headers=headers, content=body, extensions={"trace": trace}
+            )
+            try:
+                response = await client.send(request, stream=True)
+                try:
+                    return response, await self._read(response)
+                finally:
+                    await response.aclose()
+            except httpx.RemoteProtocolError as exc:
+                if resend == GOAWAY_RESENDS or not unprocessed(exc, streams):
+                    raise
+                log.info("http2: resent a request the server's GOAWAY left unprocessed", stream=streams)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _read(self, response: httpx.Response) -> bytes:
         length = response.headers.get("content-length")

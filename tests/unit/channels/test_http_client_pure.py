@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import h2.events
+import httpcore
+import httpx
 import pytest
 
-from optibridge.channels.http2 import proxy_and_login
+from optibridge.channels.http2 import proxy_and_login, unprocessed
 from optibridge.channels.http_client import HOP_BY_HOP, clean_headers, proxy_for, request_url
 from optibridge.channels.settings import JsonSettings, WebhookSettings
 
@@ -99,3 +102,30 @@ def test_the_http2_proxy_url_and_its_login(
     got_url, got_login = proxy_and_login(proxy, login)
     assert got_url.rstrip("/") == url
     assert got_login == sent_login
+
+
+def _goaway(last_stream_id: int | None) -> BaseException:
+    """httpx's error as the HTTP/2 client meets it: httpcore's, carrying h2's GOAWAY event."""
+    event = h2.events.ConnectionTerminated()
+    event.error_code, event.last_stream_id = 0, last_stream_id
+    wrapped = httpx.RemoteProtocolError(str(event))
+    wrapped.__cause__ = httpcore.RemoteProtocolError(event)
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    ("error", "streams", "resend"),
+    [
+        (_goaway(9), [11], True),  # above the last processed stream: never processed
+        (_goaway(0), [1], True),  # the server processed nothing (httpcore did not resend this one)
+        (_goaway(9), [], True),  # its headers never went out on that connection
+        (_goaway(9), [9], False),  # the server may have acted on it: uncertain, not resent
+        (_goaway(9), [3], False),
+        (_goaway(None), [11], False),  # no last stream named: nothing can be concluded
+        (httpx.RemoteProtocolError("Server disconnected"), [], False),  # no GOAWAY at all
+    ],
+)
+def test_only_a_request_a_goaway_left_unprocessed_is_resent(
+    error: BaseException, streams: list[int], resend: bool
+) -> None:
+    assert unprocessed(error, streams) is resend
