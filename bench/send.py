@@ -17,7 +17,9 @@ reply and HTTP response by L, and the channels keep their default settings (send
 pool, HTTP connections): e-mail over SMTP, SMS through the Twilio adapter, push through the JSON
 adapter. The reference in the same run is a bare loop with as many connections as the workers
 may open (workers x 512: aiosmtplib for SMTP, aiohttp for HTTP; on uvloop and with the garbage
-collector tuned, as the workers) at the same latency.
+collector tuned, as the workers) at the same latency. `--options 'in_flight = 300'` replaces the
+channels' defaults and `--bare-connections N` the reference's connections, to measure the ratio at
+other sends in flight (docs/benchmarks.md, session 11).
 
 The workers are started first; once they run, the messages are loaded due a few seconds later,
 and the rate counts from that due time to the last send (as in production, where workers are
@@ -226,6 +228,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2 cores: 2)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="sinks delay every reply by this")
     parser.add_argument(
+        "--options",
+        default="",
+        help="with --latency-ms: channel options instead of the defaults, as TOML key = value pairs "
+        "(e.g. 'in_flight = 300'), to measure the ratio at other sends in flight",
+    )
+    parser.add_argument(
+        "--bare-connections",
+        type=int,
+        default=0,
+        help="with --latency-ms: the bare loop's connections (default: workers x 512, the defaults')",
+    )
+    parser.add_argument(
         "--gc-young-threshold",
         type=int,
         default=GC_YOUNG_THRESHOLD,
@@ -417,6 +431,8 @@ def latency_main(args: argparse.Namespace) -> None:
         "bench": "send", "size": size, "workers": args.workers, "latency_ms": latency,
         "load_avg": [round(x, 2) for x in os.getloadavg()], "p99_ms": {},
     }  # fmt: skip
+    if args.options:
+        result["options"] = args.options
     sink: subprocess.Popen[bytes] | None = None
     try:
         url = pg.start()
@@ -449,6 +465,7 @@ def latency_main(args: argparse.Namespace) -> None:
             "OPTIBRIDGE_ALLOW_PRIVATE_DESTINATIONS": '["127.0.0.0/8", "::1/128"]',
         }
         sh(env, "db", "upgrade")
+        options = f"options = {{ {args.options} }}" if args.options else ""
         push_template = (
             '{"to": "{{to}}", "title": "{{subject}}", "body": "{{body}}", "ref": "{{message_id}}"}'
         )
@@ -461,6 +478,7 @@ api_key = "k"
 name = "email"
 kind = "email"
 channel_id = {EMAIL}
+{options}
 [channels.provider]
 type = "smtp"
 host = "127.0.0.1"
@@ -471,6 +489,7 @@ from_address = "news@shop.example"
 name = "sms"
 kind = "sms"
 channel_id = {SMS}
+{options}
 [channels.provider]
 type = "twilio"
 account_sid = "ACbench"
@@ -481,6 +500,7 @@ base_url = "{http_base}"
 name = "push"
 kind = "push"
 channel_id = {PUSH}
+{options}
 [channels.provider]
 type = "json"
 url = "{http_base}/json/push"
@@ -511,7 +531,7 @@ provider_id_path = "data.id"
                 "--body",
                 str(work / "s.txt"),
             )
-        connections = args.workers * DEFAULT_CONNECTIONS
+        connections = args.bare_connections or args.workers * DEFAULT_CONNECTIONS
         channel_of = {"email": EMAIL, "sms": SMS, "push": PUSH}
         for n, kind in enumerate(kinds, start=1):
             rate, rss, cpu_us, p99 = run_workers(
