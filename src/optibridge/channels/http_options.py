@@ -4,6 +4,8 @@ Postmark, Vonage, Plivo, APNs), which HttpChannel takes as they are."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from optibridge.channels.setting_checks import CONTROL, check_http_url
@@ -29,7 +31,15 @@ class HttpClientOptions(BaseModel):
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
         # No user:password@ here: the URL is stored in plain (proxy_username/proxy_password).
-        return None if value is None else check_http_url(value, base_only=True)
+        if value is None:
+            return None
+        try:
+            netloc = urlsplit(value).netloc
+        except ValueError:  # malformed: check_http_url says how
+            netloc = ""
+        if "@" in netloc:
+            raise ValueError("must not carry a login: set proxy_username and proxy_password instead")
+        return check_http_url(value, base_only=True)
 
     @field_validator("proxy_username", "proxy_password")
     @classmethod

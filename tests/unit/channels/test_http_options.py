@@ -92,6 +92,11 @@ def test_a_malformed_proxy_login_is_refused_with_the_reason(fields: dict[str, st
         HttpClientOptions.model_validate({**base, **fields})
 
 
+def test_a_login_in_the_proxy_url_points_to_the_login_fields() -> None:
+    with pytest.raises(ValidationError, match="set proxy_username and proxy_password instead"):
+        HttpClientOptions.model_validate({"proxy_url": "http://egress:secret@proxy.example:3128"})
+
+
 def test_a_proxy_login_without_a_proxy_is_refused() -> None:
     with pytest.raises(ValidationError, match="need a proxy_url"):
         HttpClientOptions.model_validate({"proxy_username": "egress", "proxy_password": "x"})
