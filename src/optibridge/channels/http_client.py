@@ -246,13 +246,12 @@ class HttpClient:
         # reused connection is rarely one the server is closing at that very moment.
         self._idle_s = idle_s
         self._max_body = max_response_bytes
-        self._proxy = proxy
         # aiohttp sends a proxy URL's user info as Proxy-Authorization (on the CONNECT for https
-        # destinations, on the request itself for http ones); the login is kept out of `_proxy`,
-        # which error messages and the guard see.
-        self._proxy_sent: URL | str | None = proxy
+        # destinations, on the request itself for http ones). Only this client holds the URL with
+        # the login; the channel's setting (which the guard checks) never carries it.
+        self._proxy: URL | str | None = proxy
         if proxy is not None and proxy_login is not None:
-            self._proxy_sent = URL(proxy).with_user(proxy_login[0]).with_password(proxy_login[1])
+            self._proxy = URL(proxy).with_user(proxy_login[0]).with_password(proxy_login[1])
         self._env = env_proxies() if proxy_from_env and proxy is None else {}
         self._dns_ttl_s = dns_ttl_s
         self._checked: dict[str, float] = {}  # destination host -> monotonic time its check expires
@@ -314,8 +313,8 @@ class HttpClient:
         return session
 
     def _proxy_for(self, scheme: str, host: str) -> URL | str | None:
-        if self._proxy_sent is not None:
-            return self._proxy_sent
+        if self._proxy is not None:
+            return self._proxy
         if not self._env:
             return None
         key = (scheme, host)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from optibridge.channels.setting_checks import CONTROL, check_http_url
+from optibridge.channels.setting_checks import check_http_url
 
 
 class HttpClientOptions(BaseModel):
@@ -23,7 +23,8 @@ class HttpClientOptions(BaseModel):
     proxy_url: str | None = None
     # An authenticating proxy (Basic, RFC 7617: Proxy-Authorization on the CONNECT or the
     # forwarded request). Separate fields, not user:password@ in proxy_url: the password is stored
-    # encrypted (its name ends in "password", core.config.SECRET_FIELD), the URL in plain.
+    # encrypted (its name ends in "password", core.config.SECRET_FIELD), the URL in plain. A line
+    # break or NUL in either is refused by every provider's settings (`_single_line_strings`).
     proxy_username: str | None = Field(default=None, min_length=1, max_length=256)
     proxy_password: str | None = Field(default=None, max_length=1024)
 
@@ -40,13 +41,6 @@ class HttpClientOptions(BaseModel):
         if "@" in netloc:
             raise ValueError("must not carry a login: set proxy_username and proxy_password instead")
         return check_http_url(value, base_only=True)
-
-    @field_validator("proxy_username", "proxy_password")
-    @classmethod
-    def _proxy_credential(cls, value: str | None) -> str | None:
-        if value is not None and CONTROL.search(value):
-            raise ValueError("must not hold a line break or NUL")
-        return value
 
     @model_validator(mode="after")
     def _proxy_login(self) -> HttpClientOptions:

@@ -38,14 +38,14 @@ CONFIG_ENV = "OPTIBRIDGE_CONFIG"
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ChannelKind = Literal["email", "sms", "push", "webhook"]
-# Provider settings whose names match this are credentials: they are stored encrypted and never
-# shown back. Matching by name keeps provider modules free to add fields without a schema change.
 # optimove_rate_margin_s: the shared rate window is held this much longer than Optimove's: 5 % of
 # its 10 s. The spread to cover is between the first requests of a window, which often open new
 # connections (TCP and TLS to a remote Optimove: 100-400 ms), and a later one on a warm connection.
 # 0.25 s was not enough: one CI run of tests/integration/optimove/test_optimove_shared_limit.py (3
 # processes, the emulator on the same loaded 2-core machine) got a 429.
 OPTIMOVE_RATE_MARGIN_S = 0.5
+# Provider settings whose names match this are credentials: they are stored encrypted and never
+# shown back. Matching by name keeps provider modules free to add fields without a schema change.
 SECRET_FIELD = re.compile(r"(pass(word)?|secret|token|api_?key|private_?key|credentials?)$", re.I)
 
 
